@@ -1,0 +1,89 @@
+"""The FastAPI application: wiring of settings, store, service, worker and routes."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..config import Settings, load_settings
+from ..domain.errors import ArmError
+from ..domain.service import ResourceService
+from ..jobs.worker import Worker
+from ..store.database import make_engine, migrate
+from ..store.sql_store import SqlStore
+from .paths import CanonicalPathMiddleware
+from .routes import operations, resource_groups, resources
+from .wire import error_response
+
+log = logging.getLogger("galley.api")
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> FastAPI:
+    settings = settings or load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    store = SqlStore(engine)
+    worker = Worker(store, settings.worker_poll_seconds)
+    service = ResourceService(store, settings, on_queued=worker.wake)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if run_worker:
+            worker.start()
+        try:
+            yield
+        finally:
+            worker.stop()
+            engine.dispose()
+
+    app = FastAPI(title="Galley", version=__version__, lifespan=lifespan,
+                  description="Azure Resource Manager API for Compute Gallery, managed images, disks "
+                              "and snapshots, served by Galley.")
+    app.state.settings = settings
+    app.state.store = store
+    app.state.service = service
+    app.state.worker = worker
+    app.state.max_body_bytes = settings.max_body_bytes
+    app.add_middleware(CanonicalPathMiddleware)
+    app.include_router(resource_groups.router)
+    app.include_router(operations.router)
+    app.include_router(resources.build_router())
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ArmError)
+    async def arm_error(_request: Request, error: ArmError):
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError):
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body"))
+        return error_response(ArmError(f"Invalid request parameter '{where}': {first.get('msg', 'invalid')}.",
+                                       code="InvalidParameter", target=where or None))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        if error.status_code == 404:
+            return error_response(ArmError(
+                f"No resource or operation matches {request.method} {request.url.path}.",
+                code="NotFound", status=404))
+        if error.status_code == 405:
+            return error_response(ArmError(
+                f"The method {request.method} is not supported on {request.url.path}.",
+                code="MethodNotAllowed", status=405))
+        return error_response(ArmError(str(error.detail), code="BadRequest", status=error.status_code))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, error: Exception):
+        log.exception("unhandled error")
+        return error_response(ArmError("An internal error occurred; it has been logged.",
+                                       code="InternalServerError", status=500))

@@ -1,0 +1,38 @@
+"""Async-operation status (Azure-AsyncOperation) and results (Location) endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from ...domain.resource import FAILED, IN_PROGRESS
+from ..api_versions import operation_api
+from ..wire import json_response, operation_urls, render, render_operation
+from .resources import service_of
+
+router = APIRouter(tags=["Operations"])
+BASE = "/subscriptions/{subscriptionId}/providers/microsoft.compute/locations/{location}"
+
+
+@router.get(BASE + "/operations/{operationId}", operation_id="Operations_GetStatus")
+def status(request: Request, subscriptionId: str, location: str, operationId: str,
+           api_version: str = Depends(operation_api)) -> Response:
+    operation = service_of(request).operation(operationId)
+    headers = {"Retry-After": "1"} if operation.status == IN_PROGRESS else None
+    return json_response(render_operation(operation), headers=headers)
+
+
+@router.get(BASE + "/operationresults/{operationId}", operation_id="Operations_GetResult")
+def result(request: Request, subscriptionId: str, location: str, operationId: str,
+           api_version: str = Depends(operation_api)) -> Response:
+    service = service_of(request)
+    operation = service.operation(operationId)
+    if operation.status == IN_PROGRESS:
+        return Response(status_code=202, headers=operation_urls(request, operation, api_version))
+    if operation.status == FAILED:
+        return json_response({"error": operation.error}, 409)
+    if operation.action == "delete":
+        return Response(status_code=204)
+    with service.store.read() as tx:
+        resource = tx.get(operation.resource_id)
+    return json_response(render(resource)) if resource else Response(status_code=204)

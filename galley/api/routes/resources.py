@@ -1,0 +1,200 @@
+"""CRUD and list endpoints for every Microsoft.Compute type Galley holds, from one description each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from ...domain import ids
+from ...domain.errors import ArmError
+from ...domain.service import ResourceRef, ResourceService
+from .. import api_versions
+from ..wire import accepted_response, json_body, json_response, page_response, render
+from ._signature import with_parameters
+
+SUB = "/subscriptions/{subscriptionId}"
+GROUP = SUB + "/resourcegroups/{resourceGroupName}"
+COMPUTE = GROUP + "/providers/microsoft.compute"
+SUB_COMPUTE = SUB + "/providers/microsoft.compute"
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    type: str
+    operation_prefix: str  # as in Azure's REST spec, e.g. GalleryImageVersions
+    item_path: str
+    name_params: list[str]
+    api: Callable
+    create_status: int = 201
+    update_status: int = 200
+    patch_status: int = 200
+    list_by_group: str | None = None
+    list_by_subscription: str | None = None
+    list_by_parent: str | None = None
+    expandable: bool = False
+
+    @property
+    def path_params(self) -> list[str]:
+        return ["subscriptionId", "resourceGroupName", *self.name_params]
+
+    def ref(self, params: dict) -> ResourceRef:
+        names = [params[n] for n in self.name_params]
+        segments = self.type.split("/")[1:]
+        resource_id = ids.resource_group_id(params["subscriptionId"], params["resourceGroupName"]) + \
+            "/providers/Microsoft.Compute/" + "/".join(f"{s}/{n}" for s, n in zip(segments, names))
+        return ResourceRef(id=resource_id, type=self.type, name=names[-1],
+                           subscription_id=params["subscriptionId"],
+                           resource_group=params["resourceGroupName"])
+
+    def parent_id(self, params: dict) -> str:
+        return ids.parent_id(self.ref({**params, self.name_params[-1]: "x"}).id)
+
+
+SPECS = [
+    ResourceSpec(ids.GALLERY_TYPE, "Galleries", COMPUTE + "/galleries/{galleryName}", ["galleryName"],
+                 api_versions.gallery_api, list_by_group=COMPUTE + "/galleries",
+                 list_by_subscription=SUB_COMPUTE + "/galleries"),
+    ResourceSpec(ids.IMAGE_DEFINITION_TYPE, "GalleryImages",
+                 COMPUTE + "/galleries/{galleryName}/images/{galleryImageName}",
+                 ["galleryName", "galleryImageName"], api_versions.gallery_api,
+                 list_by_parent=COMPUTE + "/galleries/{galleryName}/images"),
+    ResourceSpec(ids.IMAGE_VERSION_TYPE, "GalleryImageVersions",
+                 COMPUTE + "/galleries/{galleryName}/images/{galleryImageName}/versions/{galleryImageVersionName}",
+                 ["galleryName", "galleryImageName", "galleryImageVersionName"], api_versions.gallery_api,
+                 list_by_parent=COMPUTE + "/galleries/{galleryName}/images/{galleryImageName}/versions",
+                 expandable=True),
+    ResourceSpec(ids.MANAGED_IMAGE_TYPE, "Images", COMPUTE + "/images/{imageName}", ["imageName"],
+                 api_versions.compute_api, list_by_group=COMPUTE + "/images",
+                 list_by_subscription=SUB_COMPUTE + "/images"),
+    ResourceSpec(ids.DISK_TYPE, "Disks", COMPUTE + "/disks/{diskName}", ["diskName"], api_versions.disk_api,
+                 create_status=202, update_status=202, patch_status=202,
+                 list_by_group=COMPUTE + "/disks", list_by_subscription=SUB_COMPUTE + "/disks"),
+    ResourceSpec(ids.SNAPSHOT_TYPE, "Snapshots", COMPUTE + "/snapshots/{snapshotName}", ["snapshotName"],
+                 api_versions.disk_api, create_status=202, update_status=202, patch_status=202,
+                 list_by_group=COMPUTE + "/snapshots", list_by_subscription=SUB_COMPUTE + "/snapshots"),
+]
+
+
+def _wants_replication_status(expand: str | None) -> bool:
+    if expand is None:
+        return False
+    if expand.lower() != "replicationstatus":
+        raise ArmError(f"$expand value '{expand}' is not supported; use ReplicationStatus.",
+                       code="InvalidParameter", target="$expand")
+    return True
+
+
+def service_of(request: Request) -> ResourceService:
+    return request.app.state.service
+
+
+def register(router: APIRouter, spec: ResourceSpec) -> None:
+    api = (str, Depends(spec.api))
+    req = (Request, None)
+    body = (dict, Depends(json_body))
+    expand = (str | None, Query(None, alias="$expand"))
+    skiptoken = (str | None, Query(None, alias="$skiptoken"))
+
+    def put(request: Request, api_version: str, body: dict, **params) -> Response:
+        accepted = service_of(request).put(spec.ref(params), body)
+        status = spec.create_status if accepted.created else spec.update_status
+        return accepted_response(request, render(accepted.resource), accepted.operation, api_version, status)
+
+    def patch(request: Request, api_version: str, body: dict, **params) -> Response:
+        accepted = service_of(request).put(spec.ref(params), body, patch=True)
+        return accepted_response(request, render(accepted.resource), accepted.operation, api_version,
+                                 spec.patch_status)
+
+    def get(request: Request, api_version: str, expand: str | None = None, **params) -> Response:
+        ref = spec.ref(params)
+        service = service_of(request)
+        if spec.expandable and _wants_replication_status(expand):
+            resource, regions = service.get_with_regions(ref.id)
+            return json_response(render(resource, regions))
+        return json_response(render(service.get(ref.id, spec.type)))
+
+    def delete(request: Request, api_version: str, **params) -> Response:
+        operation = service_of(request).delete(spec.ref(params).id, spec.type)
+        if operation is None:
+            return Response(status_code=204)
+        return accepted_response(request, None, operation, api_version, 202)
+
+    item_params = spec.path_params
+    router.add_api_route(spec.item_path, with_parameters(put, item_params, {"request": req, "api_version": api, "body": body}),
+                         methods=["PUT"], operation_id=f"{spec.operation_prefix}_CreateOrUpdate",
+                         tags=[spec.operation_prefix])
+    router.add_api_route(spec.item_path, with_parameters(patch, item_params, {"request": req, "api_version": api, "body": body}),
+                         methods=["PATCH"], operation_id=f"{spec.operation_prefix}_Update",
+                         tags=[spec.operation_prefix])
+    get_extra = {"request": req, "api_version": api}
+    if spec.expandable:
+        get_extra["expand"] = expand
+    router.add_api_route(spec.item_path, with_parameters(get, item_params, get_extra), methods=["GET"],
+                         operation_id=f"{spec.operation_prefix}_Get", tags=[spec.operation_prefix])
+    router.add_api_route(spec.item_path, with_parameters(delete, item_params, {"request": req, "api_version": api}),
+                         methods=["DELETE"], operation_id=f"{spec.operation_prefix}_Delete",
+                         tags=[spec.operation_prefix])
+
+    def list_handler(scope: str):
+        def list_items(request: Request, api_version: str, skiptoken: str | None = None,
+                       expand: str | None = None, **params) -> Response:
+            service = service_of(request)
+            page = service.list(
+                spec.type, params["subscriptionId"],
+                resource_group=params.get("resourceGroupName") if scope == "group" else None,
+                parent=spec.parent_id(params) if scope == "parent" else None, after=skiptoken)
+            if spec.expandable and _wants_replication_status(expand):
+                items = [render(*service.get_with_regions(r.id)) for r in page.items]
+            else:
+                items = [render(r) for r in page.items]
+            return page_response(request, page, items)
+        return list_items
+
+    lists = [("group", spec.list_by_group, ["subscriptionId", "resourceGroupName"], "ListByResourceGroup"),
+             ("subscription", spec.list_by_subscription, ["subscriptionId"], "List"),
+             ("parent", spec.list_by_parent, spec.path_params[:-1],
+              "ListBy" + ("GalleryImage" if spec.expandable else "Gallery"))]
+    for scope, path, names, suffix in lists:
+        if path is None:
+            continue
+        extra = {"request": req, "api_version": api, "skiptoken": skiptoken}
+        if spec.expandable:
+            extra["expand"] = expand
+        router.add_api_route(path, with_parameters(list_handler(scope), names, extra), methods=["GET"],
+                             operation_id=f"{spec.operation_prefix}_{suffix}", tags=[spec.operation_prefix])
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+    _register_latest(router)
+    for spec in SPECS:
+        register(router, spec)
+    return router
+
+
+def _register_latest(router: APIRouter) -> None:
+    """Galley's extension: resolve 'latest' the way a VM deployment would, optionally in one region."""
+    version_spec = SPECS[2]
+    names = version_spec.path_params[:-1]
+
+    def latest(request: Request, api_version: str, region: str | None = None,
+               expand: str | None = None, **params) -> Response:
+        service = service_of(request)
+        definition_id = version_spec.parent_id(params)
+        found = service.latest_version(definition_id, region)
+        if _wants_replication_status(expand):
+            return json_response(render(*service.get_with_regions(found.id)))
+        return json_response(render(found))
+
+    extra = {"request": (Request, None), "api_version": (str, Depends(version_spec.api)),
+             "region": (str | None, Query(None, description="Only versions replicated to this region count")),
+             "expand": (str | None, Query(None, alias="$expand"))}
+    base = COMPUTE + "/galleries/{galleryName}/images/{galleryImageName}"
+    # Declared before the item routes so that versions/latest is not read as a version name.
+    for path, operation in ((base + "/versions/latest", "GalleryImageVersions_GetLatest"),
+                            (base + "/latestversion", "GalleryImageVersions_GetLatestVersion")):
+        router.add_api_route(path, with_parameters(latest, names, extra), methods=["GET"],
+                             operation_id=operation, tags=["GalleryImageVersions"])

@@ -1,0 +1,110 @@
+"""Request bodies in, ARM JSON and long-running-operation headers out."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from ..domain.errors import ArmError
+from ..domain.image_version import aggregated_state
+from ..domain.ports import Page
+from ..domain.resource import Operation, Resource, TargetRegion
+
+MAX_BODY_BYTES = 1_048_576
+
+
+def json_response(body: object, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def error_response(error: ArmError) -> Response:
+    return json_response(error.to_body(), error.status)
+
+
+async def json_body(request: Request) -> dict:
+    """The request's JSON object; anything else is a 4xx before any work is done."""
+    declared = request.headers.get("content-length")
+    limit = getattr(request.app.state, "max_body_bytes", MAX_BODY_BYTES)
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise ArmError("The request body is empty; a JSON object is required.",
+                       code="InvalidRequestContent")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise ArmError(f"The request content is not valid JSON: {error}.",
+                       code="InvalidRequestContent") from None
+    if not isinstance(body, dict):
+        raise ArmError(f"The request content must be a JSON object, not {type(body).__name__}.",
+                       code="InvalidRequestContent")
+    return body
+
+
+def _too_large(limit: int) -> ArmError:
+    return ArmError(f"The request body is larger than {limit} bytes.",
+                    code="RequestEntityTooLarge", status=413)
+
+
+def render(resource: Resource, regions: list[TargetRegion] | None = None) -> dict:
+    properties = dict(resource.properties)
+    properties["provisioningState"] = resource.provisioning_state
+    if regions is not None:
+        properties["replicationStatus"] = {
+            "aggregatedState": aggregated_state(regions),
+            "summary": [{"region": r.region, "state": r.state, "details": r.details,
+                         "progress": r.progress} for r in regions],
+        }
+    body = {"id": resource.id, "name": resource.name, "type": resource.type,
+            "location": resource.location, "tags": resource.tags, "properties": properties}
+    if resource.sku is not None:
+        body["sku"] = resource.sku
+    return body
+
+
+def page_response(request: Request, page: Page, items: list[dict]) -> Response:
+    body: dict = {"value": items}
+    if page.next_token:
+        params = {k: v for k, v in request.query_params.items() if k != "$skiptoken"}
+        params["$skiptoken"] = page.next_token
+        body["nextLink"] = f"{str(request.base_url).rstrip('/')}{request.url.path}?{urlencode(params)}"
+    return json_response(body)
+
+
+def operation_urls(request: Request, operation: Operation, api_version: str) -> dict[str, str]:
+    base = (f"{str(request.base_url).rstrip('/')}/subscriptions/{operation.subscription_id}"
+            f"/providers/Microsoft.Compute/locations/{operation.region}")
+    query = urlencode({"api-version": api_version})
+    return {
+        "Azure-AsyncOperation": f"{base}/operations/{operation.id}?{query}",
+        "Location": f"{base}/operationResults/{operation.id}?{query}",
+        "Retry-After": "1",
+    }
+
+
+def accepted_response(request: Request, body: dict | None, operation: Operation, api_version: str,
+                      status: int) -> Response:
+    headers = operation_urls(request, operation, api_version)
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    return json_response(body, status, headers)
+
+
+def render_operation(operation: Operation) -> dict:
+    body = {"name": operation.id, "status": operation.status, "startTime": operation.start_time}
+    if operation.end_time:
+        body["endTime"] = operation.end_time
+    if operation.error:
+        body["error"] = operation.error
+    return body

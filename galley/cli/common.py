@@ -1,0 +1,205 @@
+"""What every client command shares: the global options (`--server`,
+`--subscription`, `--output`), the session they produce, the `@arm_command`
+decorator that adds them, error reporting, and az-style option parsing
+(tags, true/false flags, usage errors)."""
+
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Any, Callable, Optional
+
+import click
+import typer
+
+from galley.cli.client import DEFAULT_SUBSCRIPTION, DEFAULT_URL, ArmClient, ArmError
+from galley.cli.output import Columns, emit
+
+
+class OutputFormat(str, Enum):
+    json = "json"
+    table = "table"
+    none = "none"
+
+
+GLOBAL_PANEL = "Global options"
+
+ServerOpt = Annotated[
+    Optional[str],
+    typer.Option("--server", help=f"Galley server URL. Env GALLEY_URL; default {DEFAULT_URL}.",
+                 rich_help_panel=GLOBAL_PANEL, show_default=False),
+]
+SubscriptionOpt = Annotated[
+    Optional[str],
+    typer.Option("--subscription", help=f"Subscription id. Env GALLEY_SUBSCRIPTION; default {DEFAULT_SUBSCRIPTION}.",
+                 rich_help_panel=GLOBAL_PANEL, show_default=False),
+]
+OutputOpt = Annotated[
+    Optional[OutputFormat],
+    typer.Option("--output", "-o", help="Output format (default json).", case_sensitive=False,
+                 rich_help_panel=GLOBAL_PANEL, show_default=False),
+]
+
+
+# -- options used by many commands ------------------------------------------------
+
+ResourceGroupOpt = Annotated[str, typer.Option("--resource-group", "-g", help="Name of the resource group.")]
+OptionalResourceGroupOpt = Annotated[
+    Optional[str], typer.Option("--resource-group", "-g", help="Name of the resource group (omit to list the whole subscription).")
+]
+LocationOpt = Annotated[
+    Optional[str], typer.Option("--location", "-l", help="Region. Defaults to the location of the parent resource.")
+]
+TagsOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--tags", help='Space-separated tags: key[=value] ... Use "" to clear existing tags.'),
+]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Do not wait for the long-running operation to finish.")]
+NameOpt = Annotated[str, typer.Option("--name", "-n", help="Name of the resource.")]
+
+
+class OsType(str, Enum):
+    Linux = "Linux"
+    Windows = "Windows"
+
+
+class HyperVGeneration(str, Enum):
+    V1 = "V1"
+    V2 = "V2"
+
+
+def enum_value(value: Optional[Enum]) -> Optional[str]:
+    return value.value if value is not None else None
+
+
+# -- az-style value parsing -----------------------------------------------------------
+
+
+def parse_tags(values: Optional[list[str]]) -> Optional[dict]:
+    """az tags: ['a=1', 'b'] -> {'a': '1', 'b': ''}; [''] -> {} (clear)."""
+    if values is None:
+        return None
+    tags: dict[str, str] = {}
+    for value in values:
+        if not value:
+            continue
+        key, _, tag_value = value.partition("=")
+        tags[key] = tag_value
+    return tags
+
+
+TRUE_WORDS = ("true", "yes", "y", "on", "1")
+FALSE_WORDS = ("false", "no", "n", "off", "0")
+
+
+def parse_bool_word(value: Any) -> Optional[bool]:
+    """Parser of three-state flags (`--flag`, `--flag true`, `--flag false`)."""
+    if value is None or isinstance(value, bool):
+        return value
+    word = str(value).lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise typer.BadParameter(f"expected true or false, not {value!r}")
+
+
+def three_state_option(*names: str, help: str) -> Any:
+    """An option that may be given bare (meaning true) or with true/false.
+    The bare form is turned into `--flag true` by galley.cli.argv."""
+    return typer.Option(*names, help=help + " [true|false; bare flag means true]",
+                        parser=parse_bool_word, metavar="[true|false]")
+
+
+def usage_error(message: str) -> click.UsageError:
+    return click.UsageError(message)
+
+
+# -- session and the command decorator ---------------------------------------------------
+
+
+@dataclass
+class Session:
+    """What a command needs to talk to the server."""
+
+    client: ArmClient
+    subscription: str
+    output: str
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_client(server: str) -> ArmClient:
+    """Builds the HTTP client; unit tests replace this to inject a transport."""
+    return ArmClient(server)
+
+
+def resolve_settings(server: Optional[str], subscription: Optional[str], output: Optional[Any]) -> tuple[str, str, str]:
+    """Command option, else the same option given before the command, else env, else default."""
+    ctx = click.get_current_context(silent=True)
+    root = (ctx.find_root().obj if ctx else None) or {}
+    server = server or root.get("server") or os.environ.get("GALLEY_URL") or DEFAULT_URL
+    subscription = (subscription or root.get("subscription")
+                    or os.environ.get("GALLEY_SUBSCRIPTION") or DEFAULT_SUBSCRIPTION)
+    output = output or root.get("output") or OutputFormat.json
+    return server, subscription, OutputFormat(output).value
+
+
+def report(error: ArmError) -> None:
+    for line in error.lines():
+        sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+GLOBAL_PARAMETERS = [
+    inspect.Parameter("server", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ServerOpt),
+    inspect.Parameter("subscription", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SubscriptionOpt),
+    inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OutputOpt),
+]
+
+
+def arm_command(app: typer.Typer, name: str, columns: Optional[Columns] = None) -> Callable:
+    """Register `func(session, **options)` as command `name` of `app`.
+
+    The command gets the global options added to its signature; it receives a
+    Session instead, returns the result to print (or None), and may raise
+    ArmError, which is printed as `ERROR: (Code) message` with exit code 1.
+    """
+
+    def register(func: Callable) -> Callable:
+        own = list(inspect.signature(func).parameters.values())[1:]  # drop `session`
+
+        def command(**kwargs: Any) -> None:
+            server, subscription, output = resolve_settings(
+                kwargs.pop("server"), kwargs.pop("subscription"), kwargs.pop("output")
+            )
+            session = Session(make_client(server), subscription, output)
+            try:
+                result = func(session, **kwargs)
+            except ArmError as error:
+                report(error)
+                raise typer.Exit(1)
+            except KeyboardInterrupt:
+                sys.stderr.write("Interrupted. A started operation goes on in the server.\n")
+                raise typer.Exit(130)
+            finally:
+                session.close()
+            emit(result, output, columns)
+
+        command.__name__ = func.__name__
+        command.__qualname__ = func.__qualname__
+        command.__doc__ = func.__doc__
+        command.__module__ = func.__module__
+        command.__signature__ = inspect.Signature(own + GLOBAL_PARAMETERS)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in own + GLOBAL_PARAMETERS}
+        app.command(name)(command)
+        return func
+
+    return register
+
+
+def location_of(session: Session, path: str, api_version: str) -> str:
+    """The location of an existing parent resource (group, gallery, ...)."""
+    return session.client.get(path, api_version)["location"]

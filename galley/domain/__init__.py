@@ -1,0 +1,1 @@
+"""Resources and their rules: plain Python, no I/O, no HTTP."""

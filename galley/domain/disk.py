@@ -1,0 +1,106 @@
+"""Managed disks and snapshots: the sources a version or image can be made from."""
+
+from __future__ import annotations
+
+import uuid
+
+from . import enums, fields, sources
+from .errors import InvalidParameter
+from .ids import DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE
+from .names import check_compute_resource_name
+from .ports import Context
+from .resource import Resource, iso, utc_now
+from .updates import reject_source_change
+
+GIB = 1024 ** 3
+MAX_DISK_GB = 32_767
+
+
+class _DiskLike:
+    """Rules shared by disks and snapshots; only the type, SKUs and a few defaults differ."""
+
+    UPDATABLE = frozenset({"diskSizeGB", "diskSizeBytes", "osType", "hyperVGeneration"})
+    READ_ONLY = frozenset({"provisioningState", "uniqueId", "timeCreated", "diskState",
+                           "diskSizeBytes"})
+
+    def __init__(self, arm_type: str, kind: str, skus: tuple[str, ...], name_target: str) -> None:
+        self.TYPE = arm_type
+        self.KIND = kind
+        self.SKUS = skus
+        self._name_target = name_target
+
+    def check_name(self, name: str) -> None:
+        check_compute_resource_name(name, self._name_target)
+
+    def normalize_sku(self, body: dict, existing: Resource | None) -> dict:
+        sku = fields.obj(body, "sku", "sku")
+        if sku is None:
+            return existing.sku if existing is not None and existing.sku else {"name": "Standard_LRS"}
+        return {"name": enums.normalize(sku.get("name"), self.SKUS, "sku.name", default="Standard_LRS")}
+
+    def normalize(self, ctx: Context, resource: Resource, props: dict, existing: Resource | None) -> dict:
+        creation = fields.obj(props, "creationData", "properties.creationData", required=True)
+        option = enums.normalize(creation.get("createOption"), enums.DISK_CREATE_OPTIONS,
+                                 "properties.creationData.createOption", required=True)
+        size = fields.integer(props, "diskSizeGB", "properties.diskSizeGB", minimum=1, maximum=MAX_DISK_GB)
+        os_type = enums.normalize(props.get("osType"), enums.OS_TYPES, "properties.osType")
+        generation = enums.normalize(props.get("hyperVGeneration"), enums.HYPERV_GENERATIONS,
+                                     "properties.hyperVGeneration")
+        creation_out = {"createOption": option}
+        if existing is not None:
+            creation_out = existing.properties["creationData"]
+            reject_source_change(creation_out, creation, "properties.creationData", self.KIND)
+        elif option == "Copy":
+            origin = sources.resolve(ctx.tx, creation.get("sourceResourceId"),
+                                     "properties.creationData.sourceResourceId", (DISK_TYPE, SNAPSHOT_TYPE))
+            creation_out["sourceResourceId"] = origin.id
+            size = size or origin.properties.get("diskSizeGB")
+            os_type = os_type or origin.properties.get("osType")
+            generation = generation or origin.properties.get("hyperVGeneration")
+        elif option == "FromImage":
+            ref = (fields.obj(creation, "galleryImageReference", "properties.creationData.galleryImageReference")
+                   or fields.obj(creation, "imageReference", "properties.creationData.imageReference") or {})
+            origin = sources.resolve(ctx.tx, ref.get("id"), "properties.creationData.imageReference.id",
+                                     (IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE))
+            creation_out["imageReference"] = {"id": origin.id}
+            size = size or sources.size_gb_of(origin)
+            os_type = os_type or sources.os_type_of(ctx.tx, origin)
+        elif option == "Import":
+            creation_out["sourceUri"] = sources.check_blob_uri(
+                creation.get("sourceUri"), "properties.creationData.sourceUri")
+            if creation.get("storageAccountId"):
+                creation_out["storageAccountId"] = creation["storageAccountId"]
+        elif option == "Upload":
+            upload = fields.integer(creation, "uploadSizeBytes", "properties.creationData.uploadSizeBytes",
+                                    minimum=20 * 1024 * 1024 + 512)
+            if upload is None:
+                raise InvalidParameter("createOption Upload needs creationData.uploadSizeBytes (the VHD "
+                                       "size including its 512-byte footer).",
+                                       target="properties.creationData.uploadSizeBytes")
+            creation_out["uploadSizeBytes"] = upload
+            size = size or -(-(upload - 512) // GIB)
+        if size is None:
+            raise InvalidParameter(f"A {self.KIND} created with createOption {option} needs "
+                                   "properties.diskSizeGB.", target="properties.diskSizeGB")
+        if existing is not None and size < existing.properties["diskSizeGB"]:
+            raise InvalidParameter(f"A {self.KIND} cannot shrink: it is {existing.properties['diskSizeGB']} GB, "
+                                   f"asked for {size} GB.", target="properties.diskSizeGB")
+        kept = existing.properties if existing is not None else {
+            "uniqueId": str(uuid.uuid4()), "timeCreated": iso(utc_now())}
+        result = fields.drop_nones({
+            "creationData": creation_out,
+            "diskSizeGB": size,
+            "diskSizeBytes": size * GIB,
+            "osType": os_type,
+            "hyperVGeneration": generation,
+            "uniqueId": kept["uniqueId"],
+            "timeCreated": kept["timeCreated"],
+            "diskState": "Unattached",
+        })
+        if self.TYPE == SNAPSHOT_TYPE:
+            result["incremental"] = bool(fields.boolean(props, "incremental", "properties.incremental"))
+        return result
+
+
+DISK = _DiskLike(DISK_TYPE, "disk", enums.DISK_SKUS, "diskName")
+SNAPSHOT = _DiskLike(SNAPSHOT_TYPE, "snapshot", enums.SNAPSHOT_SKUS, "snapshotName")

@@ -1,0 +1,224 @@
+"""Gallery image versions: Major.Minor.Patch, a source, and the regions they are replicated to."""
+
+from __future__ import annotations
+
+from . import enums, fields, sources
+from .errors import Conflict, InvalidParameter
+from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE, parent_id)
+from .names import parse_version_name
+from .ports import Context
+from .regions import normalize_region
+from .resource import Resource, TargetRegion, iso, sortable_time, utc_now
+from .updates import reject_source_change
+
+TYPE = IMAGE_VERSION_TYPE
+KIND = "image version"
+UPDATABLE = frozenset({
+    "publishingProfile.targetRegions",
+    "publishingProfile.replicaCount",
+    "publishingProfile.excludeFromLatest",
+    "publishingProfile.endOfLifeDate",
+    "safetyProfile",
+})
+READ_ONLY = frozenset({"provisioningState", "replicationStatus", "publishingProfile.publishedDate"})
+check_name = parse_version_name
+DEFAULT_STORAGE_ACCOUNT_TYPE = "Standard_LRS"
+
+
+def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource | None) -> dict:
+    publishing = _publishing_profile(ctx, resource, props, existing)
+    if existing is not None:
+        storage = existing.properties["storageProfile"]
+        reject_source_change(storage, props.get("storageProfile"), "properties.storageProfile", KIND)
+    else:
+        storage = _storage_profile(ctx, resource, props)
+    result = {"publishingProfile": publishing, "storageProfile": storage}
+    safety = fields.obj(props, "safetyProfile", "properties.safetyProfile")
+    if safety is not None:
+        result["safetyProfile"] = fields.drop_nones({"allowDeletionOfReplicatedLocations": fields.boolean(
+            safety, "allowDeletionOfReplicatedLocations",
+            "properties.safetyProfile.allowDeletionOfReplicatedLocations")})
+    resource.version = parse_version_name(resource.name)
+    resource.exclude_from_latest = publishing["excludeFromLatest"]
+    end_of_life = publishing.get("endOfLifeDate")
+    resource.end_of_life = sortable_time(end_of_life) if end_of_life else None
+    return result
+
+
+def target_regions(props: dict) -> list[TargetRegion]:
+    return [TargetRegion(region=t["name"], replica_count=t["regionalReplicaCount"],
+                         storage_account_type=t["storageAccountType"],
+                         exclude_from_latest=t.get("excludeFromLatest", False))
+            for t in props["publishingProfile"]["targetRegions"]]
+
+
+def aggregated_state(regions: list[TargetRegion]) -> str:
+    states = {r.state for r in regions}
+    if not states:
+        return "Unknown"
+    if "Failed" in states:
+        return "Failed"
+    return "Completed" if states == {"Completed"} else "InProgress"
+
+
+def _publishing_profile(ctx: Context, resource: Resource, props: dict,
+                        existing: Resource | None) -> dict:
+    profile = fields.obj(props, "publishingProfile", "properties.publishingProfile") or {}
+    limit = ctx.settings.limits.replicas_per_region
+    replica_count = fields.integer(profile, "replicaCount", "properties.publishingProfile.replicaCount",
+                                   minimum=1, maximum=limit) or 1
+    default_storage = enums.normalize(
+        profile.get("storageAccountType"), enums.GALLERY_STORAGE_ACCOUNT_TYPES,
+        "properties.publishingProfile.storageAccountType", default=DEFAULT_STORAGE_ACCOUNT_TYPE)
+    raw_targets = fields.array(profile, "targetRegions", "properties.publishingProfile.targetRegions")
+    if not raw_targets:
+        raw_targets = [{"name": resource.location}]
+    targets, seen = [], set()
+    for i, raw in enumerate(raw_targets):
+        target = f"properties.publishingProfile.targetRegions[{i}]"
+        if not isinstance(raw, dict):
+            raise InvalidParameter(f"{target} must be an object with a name.", target=target)
+        region = normalize_region(raw.get("name"), ctx.settings.region_set, f"{target}.name")
+        if region in seen:
+            raise InvalidParameter(f"Region '{region}' is listed twice in targetRegions.",
+                                   target=f"{target}.name")
+        seen.add(region)
+        entry = {
+            "name": region,
+            "regionalReplicaCount": fields.integer(
+                raw, "regionalReplicaCount", f"{target}.regionalReplicaCount", minimum=1,
+                maximum=limit) or replica_count,
+            "storageAccountType": enums.normalize(
+                raw.get("storageAccountType"), enums.GALLERY_STORAGE_ACCOUNT_TYPES,
+                f"{target}.storageAccountType", default=default_storage),
+        }
+        exclude = fields.boolean(raw, "excludeFromLatest", f"{target}.excludeFromLatest")
+        if exclude is not None:
+            entry["excludeFromLatest"] = exclude
+        if isinstance(raw.get("encryption"), dict):
+            entry["encryption"] = raw["encryption"]
+        targets.append(entry)
+    if resource.location not in seen:
+        raise InvalidParameter(
+            f"The version's location '{resource.location}' (its source region) must be one of its "
+            f"target regions; targetRegions lists: {', '.join(sorted(seen))}.",
+            target="properties.publishingProfile.targetRegions")
+    published = (existing.properties["publishingProfile"]["publishedDate"] if existing is not None
+                 else iso(utc_now()))
+    return fields.drop_nones({
+        "targetRegions": targets,
+        "replicaCount": replica_count,
+        "excludeFromLatest": bool(fields.boolean(
+            profile, "excludeFromLatest", "properties.publishingProfile.excludeFromLatest")),
+        "endOfLifeDate": fields.timestamp(profile, "endOfLifeDate",
+                                          "properties.publishingProfile.endOfLifeDate"),
+        "storageAccountType": default_storage,
+        "publishedDate": published,
+    })
+
+
+def _legacy_source(props: dict) -> dict | None:
+    """API 2018-06-01 put the managed image under publishingProfile.source.managedImage.id."""
+    profile = props.get("publishingProfile")
+    if isinstance(profile, dict) and isinstance(profile.get("source"), dict):
+        managed = profile["source"].get("managedImage")
+        if isinstance(managed, dict) and managed.get("id"):
+            return {"id": managed["id"]}
+    return None
+
+
+def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
+    storage = fields.obj(props, "storageProfile", "properties.storageProfile") or {}
+    definition = ctx.tx.get(parent_id(resource.id))
+    expected_os = definition.properties["osType"] if definition else None
+    result: dict = {}
+    primary: Resource | None = None
+    data_luns: dict[int, int | None] = {}
+
+    source = fields.obj(storage, "source", "properties.storageProfile.source") or _legacy_source(props)
+    if source is not None and source.get("id"):
+        primary = sources.resolve(ctx.tx, source["id"], "properties.storageProfile.source.id",
+                                  (MANAGED_IMAGE_TYPE, IMAGE_VERSION_TYPE))
+        result["source"] = {"id": primary.id}
+        data_luns.update(sources.data_disk_sizes_gb(primary))
+
+    os_disk = fields.obj(storage, "osDiskImage", "properties.storageProfile.osDiskImage") or {}
+    os_source = fields.obj(os_disk, "source", "properties.storageProfile.osDiskImage.source")
+    os_entry = {"hostCaching": enums.normalize(os_disk.get("hostCaching"), enums.HOST_CACHING,
+                                                "properties.storageProfile.osDiskImage.hostCaching",
+                                                default="ReadWrite")}
+    if os_source:
+        if primary is not None:
+            raise InvalidParameter("A version has one OS source: give storageProfile.source (a managed "
+                                   "image or version) or storageProfile.osDiskImage.source, not both.",
+                                   target="properties.storageProfile.osDiskImage.source")
+        os_entry["source"], disk = _disk_source(ctx, os_source, "properties.storageProfile.osDiskImage.source")
+        primary = disk
+        if disk is not None:
+            os_entry["sizeInGB"] = sources.size_gb_of(disk)
+    elif primary is not None:
+        os_entry["sizeInGB"] = sources.size_gb_of(primary)
+    else:
+        raise InvalidParameter(
+            "The version needs a source: storageProfile.source.id (a managed image or another image "
+            "version), or storageProfile.osDiskImage.source (a snapshot, disk or VHD URI).",
+            target="properties.storageProfile")
+    result["osDiskImage"] = fields.drop_nones(os_entry)
+
+    if primary is not None:
+        actual_os = sources.os_type_of(ctx.tx, primary)
+        if expected_os and actual_os and actual_os.lower() != expected_os.lower():
+            raise InvalidParameter(
+                f"The source '{primary.id}' holds a {actual_os} OS disk but image definition "
+                f"'{definition.name}' is for {expected_os}.", target="properties.storageProfile",
+                code="InvalidParameter")
+        building = [v for v in ctx.tx.versions_building_from(primary.id) if v.key != resource.key]
+        if building:
+            raise Conflict(
+                f"Image version '{building[0].id}' is still being created from '{primary.id}'. Wait "
+                "until that creation ends before creating another version from the same source.",
+                target="properties.storageProfile", code="OperationNotAllowed")
+        resource.source_key = primary.key
+
+    data_images = []
+    for i, raw in enumerate(fields.array(storage, "dataDiskImages",
+                                         "properties.storageProfile.dataDiskImages") or []):
+        target = f"properties.storageProfile.dataDiskImages[{i}]"
+        if not isinstance(raw, dict):
+            raise InvalidParameter(f"{target} must be an object with lun and source.", target=target)
+        lun = fields.integer(raw, "lun", f"{target}.lun", minimum=0, maximum=63)
+        if lun is None:
+            raise InvalidParameter(f"Required parameter 'lun' is missing in {target}.", target=f"{target}.lun")
+        if lun in data_luns:
+            raise InvalidParameter(f"LUN {lun} is used by more than one data disk; LUNs must be unique.",
+                                   target=f"{target}.lun")
+        source_ref = fields.obj(raw, "source", f"{target}.source", required=True)
+        entry_source, disk = _disk_source(ctx, source_ref, f"{target}.source")
+        size = sources.size_gb_of(disk) if disk is not None else None
+        data_luns[lun] = size
+        data_images.append(fields.drop_nones({
+            "lun": lun, "sizeInGB": size, "source": entry_source,
+            "hostCaching": enums.normalize(raw.get("hostCaching"), enums.HOST_CACHING,
+                                           f"{target}.hostCaching", default="None"),
+        }))
+    limit_gb = ctx.settings.limits.data_disk_max_gb
+    for lun, size in data_luns.items():
+        if size is not None and size > limit_gb:
+            raise InvalidParameter(f"The data disk at LUN {lun} is {size} GB; data disks of an image "
+                                   f"version may be at most {limit_gb} GB (1 TB).",
+                                   target="properties.storageProfile.dataDiskImages")
+    if data_images:
+        result["dataDiskImages"] = data_images
+    return result
+
+
+def _disk_source(ctx: Context, raw: dict, target: str) -> tuple[dict, Resource | None]:
+    if raw.get("id"):
+        disk = sources.resolve(ctx.tx, raw["id"], f"{target}.id", (SNAPSHOT_TYPE, DISK_TYPE))
+        return {"id": disk.id}, disk
+    if raw.get("uri"):
+        entry = {"uri": sources.check_blob_uri(raw["uri"], f"{target}.uri")}
+        if raw.get("storageAccountId"):
+            entry["storageAccountId"] = fields.string(raw, "storageAccountId", f"{target}.storageAccountId")
+        return entry, None
+    raise InvalidParameter(f"{target} needs an id (snapshot or disk) or a uri (VHD).", target=target)

@@ -1,0 +1,69 @@
+"""Resolving what a version, image or disk is made from, and what OS that source holds."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import Conflict, InvalidParameter, NotFound
+from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE, parent_id,
+                  parse_resource_id)
+from .ports import Reader
+from .resource import SUCCEEDED, Resource
+
+_BLOB_URI = re.compile(r"^https?://[^/\s]+/[^/\s]+/\S+$")
+
+
+def resolve(reader: Reader, source_id: object, target: str, allowed: tuple[str, ...]) -> Resource:
+    parsed = parse_resource_id(source_id, target)
+    if parsed.type not in allowed:
+        kinds = ", ".join(t.split("/", 1)[1] for t in allowed)
+        detail = (" Galley holds no virtual machines: capture the VM's disk as a snapshot or "
+                  "managed image first." if parsed.type.endswith("virtualMachines") else "")
+        raise InvalidParameter(f"'{source_id}' cannot be used here; expected one of: {kinds}.{detail}",
+                               target=target)
+    source = reader.get(parsed.id)
+    if source is None:
+        raise NotFound(f"The source resource '{source_id}' was not found.", target=target,
+                       code="NotFound")
+    if source.provisioning_state != SUCCEEDED:
+        raise Conflict(f"The source resource '{source_id}' is {source.provisioning_state}; it can be "
+                       "used once its provisioning has succeeded.", target=target)
+    return source
+
+
+def check_blob_uri(uri: object, target: str) -> str:
+    if not isinstance(uri, str) or not _BLOB_URI.match(uri):
+        raise InvalidParameter(f"'{uri}' is not a blob URI such as "
+                               "https://account.blob.core.windows.net/container/disk.vhd.", target=target)
+    return uri
+
+
+def os_type_of(reader: Reader, source: Resource) -> str | None:
+    props = source.properties
+    if source.type == MANAGED_IMAGE_TYPE:
+        return props.get("storageProfile", {}).get("osDisk", {}).get("osType")
+    if source.type == IMAGE_VERSION_TYPE:
+        definition = reader.get(parent_id(source.id))
+        return definition.properties.get("osType") if definition else None
+    return props.get("osType")
+
+
+def size_gb_of(source: Resource) -> int | None:
+    props = source.properties
+    if source.type in (DISK_TYPE, SNAPSHOT_TYPE):
+        return props.get("diskSizeGB")
+    if source.type == MANAGED_IMAGE_TYPE:
+        return props.get("storageProfile", {}).get("osDisk", {}).get("diskSizeGB")
+    if source.type == IMAGE_VERSION_TYPE:
+        return props.get("storageProfile", {}).get("osDiskImage", {}).get("sizeInGB")
+    return None
+
+
+def data_disk_sizes_gb(source: Resource) -> dict[int, int | None]:
+    """LUN → size of the data disks a managed image or version carries."""
+    storage = source.properties.get("storageProfile", {})
+    if source.type == MANAGED_IMAGE_TYPE:
+        return {d["lun"]: d.get("diskSizeGB") for d in storage.get("dataDisks", [])}
+    if source.type == IMAGE_VERSION_TYPE:
+        return {d["lun"]: d.get("sizeInGB") for d in storage.get("dataDiskImages", [])}
+    return {}

@@ -1,0 +1,1 @@
+"""Metadata storage: SQLAlchemy Core over SQLite (embedded default) or PostgreSQL."""

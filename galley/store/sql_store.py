@@ -1,0 +1,254 @@
+"""The domain's Store port over SQLAlchemy Core: one transaction per `read()` / `write()`."""
+
+from __future__ import annotations
+
+import base64
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..domain.ids import IMAGE_VERSION_TYPE, RESOURCE_GROUP_TYPE, key_of, parent_id
+from ..domain.ports import DuplicateResource, Page
+from ..domain.resource import (CREATING, IN_PROGRESS, SUCCEEDED, UPDATING, Operation, Resource,
+                               TargetRegion, iso, utc_now)
+from .tables import operations, resources, target_regions
+
+_R = resources.c
+_T = target_regions.c
+_O = operations.c
+USABLE_STATES = (SUCCEEDED, UPDATING)
+
+
+def _sort_key(resource: Resource) -> str:
+    if resource.version is not None:
+        return ".".join(f"{part:010d}" for part in resource.version)
+    return resource.name.lower()
+
+
+def _row_values(resource: Resource) -> dict:
+    now = iso(utc_now())
+    version = resource.version or (None, None, None)
+    return {
+        "key": resource.key,
+        "id": resource.id,
+        "type": resource.type,
+        "subscription_id": resource.subscription_id.lower(),
+        "resource_group": resource.resource_group.lower() if resource.resource_group else None,
+        "parent_key": key_of(parent_id(resource.id)),
+        "name": resource.name,
+        "sort_key": _sort_key(resource),
+        "location": resource.location,
+        "properties": orjson.dumps(resource.properties).decode(),
+        "tags": orjson.dumps(resource.tags).decode(),
+        "sku": orjson.dumps(resource.sku).decode() if resource.sku is not None else None,
+        "provisioning_state": resource.provisioning_state,
+        "identity_key": resource.identity_key,
+        "version_major": version[0],
+        "version_minor": version[1],
+        "version_patch": version[2],
+        "exclude_from_latest": resource.exclude_from_latest,
+        "end_of_life": resource.end_of_life,
+        "source_key": resource.source_key,
+        "created_at": resource.created_at or now,
+        "updated_at": now,
+    }
+
+
+def _to_resource(row) -> Resource:
+    m = row._mapping
+    return Resource(
+        id=m["id"], type=m["type"], name=m["name"], subscription_id=m["subscription_id"],
+        resource_group=_group_display(m["id"]), location=m["location"],
+        properties=orjson.loads(m["properties"]), tags=orjson.loads(m["tags"]),
+        sku=orjson.loads(m["sku"]) if m["sku"] else None, provisioning_state=m["provisioning_state"],
+        identity_key=m["identity_key"],
+        version=(m["version_major"], m["version_minor"], m["version_patch"])
+        if m["version_major"] is not None else None,
+        exclude_from_latest=m["exclude_from_latest"], end_of_life=m["end_of_life"],
+        source_key=m["source_key"], created_at=m["created_at"], updated_at=m["updated_at"])
+
+
+def _group_display(resource_id: str) -> str | None:
+    parts = resource_id.split("/")
+    return parts[4] if len(parts) > 4 else None
+
+
+def _to_operation(row) -> Operation:
+    m = row._mapping
+    return Operation(id=m["id"], resource_id=m["resource_id"], resource_type=m["resource_type"],
+                     action=m["action"], region=m["region"], subscription_id=m["subscription_id"],
+                     status=m["status"], error=orjson.loads(m["error"]) if m["error"] else None,
+                     start_time=m["start_time"], end_time=m["end_time"])
+
+
+def encode_token(sort_key: str, key: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([sort_key, key])).decode().rstrip("=")
+
+
+def decode_token(token: str) -> tuple[str, str] | None:
+    try:
+        sort_key, key = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return str(sort_key), str(key)
+    except Exception:
+        return None
+
+
+class SqlTransaction:
+    def __init__(self, connection: Connection) -> None:
+        self.c = connection
+
+    # ---- reads -----------------------------------------------------------------------------
+    def get(self, resource_id: str) -> Resource | None:
+        row = self.c.execute(select(resources).where(_R.key == key_of(resource_id))).first()
+        return _to_resource(row) if row else None
+
+    def child_names(self, parent_id_: str, limit: int = 10) -> list[str]:
+        rows = self.c.execute(select(_R.name, _R.type).where(_R.parent_key == key_of(parent_id_))
+                              .order_by(_R.sort_key).limit(limit))
+        return [f"{row.type.rsplit('/', 1)[-1].rstrip('s')} '{row.name}'" for row in rows]
+
+    def count_in_region(self, subscription_id: str, resource_type: str, location: str) -> int:
+        return self.c.execute(select(func.count()).select_from(resources).where(
+            _R.subscription_id == subscription_id.lower(), _R.type == resource_type,
+            _R.location == location)).scalar_one()
+
+    def find_identity(self, parent_id_: str, identity_key: str) -> Resource | None:
+        row = self.c.execute(select(resources).where(_R.parent_key == key_of(parent_id_),
+                                                     _R.identity_key == identity_key)).first()
+        return _to_resource(row) if row else None
+
+    def versions_building_from(self, source_id: str) -> list[Resource]:
+        rows = self.c.execute(select(resources).where(
+            _R.source_key == key_of(source_id), _R.type == IMAGE_VERSION_TYPE,
+            _R.provisioning_state == CREATING))
+        return [_to_resource(r) for r in rows]
+
+    def target_regions(self, version_id: str) -> list[TargetRegion]:
+        rows = self.c.execute(select(target_regions).where(_T.version_key == key_of(version_id))
+                              .order_by(_T.region))
+        return [TargetRegion(region=r.region, replica_count=r.replica_count,
+                             storage_account_type=r.storage_account_type,
+                             exclude_from_latest=r.exclude_from_latest, state=r.state,
+                             progress=r.progress, details=r.details) for r in rows]
+
+    def latest_version(self, definition_id: str, now_iso: str, region: str | None) -> Resource | None:
+        query = select(resources).where(
+            _R.parent_key == key_of(definition_id), _R.type == IMAGE_VERSION_TYPE,
+            _R.provisioning_state.in_(USABLE_STATES), _R.exclude_from_latest.is_(False),
+            or_(_R.end_of_life.is_(None), _R.end_of_life > now_iso))
+        if region is not None:
+            query = query.join(target_regions, and_(
+                _T.version_key == _R.key, _T.region == region, _T.state == "Completed",
+                _T.exclude_from_latest.is_(False)))
+        row = self.c.execute(query.order_by(_R.version_major.desc(), _R.version_minor.desc(),
+                                            _R.version_patch.desc()).limit(1)).first()
+        return _to_resource(row) if row else None
+
+    def list_page(self, *, resource_type: str, subscription_id: str, resource_group: str | None = None,
+                  parent_id: str | None = None, after: str | None = None, limit: int) -> Page:
+        query = select(resources).where(_R.type == resource_type,
+                                        _R.subscription_id == subscription_id.lower())
+        if parent_id is not None:
+            query = query.where(_R.parent_key == key_of(parent_id))
+        elif resource_group is not None:
+            query = query.where(_R.resource_group == resource_group.lower())
+        position = decode_token(after) if after else None
+        if position is not None:
+            query = query.where(or_(_R.sort_key > position[0],
+                                    and_(_R.sort_key == position[0], _R.key > position[1])))
+        rows = self.c.execute(query.order_by(_R.sort_key, _R.key).limit(limit + 1)).all()
+        items = [_to_resource(r) for r in rows[:limit]]
+        token = None
+        if len(rows) > limit:
+            last = rows[limit - 1]._mapping
+            token = encode_token(last["sort_key"], last["key"])
+        return Page(items, token)
+
+    def get_operation(self, operation_id: str) -> Operation | None:
+        row = self.c.execute(select(operations).where(_O.id == operation_id)).first()
+        return _to_operation(row) if row else None
+
+    # ---- writes ----------------------------------------------------------------------------
+    def insert(self, resource: Resource) -> None:
+        values = _row_values(resource)
+        resource.created_at = resource.updated_at = values["created_at"]
+        try:
+            with self.c.begin_nested():
+                self.c.execute(insert(resources).values(**values))
+        except IntegrityError as error:
+            raise DuplicateResource(resource.id) from error
+
+    def save(self, resource: Resource) -> None:
+        values = _row_values(resource)
+        values.pop("created_at")
+        resource.updated_at = values["updated_at"]
+        self.c.execute(update(resources).where(_R.key == resource.key).values(**values))
+
+    def delete(self, resource_id: str) -> None:
+        key = key_of(resource_id)
+        self.c.execute(delete(target_regions).where(_T.version_key == key))
+        self.c.execute(delete(resources).where(_R.key == key))
+
+    def save_target_regions(self, version_id: str, regions: list[TargetRegion]) -> None:
+        key = key_of(version_id)
+        self.c.execute(delete(target_regions).where(_T.version_key == key))
+        if regions:
+            self.c.execute(insert(target_regions), [
+                {"version_key": key, "region": r.region, "replica_count": r.replica_count,
+                 "storage_account_type": r.storage_account_type, "exclude_from_latest": r.exclude_from_latest,
+                 "state": r.state, "progress": r.progress, "details": r.details} for r in regions])
+
+    def resources_in_group(self, subscription_id: str, resource_group: str) -> list[Resource]:
+        rows = self.c.execute(select(resources).where(
+            _R.subscription_id == subscription_id.lower(), _R.resource_group == resource_group.lower(),
+            _R.type != RESOURCE_GROUP_TYPE))
+        return [_to_resource(r) for r in rows]
+
+    def add_operation(self, operation: Operation) -> None:
+        self.c.execute(insert(operations).values(
+            id=operation.id, resource_key=operation.resource_key, resource_id=operation.resource_id,
+            resource_type=operation.resource_type, subscription_id=operation.subscription_id,
+            action=operation.action, region=operation.region, status=operation.status,
+            error=None, start_time=operation.start_time, end_time=None, lease_owner=None,
+            lease_until=0.0, attempts=0))
+
+    def save_operation(self, operation: Operation) -> None:
+        self.c.execute(update(operations).where(_O.id == operation.id).values(
+            status=operation.status, end_time=operation.end_time,
+            error=orjson.dumps(operation.error).decode() if operation.error else None))
+
+    # ---- job claims (used by the worker) ----------------------------------------------------
+    def claim_operation(self, owner: str, lease_seconds: float) -> Operation | None:
+        """Take the oldest queued operation whose lease is free or expired (a dead worker's)."""
+        now = time.time()
+        candidates = self.c.execute(select(_O.id).where(_O.status == IN_PROGRESS, _O.lease_until < now)
+                                    .order_by(_O.start_time).limit(5)).scalars().all()
+        for operation_id in candidates:
+            claimed = self.c.execute(update(operations).where(
+                _O.id == operation_id, _O.status == IN_PROGRESS, _O.lease_until < now).values(
+                lease_owner=owner, lease_until=now + lease_seconds, attempts=_O.attempts + 1))
+            if claimed.rowcount == 1:
+                return self.get_operation(operation_id)
+        return None
+
+
+class SqlStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[SqlTransaction]:
+        with self.engine.connect() as connection:
+            connection.info["write"] = write
+            with connection.begin():
+                yield SqlTransaction(connection)
+
+    def read(self):
+        return self._transaction(write=False)
+
+    def write(self):
+        return self._transaction(write=True)

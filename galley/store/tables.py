@@ -1,0 +1,74 @@
+"""The schema. Changes go through an Alembic migration in store/migrations/versions."""
+
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table,
+                        Text, UniqueConstraint)
+
+metadata = MetaData()
+
+resources = Table(
+    "resources", metadata,
+    Column("key", String(1024), primary_key=True),  # lower-cased ARM id
+    Column("id", String(1024), nullable=False),
+    Column("type", String(128), nullable=False),
+    Column("subscription_id", String(64), nullable=False),
+    Column("resource_group", String(128)),  # lower-cased
+    Column("parent_key", String(1024), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("sort_key", String(256), nullable=False),
+    Column("location", String(64)),
+    Column("properties", Text, nullable=False),
+    Column("tags", Text, nullable=False),
+    Column("sku", Text),
+    Column("provisioning_state", String(32), nullable=False),
+    Column("identity_key", String(512)),
+    Column("version_major", BigInteger),
+    Column("version_minor", BigInteger),
+    Column("version_patch", BigInteger),
+    Column("exclude_from_latest", Boolean, nullable=False, default=False),
+    Column("end_of_life", String(40)),
+    Column("source_key", String(1024)),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    UniqueConstraint("parent_key", "identity_key", name="uq_resources_identity"),
+    Index("ix_resources_parent_sort", "parent_key", "sort_key"),
+    Index("ix_resources_group_type_sort", "subscription_id", "resource_group", "type", "sort_key"),
+    Index("ix_resources_sub_type_sort", "subscription_id", "type", "sort_key"),
+    Index("ix_resources_sub_type_location", "subscription_id", "type", "location"),
+    Index("ix_resources_latest", "parent_key", "version_major", "version_minor", "version_patch"),
+    Index("ix_resources_source", "source_key"),
+)
+
+target_regions = Table(
+    "target_regions", metadata,
+    Column("version_key", String(1024), primary_key=True),
+    Column("region", String(64), primary_key=True),
+    Column("replica_count", Integer, nullable=False),
+    Column("storage_account_type", String(32), nullable=False),
+    Column("exclude_from_latest", Boolean, nullable=False, default=False),
+    Column("state", String(32), nullable=False),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("details", Text, nullable=False, default=""),
+    Index("ix_target_regions_region_state", "region", "state"),
+)
+
+operations = Table(
+    "operations", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("resource_key", String(1024), nullable=False),
+    Column("resource_id", String(1024), nullable=False),
+    Column("resource_type", String(128), nullable=False),
+    Column("subscription_id", String(64), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("start_time", String(40), nullable=False),
+    Column("end_time", String(40)),
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float, nullable=False, default=0.0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Index("ix_operations_status_lease", "status", "lease_until"),
+    Index("ix_operations_resource", "resource_key"),
+)
