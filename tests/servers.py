@@ -1,0 +1,99 @@
+"""Running a real Galley server for tests: in a thread (fast) or as a process (for kill/restart)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from galley.api.app import create_app
+from galley.config import load_settings
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/openapi.json", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"Galley did not answer at {url}")
+
+
+class ThreadServer:
+    def __init__(self, home: Path, database_url: str | None = None, run_worker: bool = True,
+                 **overrides) -> None:
+        settings = load_settings()
+        settings = replace(settings, home=home,
+                           database_url=database_url or f"sqlite:///{home / 'galley.db'}", **overrides)
+        self.app = create_app(settings, run_worker=run_worker)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> "ThreadServer":
+        self._thread.start()
+        wait_ready(self.url)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+
+
+class ProcessServer:
+    """`galley serve` as a child process, so tests can kill -9 it and start it again."""
+
+    def __init__(self, home: Path, database_url: str | None = None, extra_env: dict | None = None,
+                 worker: bool = True) -> None:
+        self.home = home
+        self.worker = worker
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "GALLEY_HOME": str(home), **(extra_env or {})}
+        if database_url:
+            self.env["GALLEY_DATABASE_URL"] = database_url
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "ProcessServer":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "galley.cli.main", "serve", "--port", str(self.port),
+             "--worker" if self.worker else "--no-worker"],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.home / "server.log", "ab"))
+        wait_ready(self.url)
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
