@@ -6,11 +6,9 @@ and lets a true/false option be given bare (`--exclude-from-latest`). Click want
 so `expand_argv` rewrites the command line before click sees it.
 """
 
-from typing import Iterable
+from typing import Any, Iterable
 
-import click
-
-from galley.cli.common import FALSE_WORDS, TRUE_WORDS, parse_bool_word
+from galley.cli.common import THREE_STATE_METAVAR
 
 
 def is_option(token: str) -> bool:
@@ -27,13 +25,12 @@ def expand_argv(argv: list[str], multi_value: Iterable[str], three_state: Iterab
       its own copy of the option: `--tags a=1 b=2` -> `--tags a=1 --tags b=2`.
       A multi-value option given with no value gets one empty value
       (`--tags` -> `--tags ""`, which clears tags, as in az).
-    - A three-state option not followed by a true/false word gets `true`:
+    - A three-state option followed by another option (or nothing) gets `true`:
       `--exclude-from-latest -g rg` -> `--exclude-from-latest true -g rg`.
     - Everything after `--` is left alone.
     """
     multi = set(multi_value)
     flags = set(three_state)
-    words = set(TRUE_WORDS) | set(FALSE_WORDS)
     out: list[str] = []
     current: str | None = None  # the multi-value option whose values we are reading
     i = 0
@@ -53,7 +50,7 @@ def expand_argv(argv: list[str], multi_value: Iterable[str], three_state: Iterab
                     i += 1
                 else:  # given bare, as az allows: an empty value (`--tags` clears tags)
                     out.append("")
-            if name in flags and not has_value and (i >= len(argv) or argv[i].lower() not in words):
+            if name in flags and not has_value and (i >= len(argv) or is_option(argv[i])):
                 out.append("true")
             continue
         if current:
@@ -63,24 +60,24 @@ def expand_argv(argv: list[str], multi_value: Iterable[str], three_state: Iterab
     return out
 
 
-def option_names(command: click.Command) -> tuple[set[str], set[str]]:
+def option_names(command: Any) -> tuple[set[str], set[str]]:
     """Names of multi-value options and of three-state options anywhere under
-    `command` (a click group tree)."""
+    `command` (the click command tree of `typer.main.get_command(app)`; duck
+    typed, since Typer may use its own copy of click)."""
     multi: set[str] = set()
     flags: set[str] = set()
     for cmd in walk(command):
         for param in cmd.params:
-            if not isinstance(param, click.Option):
+            if getattr(param, "param_type_name", None) != "option":
                 continue
             if param.multiple:
                 multi.update(param.opts)
-            if getattr(param.type, "func", None) is parse_bool_word:
+            if getattr(param, "metavar", None) == THREE_STATE_METAVAR:
                 flags.update(param.opts)
     return multi, flags
 
 
-def walk(command: click.Command) -> Iterable[click.Command]:
+def walk(command: Any) -> Iterable[Any]:
     yield command
-    if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            yield from walk(sub)
+    for sub in (getattr(command, "commands", None) or {}).values():
+        yield from walk(sub)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Callable, Optional
 
-import click
 import typer
 
 from galley.cli.client import DEFAULT_SUBSCRIPTION, DEFAULT_URL, ArmClient, ArmError
@@ -105,15 +104,23 @@ def parse_bool_word(value: Any) -> Optional[bool]:
     raise typer.BadParameter(f"expected true or false, not {value!r}")
 
 
+THREE_STATE_METAVAR = "[true|false]"  # also how galley.cli.argv recognises these options
+
+
 def three_state_option(*names: str, help: str) -> Any:
     """An option that may be given bare (meaning true) or with true/false.
     The bare form is turned into `--flag true` by galley.cli.argv."""
-    return typer.Option(*names, help=help + " [true|false; bare flag means true]",
-                        parser=parse_bool_word, metavar="[true|false]")
+    return typer.Option(*names, help=help + " A bare flag means true.",
+                        parser=parse_bool_word, metavar=THREE_STATE_METAVAR)
 
 
-def usage_error(message: str) -> click.UsageError:
-    return click.UsageError(message)
+class UsageError(Exception):
+    """Options that parse but do not fit together; printed as
+    `ERROR: usage error: ...` with exit code 2."""
+
+
+def usage_error(message: str) -> UsageError:
+    return UsageError(message)
 
 
 # -- session and the command decorator ---------------------------------------------------
@@ -136,10 +143,12 @@ def make_client(server: str) -> ArmClient:
     return ArmClient(server)
 
 
-def resolve_settings(server: Optional[str], subscription: Optional[str], output: Optional[Any]) -> tuple[str, str, str]:
-    """Command option, else the same option given before the command, else env, else default."""
-    ctx = click.get_current_context(silent=True)
-    root = (ctx.find_root().obj if ctx else None) or {}
+def resolve_settings(
+    server: Optional[str], subscription: Optional[str], output: Optional[Any], root: Optional[dict] = None
+) -> tuple[str, str, str]:
+    """Command option, else the same option given before the command (`root`),
+    else environment, else default."""
+    root = root or {}
     server = server or root.get("server") or os.environ.get("GALLEY_URL") or DEFAULT_URL
     subscription = (subscription or root.get("subscription")
                     or os.environ.get("GALLEY_SUBSCRIPTION") or DEFAULT_SUBSCRIPTION)
@@ -154,6 +163,7 @@ def report(error: ArmError) -> None:
 
 
 GLOBAL_PARAMETERS = [
+    inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
     inspect.Parameter("server", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ServerOpt),
     inspect.Parameter("subscription", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SubscriptionOpt),
     inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OutputOpt),
@@ -172,8 +182,9 @@ def arm_command(app: typer.Typer, name: str, columns: Optional[Columns] = None) 
         own = list(inspect.signature(func).parameters.values())[1:]  # drop `session`
 
         def command(**kwargs: Any) -> None:
+            root = kwargs.pop("ctx").find_root().obj
             server, subscription, output = resolve_settings(
-                kwargs.pop("server"), kwargs.pop("subscription"), kwargs.pop("output")
+                kwargs.pop("server"), kwargs.pop("subscription"), kwargs.pop("output"), root
             )
             session = Session(make_client(server), subscription, output)
             try:
@@ -181,6 +192,9 @@ def arm_command(app: typer.Typer, name: str, columns: Optional[Columns] = None) 
             except ArmError as error:
                 report(error)
                 raise typer.Exit(1)
+            except UsageError as error:
+                sys.stderr.write(f"ERROR: usage error: {error}\n")
+                raise typer.Exit(2)
             except KeyboardInterrupt:
                 sys.stderr.write("Interrupted. A started operation goes on in the server.\n")
                 raise typer.Exit(130)

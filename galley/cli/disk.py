@@ -44,11 +44,11 @@ SourceOpt = Annotated[Optional[str], typer.Option("--source", help="Copy this di
 
 
 def disk_body(
-    location: str, *, source: Optional[str] = None, gallery_image: Optional[str] = None,
+    *, source: Optional[str] = None, gallery_image: Optional[str] = None,
     size_gb: Optional[int] = None, os_type: Optional[str] = None, hyper_v_generation: Optional[str] = None,
     sku: Optional[str] = None, tags: Optional[dict] = None, extra: Optional[dict] = None,
 ) -> dict:
-    """PUT body shared by disks and snapshots."""
+    """PUT body shared by disks and snapshots, without its location."""
     props: dict = {"creationData": creation_data(source, gallery_image)}
     if props["creationData"]["createOption"] == "Empty" and not size_gb:
         raise usage_error("--size-gb is required without --source.")
@@ -56,7 +56,7 @@ def disk_body(
         if value is not None:
             props[key] = value
     props.update(extra or {})
-    body: dict = {"location": location, "properties": props}
+    body: dict = {"properties": props}
     if sku:
         body["sku"] = {"name": sku}
     if tags is not None:
@@ -95,11 +95,12 @@ def create(
     sub = session.subscription
     if source:
         source = resolve_source(session, resource_group, source)
-    location = location or location_of(session, paths.resource_group(sub, resource_group), API_GROUP)
     body = disk_body(
-        location, source=source, gallery_image=gallery_image, size_gb=size_gb, os_type=enum_value(os_type),
+        source=source, gallery_image=gallery_image, size_gb=size_gb, os_type=enum_value(os_type),
         hyper_v_generation=enum_value(hyper_v_generation), sku=sku, tags=parse_tags(tags),
     )
+    location = location or location_of(session, paths.resource_group(sub, resource_group), API_GROUP)
+    body = {"location": location, **body}
     path = paths.compute(sub, resource_group, "disks", name)
     return session.client.put(path, API_DISK, body, no_wait=no_wait)
 

@@ -24,6 +24,7 @@ from galley.cli.common import (
 from galley.cli.image_definition import DefinitionOpt
 from galley.cli.output import LOCATION, NAME, STATE, field
 from galley.cli.sig import GalleryOpt
+from galley.cli.sources import resolve_source
 
 app = typer.Typer(help="Manage gallery image versions.", no_args_is_help=True)
 
@@ -196,8 +197,8 @@ def create(
     end_of_life_date: EndOfLifeOpt = None,
     storage_account_type: Annotated[Optional[str], typer.Option("--storage-account-type", help="Default storage type: Standard_LRS, Standard_ZRS or Premium_LRS.")] = None,
     managed_image: Annotated[Optional[str], typer.Option("--managed-image", help="Source: id (or name in -g) of a managed image, VM or image version.")] = None,
-    os_snapshot: Annotated[Optional[str], typer.Option("--os-snapshot", help="Source: id (or snapshot name in -g) of an OS snapshot or managed disk.")] = None,
-    data_snapshots: Annotated[Optional[list[str]], typer.Option("--data-snapshots", help="Ids of data-disk snapshots or managed disks.")] = None,
+    os_snapshot: Annotated[Optional[str], typer.Option("--os-snapshot", help="Source: id (or name in -g) of an OS snapshot or managed disk.")] = None,
+    data_snapshots: Annotated[Optional[list[str]], typer.Option("--data-snapshots", help="Ids (or names in -g) of data-disk snapshots or managed disks.")] = None,
     data_snapshot_luns: Annotated[Optional[list[int]], typer.Option("--data-snapshot-luns", help="LUNs of --data-snapshots, in order.")] = None,
     os_vhd_uri: Annotated[Optional[str], typer.Option("--os-vhd-uri", help="Source: URI of an OS disk VHD.")] = None,
     os_vhd_storage_account: Annotated[Optional[str], typer.Option("--os-vhd-storage-account", help="Storage account (id or name in -g) of --os-vhd-uri.")] = None,
@@ -211,6 +212,10 @@ def create(
 
     The location defaults to the gallery's; the target regions default to the location."""
     sub = session.subscription
+    # bare names of snapshots or disks are looked up (snapshot first), as az does
+    if os_snapshot:
+        os_snapshot = resolve_source(session, resource_group, os_snapshot)
+    data_snapshots = [resolve_source(session, resource_group, s) for s in data_snapshots] if data_snapshots else None
     storage = storage_profile(
         sub, resource_group, managed_image=managed_image, os_snapshot=os_snapshot, os_vhd_uri=os_vhd_uri,
         os_vhd_storage_account=os_vhd_storage_account, data_snapshots=data_snapshots,

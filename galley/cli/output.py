@@ -5,14 +5,16 @@ import shutil
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from rich import box
+from rich.box import Box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from galley.cli.paths import resource_group_of
 
-FORMATS = ("json", "table", "none")
+
+# az-like tables: a header, a row of dashes under each column, then plain rows.
+DASHED = Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)
 
 Getter = Callable[[dict], Any]
 Columns = Sequence[tuple[str, Getter]]
@@ -65,7 +67,7 @@ def cell(value: Any) -> str:
 
 
 def build_table(rows: list, columns: Columns) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    table = Table(box=DASHED, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
     for header, _ in columns:
         table.add_column(header, overflow="fold")
     for row in rows:

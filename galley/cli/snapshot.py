@@ -55,12 +55,13 @@ def create(
     sub = session.subscription
     if source:
         source = resolve_source(session, resource_group, source)
-    location = location or location_of(session, paths.resource_group(sub, resource_group), API_GROUP)
     body = disk_body(
-        location, source=source, size_gb=size_gb, os_type=enum_value(os_type),
+        source=source, size_gb=size_gb, os_type=enum_value(os_type),
         hyper_v_generation=enum_value(hyper_v_generation), sku=sku, tags=parse_tags(tags),
         extra={"incremental": True} if incremental else None,
     )
+    location = location or location_of(session, paths.resource_group(sub, resource_group), API_GROUP)
+    body = {"location": location, **body}
     path = paths.compute(sub, resource_group, "snapshots", name)
     return session.client.put(path, API_DISK, body, no_wait=no_wait)
 
