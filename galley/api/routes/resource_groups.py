@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from ...domain import ids
-from ...domain.errors import ResourceGroupNotFound
+from ...domain.errors import NotFound, ResourceGroupNotFound
 from ...domain.names import check_subscription_id
 from ..api_versions import resources_api
 from ..wire import accepted_response, json_body, json_response, page_response
@@ -51,11 +51,9 @@ def _get(request: Request, subscription: str, name: str):
     check_subscription_id(subscription)
     try:
         return service_of(request).get(ids.resource_group_id(subscription, name), ids.RESOURCE_GROUP_TYPE)
-    except Exception as error:
-        if getattr(error, "status", None) == 404:
-            raise ResourceGroupNotFound(f"Resource group '{name}' could not be found.",
-                                        target="resourceGroupName") from None
-        raise
+    except NotFound:
+        raise ResourceGroupNotFound(f"Resource group '{name}' could not be found.",
+                                    target="resourceGroupName") from None
 
 
 @router.get(GROUP, operation_id="ResourceGroups_Get")
