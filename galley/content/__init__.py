@@ -1,0 +1,1 @@
+"""Content layer: disk image formats and the chunk store."""
