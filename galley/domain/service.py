@@ -95,7 +95,8 @@ class ResourceService:
             where = f" in region '{region}'" if region else ""
             raise NotFound(f"Image definition '{definition.name}' has no version that can be used as "
                            f"latest{where}: none has finished provisioning there, or all are excluded "
-                           "from latest or past their end-of-life date.", code="NotFound")
+                           "from latest or past their end-of-life date.", code="NotFound",
+                           target=definition_id)
         return found
 
     def operation(self, operation_id: str) -> Operation:

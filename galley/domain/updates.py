@@ -60,9 +60,20 @@ def _casefold(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
+def _fill_omitted(stored: object, requested: object) -> object:
+    """Items of a requested list may leave out what was derived when they were stored (a data
+    disk's sizeInGB, its default hostCaching): resending them unchanged is not a change."""
+    if isinstance(stored, dict) and isinstance(requested, dict):
+        return {k: _fill_omitted(stored[k], v) if k in stored else v for k, v in requested.items()}
+    if isinstance(stored, list) and isinstance(requested, list) and len(stored) == len(requested):
+        return [merge(s, r) if isinstance(s, dict) and isinstance(r, dict) else r
+                for s, r in zip(stored, requested)]
+    return requested
+
+
 def reject_source_change(stored: dict, requested: object, prefix: str, kind: str) -> None:
     """What a resource was made from is fixed; ids and enums compare case-insensitively."""
-    changed = changed_paths(_casefold(stored), _casefold(requested))
+    changed = changed_paths(_casefold(stored), _casefold(_fill_omitted(stored, requested)))
     if changed:
         raise PropertyChangeNotAllowed(
             f"Changing property '{prefix}.{changed[0]}' of an existing {kind} is not allowed: what a "
