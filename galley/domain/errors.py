@@ -18,10 +18,8 @@ class ArmError(Exception):
             self.status = status
 
     def to_body(self) -> dict:
-        error = {"code": self.code, "message": self.message}
-        if self.target is not None:
-            error["target"] = self.target
-        return {"error": error}
+        # target is always present (null when the error is about the request as a whole).
+        return {"error": {"code": self.code, "message": self.message, "target": self.target}}
 
 
 class InvalidParameter(ArmError):

@@ -77,7 +77,7 @@ class ResourceService:
                 raise ResourceGroupNotFound(f"Resource group '{resource_group}' could not be found.",
                                             target="resourceGroupName")
             if parent is not None and tx.get(parent) is None:
-                raise ParentNotFound(f"The parent resource '{parent}' was not found.")
+                raise ParentNotFound(f"The parent resource '{parent}' was not found.", target=parent)
             return tx.list_page(resource_type=resource_type, subscription_id=subscription_id,
                                 resource_group=resource_group, parent_id=parent, after=after,
                                 limit=self.settings.page_size)
@@ -211,7 +211,7 @@ class ResourceService:
         parent = tx.get(parent_id(ref.id))
         if parent is None:
             raise ParentNotFound(f"Can not perform requested operation on nested resource. Parent "
-                                 f"resource '{parent_id(ref.id)}' not found.")
+                                 f"resource '{parent_id(ref.id)}' not found.", target=parent_id(ref.id))
         if parent.provisioning_state == DELETING:
             raise Conflict(f"'{parent.id}' is being deleted; nothing new can be created in it.",
                            target=parent.id)
