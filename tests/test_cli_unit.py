@@ -450,7 +450,9 @@ def test_serve_sets_environment_and_calls_server(monkeypatch):
     module.run = lambda **kwargs: calls.append(kwargs)
     monkeypatch.setitem(sys.modules, "galley.api.server", module)
     for name in ("GALLEY_HOME", "GALLEY_DATABASE_URL", "GALLEY_REGIONS"):
-        monkeypatch.delenv(name, raising=False)
+        # setenv first so that monkeypatch restores the variable after `serve` has set it.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     result = run("serve", "--port", "9000", "--home", "/tmp/g", "--regions", "eastus, westus2", "--no-worker")
     assert result.exit_code == 0, result.output
     assert calls == [{"host": "127.0.0.1", "port": 9000, "worker": False}]

@@ -1,7 +1,9 @@
 """What every client command shares: the global options (`--server`,
 `--subscription`, `--output`), the session they produce, the `@arm_command`
-decorator that adds them, error reporting, and az-style option parsing
-(tags, true/false flags, usage errors)."""
+decorator that adds them, error reporting, az-style option parsing
+(tags, true/false flags, usage errors), options used by many commands, and
+the small pieces of request bodies they all build (tags, given fields,
+PATCH bodies, default locations). kinds.py builds show/list/delete on top."""
 
 import inspect
 import os
@@ -12,7 +14,8 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from galley.cli.client import DEFAULT_SUBSCRIPTION, DEFAULT_URL, ArmClient, ArmError
+from galley.cli import paths
+from galley.cli.client import API_GROUP, DEFAULT_SUBSCRIPTION, DEFAULT_URL, ArmClient, ArmError
 from galley.cli.output import Columns, emit
 
 
@@ -56,6 +59,7 @@ TagsOpt = Annotated[
 ]
 NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Do not wait for the long-running operation to finish.")]
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="Name of the resource.")]
+EndOfLifeOpt = Annotated[Optional[str], typer.Option("--end-of-life-date", help="End-of-life date, e.g. 2030-12-31.")]
 
 
 class OsType(str, Enum):
@@ -217,3 +221,25 @@ def arm_command(app: typer.Typer, name: str, columns: Optional[Columns] = None) 
 def location_of(session: Session, path: str, api_version: str) -> str:
     """The location of an existing parent resource (group, gallery, ...)."""
     return session.client.get(path, api_version)["location"]
+
+
+def group_location(session: Session, resource_group: str) -> str:
+    """The location of a resource group: where what is created in it goes by default."""
+    return location_of(session, paths.resource_group(session.subscription, resource_group), API_GROUP)
+
+
+def with_tags(body: dict, tags: Optional[list[str]]) -> dict:
+    """`body` with the parsed --tags when they were given (a bare `--tags` clears them)."""
+    if tags is not None:
+        body["tags"] = parse_tags(tags)
+    return body
+
+
+def given(**values: Any) -> dict:
+    """The values that are not None: the fields a command was given."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def patch_body(properties: dict, tags: Optional[list[str]]) -> dict:
+    """A PATCH body: `properties` when there are any, and the tags when given."""
+    return with_tags({"properties": properties} if properties else {}, tags)

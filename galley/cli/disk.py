@@ -1,40 +1,29 @@
-"""`galley disk …`: managed disks."""
+"""`galley disk …`: managed disks. Snapshots (snapshot.py) share the bodies built here."""
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from galley.cli import paths
-from galley.cli.client import API_DISK, API_GROUP
+from galley.cli.client import API_DISK
 from galley.cli.common import (
-    HyperVGeneration,
-    LocationOpt,
-    NameOpt,
-    NoWaitOpt,
-    OptionalResourceGroupOpt,
-    OsType,
-    ResourceGroupOpt,
-    Session,
-    TagsOpt,
-    arm_command,
-    enum_value,
-    location_of,
-    parse_tags,
-    usage_error,
+    HyperVGeneration, LocationOpt, NameOpt, NoWaitOpt, OsType, ResourceGroupOpt, Session, TagsOpt, arm_command,
+    enum_value, group_location, parse_tags, usage_error,
 )
-from galley.cli.output import GROUP, LOCATION, NAME, STATE, field
+from galley.cli.kinds import Kind, compute_kind
+from galley.cli.output import GROUP, LOCATION, NAME, STATE, Getter, field
 from galley.cli.sources import creation_data, resolve_source
 
 app = typer.Typer(help="Manage managed disks.", no_args_is_help=True)
 
-COLUMNS = (
-    NAME, GROUP, LOCATION,
-    ("Sku", field("sku.name")),
-    ("SizeGb", field("properties.diskSizeGB")),
-    ("OsType", field("properties.osType")),
-    ("DiskState", field("properties.diskState")),
-    STATE,
-)
+
+def disk_columns(header: str, getter: Getter) -> tuple:
+    """Table columns of disks and snapshots, which differ in one column."""
+    return (NAME, GROUP, LOCATION, ("Sku", field("sku.name")), ("SizeGb", field("properties.diskSizeGB")),
+            ("OsType", field("properties.osType")), (header, getter), STATE)
+
+
+COLUMNS = disk_columns("DiskState", field("properties.diskState"))
+DISKS = compute_kind(app, "disks", API_DISK, COLUMNS)
 
 SizeOpt = Annotated[Optional[int], typer.Option("--size-gb", "-z", min=1, help="Size in GiB.")]
 SkuOpt = Annotated[Optional[str], typer.Option("--sku", help="Storage type, e.g. Standard_LRS, Premium_LRS, StandardSSD_LRS.")]
@@ -56,15 +45,11 @@ def disk_body(
         if value is not None:
             props[key] = value
     props.update(extra or {})
-    body: dict = {"properties": props}
-    if sku:
-        body["sku"] = {"name": sku}
-    if tags is not None:
-        body["tags"] = tags
-    return body
+    return {"properties": props, **update_body(sku=sku, tags=tags)}
 
 
 def update_body(*, size_gb: Optional[int] = None, sku: Optional[str] = None, tags: Optional[dict] = None) -> dict:
+    """PATCH body of disks and snapshots."""
     body: dict = {}
     if size_gb is not None:
         body["properties"] = {"diskSizeGB": size_gb}
@@ -73,6 +58,30 @@ def update_body(*, size_gb: Optional[int] = None, sku: Optional[str] = None, tag
     if tags is not None:
         body["tags"] = tags
     return body
+
+
+def put_disk(
+    session: Session, kind: Kind, resource_group: str, name: str, location: Optional[str], *,
+    source: Optional[str], size_gb: Optional[int], os_type: Optional[OsType],
+    hyper_v_generation: Optional[HyperVGeneration], sku: Optional[str], tags: Optional[list[str]],
+    no_wait: bool, gallery_image: Optional[str] = None, extra: Optional[dict] = None,
+) -> Any:
+    """Create a disk or snapshot: a copy of --source (id, or a name looked up in -g), from a
+    gallery image version, or empty. The location defaults to the resource group's."""
+    if source:
+        source = resolve_source(session, resource_group, source)
+    body = disk_body(
+        source=source, gallery_image=gallery_image, size_gb=size_gb, os_type=enum_value(os_type),
+        hyper_v_generation=enum_value(hyper_v_generation), sku=sku, tags=parse_tags(tags), extra=extra,
+    )
+    body = {"location": location or group_location(session, resource_group), **body}
+    return session.client.put(kind.path(session.subscription, resource_group, name), kind.api, body, no_wait=no_wait)
+
+
+def patch_disk(session: Session, kind: Kind, resource_group: str, name: str, no_wait: bool, **fields: Any) -> Any:
+    """PATCH a disk or snapshot with update_body(**fields)."""
+    path = kind.path(session.subscription, resource_group, name)
+    return session.client.patch(path, kind.api, update_body(**fields), no_wait=no_wait)
 
 
 @arm_command(app, "create", COLUMNS)
@@ -92,29 +101,13 @@ def create(
     no_wait: NoWaitOpt = False,
 ):
     """Create a managed disk: empty (--size-gb), a copy (--source), or from a gallery image version."""
-    sub = session.subscription
-    if source:
-        source = resolve_source(session, resource_group, source)
-    body = disk_body(
-        source=source, gallery_image=gallery_image, size_gb=size_gb, os_type=enum_value(os_type),
-        hyper_v_generation=enum_value(hyper_v_generation), sku=sku, tags=parse_tags(tags),
-    )
-    location = location or location_of(session, paths.resource_group(sub, resource_group), API_GROUP)
-    body = {"location": location, **body}
-    path = paths.compute(sub, resource_group, "disks", name)
-    return session.client.put(path, API_DISK, body, no_wait=no_wait)
+    return put_disk(session, DISKS, resource_group, name, location, source=source, gallery_image=gallery_image,
+                    size_gb=size_gb, os_type=os_type, hyper_v_generation=hyper_v_generation, sku=sku, tags=tags,
+                    no_wait=no_wait)
 
 
-@arm_command(app, "show", COLUMNS)
-def show(session: Session, *, resource_group: ResourceGroupOpt, name: NameOpt):
-    """Show a managed disk."""
-    return session.client.get(paths.compute(session.subscription, resource_group, "disks", name), API_DISK)
-
-
-@arm_command(app, "list", COLUMNS)
-def list_(session: Session, *, resource_group: OptionalResourceGroupOpt = None):
-    """List managed disks in a resource group, or in the subscription without -g."""
-    return session.client.list(paths.compute_collection(session.subscription, resource_group, "disks"), API_DISK)
+DISKS.add_show("Show a managed disk.")
+DISKS.add_list("List managed disks in a resource group, or in the subscription without -g.")
 
 
 @arm_command(app, "update", COLUMNS)
@@ -129,13 +122,7 @@ def update(
     no_wait: NoWaitOpt = False,
 ):
     """Grow a disk, change its storage type, or set its tags (PATCH)."""
-    body = update_body(size_gb=size_gb, sku=sku, tags=parse_tags(tags))
-    path = paths.compute(session.subscription, resource_group, "disks", name)
-    return session.client.patch(path, API_DISK, body, no_wait=no_wait)
+    return patch_disk(session, DISKS, resource_group, name, no_wait, size_gb=size_gb, sku=sku, tags=parse_tags(tags))
 
 
-@arm_command(app, "delete")
-def delete(session: Session, *, resource_group: ResourceGroupOpt, name: NameOpt, no_wait: NoWaitOpt = False):
-    """Delete a managed disk."""
-    path = paths.compute(session.subscription, resource_group, "disks", name)
-    return session.client.delete(path, API_DISK, no_wait=no_wait)
+DISKS.add_delete("Delete a managed disk.")

@@ -7,6 +7,7 @@ import typer
 from galley.cli import paths
 from galley.cli.client import API_GROUP
 from galley.cli.common import NoWaitOpt, Session, TagsOpt, arm_command, parse_tags
+from galley.cli.kinds import Kind, option
 from galley.cli.output import LOCATION, NAME, STATE
 
 app = typer.Typer(help="Manage resource groups.", no_args_is_help=True)
@@ -14,6 +15,7 @@ app = typer.Typer(help="Manage resource groups.", no_args_is_help=True)
 COLUMNS = (NAME, LOCATION, STATE)
 
 GroupNameOpt = Annotated[str, typer.Option("--name", "-n", "--resource-group", "-g", help="Name of the resource group.")]
+GROUPS = Kind(app, API_GROUP, COLUMNS, keys=(option("name", GroupNameOpt),), path=paths.resource_group)
 
 
 @arm_command(app, "create", COLUMNS)
@@ -29,16 +31,8 @@ def create(
     return session.client.put(paths.resource_group(session.subscription, name), API_GROUP, body)
 
 
-@arm_command(app, "show", COLUMNS)
-def show(session: Session, *, name: GroupNameOpt):
-    """Show a resource group."""
-    return session.client.get(paths.resource_group(session.subscription, name), API_GROUP)
-
-
-@arm_command(app, "list", COLUMNS)
-def list_(session: Session):
-    """List the subscription's resource groups."""
-    return session.client.list(paths.resource_group(session.subscription), API_GROUP)
+GROUPS.add_show("Show a resource group.")
+GROUPS.add_list("List the subscription's resource groups.")
 
 
 @arm_command(app, "delete")

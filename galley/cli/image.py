@@ -4,24 +4,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from galley.cli import paths
-from galley.cli.client import API_GROUP, API_IMAGE
+from galley.cli.client import API_IMAGE
 from galley.cli.common import (
-    HyperVGeneration,
-    LocationOpt,
-    NameOpt,
-    NoWaitOpt,
-    OptionalResourceGroupOpt,
-    OsType,
-    ResourceGroupOpt,
-    Session,
-    TagsOpt,
-    arm_command,
-    enum_value,
-    location_of,
-    parse_tags,
-    usage_error,
+    HyperVGeneration, LocationOpt, NameOpt, NoWaitOpt, OsType, ResourceGroupOpt, Session, TagsOpt, arm_command,
+    enum_value, group_location, usage_error, with_tags,
 )
+from galley.cli.kinds import compute_kind
 from galley.cli.output import GROUP, LOCATION, NAME, STATE, field
 from galley.cli.sources import image_disk_reference, os_type_of, resolve_source
 
@@ -33,6 +21,7 @@ COLUMNS = (
     ("HyperVGeneration", field("properties.hyperVGeneration")),
     STATE,
 )
+IMAGES = compute_kind(app, "images", API_IMAGE, COLUMNS)
 
 
 def image_properties(
@@ -65,33 +54,21 @@ def create(
     no_wait: NoWaitOpt = False,
 ):
     """Create a generalized managed image from a disk or snapshot."""
-    sub = session.subscription
     source = resolve_source(session, resource_group, source)
     data = [resolve_source(session, resource_group, s) for s in data_disk_sources or []]
     os_name = enum_value(os_type) or os_type_of(session, source)
     if not os_name:
         raise usage_error("--os-type is required: the source does not record its OS type.")
-    location = location or location_of(session, paths.resource_group(sub, resource_group), API_GROUP)
-    body: dict = {
-        "location": location,
+    body = with_tags({
+        "location": location or group_location(session, resource_group),
         "properties": image_properties(source, os_name, data, enum_value(hyper_v_generation)),
-    }
-    if tags is not None:
-        body["tags"] = parse_tags(tags)
-    path = paths.compute(sub, resource_group, "images", name)
+    }, tags)
+    path = IMAGES.path(session.subscription, resource_group, name)
     return session.client.put(path, API_IMAGE, body, no_wait=no_wait)
 
 
-@arm_command(app, "show", COLUMNS)
-def show(session: Session, *, resource_group: ResourceGroupOpt, name: NameOpt):
-    """Show a managed image."""
-    return session.client.get(paths.compute(session.subscription, resource_group, "images", name), API_IMAGE)
-
-
-@arm_command(app, "list", COLUMNS)
-def list_(session: Session, *, resource_group: OptionalResourceGroupOpt = None):
-    """List managed images in a resource group, or in the subscription without -g."""
-    return session.client.list(paths.compute_collection(session.subscription, resource_group, "images"), API_IMAGE)
+IMAGES.add_show("Show a managed image.")
+IMAGES.add_list("List managed images in a resource group, or in the subscription without -g.")
 
 
 @arm_command(app, "update", COLUMNS)
@@ -100,13 +77,8 @@ def update(
     no_wait: NoWaitOpt = False,
 ):
     """Update a managed image's tags."""
-    body = {"tags": parse_tags(tags)} if tags is not None else {}
-    path = paths.compute(session.subscription, resource_group, "images", name)
-    return session.client.patch(path, API_IMAGE, body, no_wait=no_wait)
+    path = IMAGES.path(session.subscription, resource_group, name)
+    return session.client.patch(path, API_IMAGE, with_tags({}, tags), no_wait=no_wait)
 
 
-@arm_command(app, "delete")
-def delete(session: Session, *, resource_group: ResourceGroupOpt, name: NameOpt, no_wait: NoWaitOpt = False):
-    """Delete a managed image."""
-    path = paths.compute(session.subscription, resource_group, "images", name)
-    return session.client.delete(path, API_IMAGE, no_wait=no_wait)
+IMAGES.add_delete("Delete a managed image.")

@@ -8,21 +8,12 @@ import typer
 from galley.cli import paths
 from galley.cli.client import API_GALLERY
 from galley.cli.common import (
-    HyperVGeneration,
-    LocationOpt,
-    NoWaitOpt,
-    OsType,
-    ResourceGroupOpt,
-    Session,
-    TagsOpt,
-    arm_command,
-    enum_value,
-    location_of,
-    parse_tags,
-    usage_error,
+    EndOfLifeOpt, HyperVGeneration, LocationOpt, NoWaitOpt, OsType, ResourceGroupOpt, Session, TagsOpt, arm_command,
+    enum_value, given, patch_body, usage_error, with_tags,
 )
+from galley.cli.kinds import RESOURCE_GROUP, Kind, option
 from galley.cli.output import GROUP, LOCATION, NAME, STATE, field
-from galley.cli.sig import GalleryOpt
+from galley.cli.sig import GALLERY, GalleryOpt, gallery_location
 
 app = typer.Typer(help="Manage gallery image definitions.", no_args_is_help=True)
 
@@ -45,11 +36,13 @@ class OsState(str, Enum):
 
 DefinitionOpt = Annotated[str, typer.Option("--gallery-image-definition", "-i", help="Image definition name.")]
 DescriptionOpt = Annotated[Optional[str], typer.Option("--description", help="Description of the image definition.")]
-EndOfLifeOpt = Annotated[Optional[str], typer.Option("--end-of-life-date", help="End-of-life date, e.g. 2030-12-31.")]
 MinCpuOpt = Annotated[Optional[int], typer.Option("--minimum-cpu-core", help="Recommended minimum vCPUs.")]
 MaxCpuOpt = Annotated[Optional[int], typer.Option("--maximum-cpu-core", help="Recommended maximum vCPUs.")]
 MinMemoryOpt = Annotated[Optional[int], typer.Option("--minimum-memory", help="Recommended minimum memory (GB).")]
 MaxMemoryOpt = Annotated[Optional[int], typer.Option("--maximum-memory", help="Recommended maximum memory (GB).")]
+
+DEFINITION = option("definition", DefinitionOpt)
+DEFINITIONS = Kind(app, API_GALLERY, COLUMNS, keys=(RESOURCE_GROUP, GALLERY, DEFINITION), path=paths.image_definition)
 
 
 def recommended(min_cpu, max_cpu, min_memory, max_memory) -> Optional[dict]:
@@ -74,23 +67,22 @@ def definition_properties(
         "osType": os_type,
         "osState": os_state,
     }
-    optional = {
-        "hyperVGeneration": hyper_v_generation,
-        "description": description,
-        "eula": eula,
-        "privacyStatementUri": privacy_statement_uri,
-        "releaseNoteUri": release_note_uri,
-        "endOfLifeDate": end_of_life_date,
-        "recommended": recommended(min_cpu, max_cpu, min_memory, max_memory),
-        "disallowed": {"diskTypes": disallowed_disk_types} if disallowed_disk_types else None,
-        "architecture": architecture,
-        "features": parse_features(features),
-    }
+    props.update(given(
+        hyperVGeneration=hyper_v_generation,
+        description=description,
+        eula=eula,
+        privacyStatementUri=privacy_statement_uri,
+        releaseNoteUri=release_note_uri,
+        endOfLifeDate=end_of_life_date,
+        recommended=recommended(min_cpu, max_cpu, min_memory, max_memory),
+        disallowed={"diskTypes": disallowed_disk_types} if disallowed_disk_types else None,
+        architecture=architecture,
+        features=parse_features(features),
+    ))
     if plan_name or plan_product or plan_publisher:
         if not (plan_name and plan_product and plan_publisher):
             raise usage_error("--plan-name, --plan-product and --plan-publisher must be given together.")
-        optional["purchasePlan"] = {"name": plan_name, "product": plan_product, "publisher": plan_publisher}
-    props.update({k: v for k, v in optional.items() if v is not None})
+        props["purchasePlan"] = {"name": plan_name, "product": plan_product, "publisher": plan_publisher}
     return props
 
 
@@ -142,8 +134,8 @@ def create(
 ):
     """Create an image definition in a gallery. The location defaults to the gallery's."""
     sub = session.subscription
-    location = location or location_of(session, paths.gallery(sub, resource_group, gallery), API_GALLERY)
-    body: dict = {
+    location = location or gallery_location(session, resource_group, gallery)
+    body = with_tags({
         "location": location,
         "properties": definition_properties(
             publisher=publisher, offer=offer, sku=sku, os_type=os_type.value, os_state=os_state.value,
@@ -154,25 +146,13 @@ def create(
             plan_product=plan_product, plan_publisher=plan_publisher, architecture=architecture,
             features=features,
         ),
-    }
-    if tags is not None:
-        body["tags"] = parse_tags(tags)
+    }, tags)
     path = paths.image_definition(sub, resource_group, gallery, definition)
     return session.client.put(path, API_GALLERY, body, no_wait=no_wait)
 
 
-@arm_command(app, "show", COLUMNS)
-def show(session: Session, *, resource_group: ResourceGroupOpt, gallery: GalleryOpt, definition: DefinitionOpt):
-    """Show an image definition."""
-    path = paths.image_definition(session.subscription, resource_group, gallery, definition)
-    return session.client.get(path, API_GALLERY)
-
-
-@arm_command(app, "list", COLUMNS)
-def list_(session: Session, *, resource_group: ResourceGroupOpt, gallery: GalleryOpt):
-    """List the image definitions of a gallery."""
-    path = paths.image_definition(session.subscription, resource_group, gallery)
-    return session.client.list(path, API_GALLERY)
+DEFINITIONS.add_show("Show an image definition.")
+DEFINITIONS.add_list("List the image definitions of a gallery.")
 
 
 @arm_command(app, "update", COLUMNS)
@@ -192,33 +172,10 @@ def update(
     no_wait: NoWaitOpt = False,
 ):
     """Update the updatable fields of an image definition (PATCH)."""
-    props = {
-        k: v
-        for k, v in (
-            ("description", description),
-            ("endOfLifeDate", end_of_life_date),
-            ("recommended", recommended(min_cpu, max_cpu, min_memory, max_memory)),
-        )
-        if v is not None
-    }
-    body: dict = {}
-    if props:
-        body["properties"] = props
-    if tags is not None:
-        body["tags"] = parse_tags(tags)
+    props = given(description=description, endOfLifeDate=end_of_life_date,
+                  recommended=recommended(min_cpu, max_cpu, min_memory, max_memory))
     path = paths.image_definition(session.subscription, resource_group, gallery, definition)
-    return session.client.patch(path, API_GALLERY, body, no_wait=no_wait)
+    return session.client.patch(path, API_GALLERY, patch_body(props, tags), no_wait=no_wait)
 
 
-@arm_command(app, "delete")
-def delete(
-    session: Session,
-    *,
-    resource_group: ResourceGroupOpt,
-    gallery: GalleryOpt,
-    definition: DefinitionOpt,
-    no_wait: NoWaitOpt = False,
-):
-    """Delete an image definition (it must hold no versions)."""
-    path = paths.image_definition(session.subscription, resource_group, gallery, definition)
-    return session.client.delete(path, API_GALLERY, no_wait=no_wait)
+DEFINITIONS.add_delete("Delete an image definition (it must hold no versions).")

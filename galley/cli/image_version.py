@@ -10,20 +10,13 @@ import typer
 from galley.cli import paths
 from galley.cli.client import API_GALLERY
 from galley.cli.common import (
-    LocationOpt,
-    NoWaitOpt,
-    ResourceGroupOpt,
-    Session,
-    TagsOpt,
-    arm_command,
-    location_of,
-    parse_tags,
-    three_state_option,
-    usage_error,
+    EndOfLifeOpt, LocationOpt, NoWaitOpt, ResourceGroupOpt, Session, TagsOpt, arm_command, given,
+    patch_body, three_state_option, usage_error, with_tags,
 )
-from galley.cli.image_definition import DefinitionOpt
+from galley.cli.image_definition import DEFINITION, DefinitionOpt
+from galley.cli.kinds import RESOURCE_GROUP, Kind, option
 from galley.cli.output import LOCATION, NAME, STATE, field
-from galley.cli.sig import GalleryOpt
+from galley.cli.sig import GALLERY, GalleryOpt, gallery_location
 from galley.cli.sources import resolve_source
 
 app = typer.Typer(help="Manage gallery image versions.", no_args_is_help=True)
@@ -52,11 +45,13 @@ TargetRegionsOpt = Annotated[
                  "REGION[=REPLICA_COUNT[=STORAGE_ACCOUNT_TYPE]] ..."),
 ]
 ReplicaCountOpt = Annotated[Optional[int], typer.Option("--replica-count", min=1, help="Default replica count per region.")]
-EndOfLifeOpt = Annotated[Optional[str], typer.Option("--end-of-life-date", help="End-of-life date, e.g. 2030-12-31.")]
 ExcludeFromLatestOpt = Annotated[
     Optional[str],  # parsed into a bool by parse_bool_word
     three_state_option("--exclude-from-latest", help="Whether `latest` must skip this version."),
 ]
+
+VERSIONS = Kind(app, API_GALLERY, COLUMNS, keys=(RESOURCE_GROUP, GALLERY, DEFINITION, option("version", VersionOpt)),
+                path=paths.image_version)
 
 
 # -- body building -----------------------------------------------------------------
@@ -97,14 +92,8 @@ def publishing_profile(
     exclude_from_latest: Optional[bool] = None, end_of_life_date: Optional[str] = None,
     storage_account_type: Optional[str] = None,
 ) -> dict:
-    fields = {
-        "targetRegions": regions,
-        "replicaCount": replica_count,
-        "excludeFromLatest": exclude_from_latest,
-        "endOfLifeDate": end_of_life_date,
-        "storageAccountType": storage_account_type,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
+    return given(targetRegions=regions, replicaCount=replica_count, excludeFromLatest=exclude_from_latest,
+                 endOfLifeDate=end_of_life_date, storageAccountType=storage_account_type)
 
 
 def compute_id(sub: str, rg: str, collection: str, value: str) -> str:
@@ -223,8 +212,8 @@ def create(
         data_vhds_sa=data_vhds_sa,
     )
     regions = target_regions(regions)  # parse before any request, so bad input fails fast
-    location = location or location_of(session, paths.gallery(sub, resource_group, gallery), API_GALLERY)
-    body: dict = {
+    location = location or gallery_location(session, resource_group, gallery)
+    body = with_tags({
         "location": location,
         "properties": {
             "publishingProfile": publishing_profile(
@@ -234,9 +223,7 @@ def create(
             ),
             "storageProfile": storage,
         },
-    }
-    if tags is not None:
-        body["tags"] = parse_tags(tags)
+    }, tags)
     path = paths.image_version(sub, resource_group, gallery, definition, version)
     return session.client.put(path, API_GALLERY, body, no_wait=no_wait)
 
@@ -271,11 +258,7 @@ def show(
     return session.client.get(path, API_GALLERY, params=params)
 
 
-@arm_command(app, "list", COLUMNS)
-def list_(session: Session, *, resource_group: ResourceGroupOpt, gallery: GalleryOpt, definition: DefinitionOpt):
-    """List the versions of an image definition."""
-    path = paths.image_version(session.subscription, resource_group, gallery, definition)
-    return session.client.list(path, API_GALLERY)
+VERSIONS.add_list("List the versions of an image definition.")
 
 
 @arm_command(app, "update", COLUMNS)
@@ -300,25 +283,9 @@ def update(
         regions=target_regions(regions), replica_count=replica_count,
         exclude_from_latest=exclude_from_latest, end_of_life_date=end_of_life_date,
     )
-    body: dict = {}
-    if profile:
-        body["properties"] = {"publishingProfile": profile}
-    if tags is not None:
-        body["tags"] = parse_tags(tags)
+    body = patch_body({"publishingProfile": profile} if profile else {}, tags)
     path = paths.image_version(session.subscription, resource_group, gallery, definition, version)
     return session.client.patch(path, API_GALLERY, body, no_wait=no_wait)
 
 
-@arm_command(app, "delete")
-def delete(
-    session: Session,
-    *,
-    resource_group: ResourceGroupOpt,
-    gallery: GalleryOpt,
-    definition: DefinitionOpt,
-    version: VersionOpt,
-    no_wait: NoWaitOpt = False,
-):
-    """Delete an image version and its replicas."""
-    path = paths.image_version(session.subscription, resource_group, gallery, definition, version)
-    return session.client.delete(path, API_GALLERY, no_wait=no_wait)
+VERSIONS.add_delete("Delete an image version and its replicas.")

@@ -7,18 +7,12 @@ from typing import Annotated, Optional
 import typer
 
 from galley.cli import paths
-from galley.cli.client import API_GALLERY, API_GROUP
+from galley.cli.client import API_GALLERY
 from galley.cli.common import (
-    LocationOpt,
-    NoWaitOpt,
-    OptionalResourceGroupOpt,
-    ResourceGroupOpt,
-    Session,
-    TagsOpt,
-    arm_command,
-    location_of,
-    parse_tags,
+    LocationOpt, NoWaitOpt, ResourceGroupOpt, Session, TagsOpt, arm_command, given, group_location, location_of,
+    patch_body, with_tags,
 )
+from galley.cli.kinds import OPTIONAL_RESOURCE_GROUP, RESOURCE_GROUP, Kind, option
 from galley.cli.output import DEFAULT_COLUMNS, field
 
 app = typer.Typer(help="Manage Compute Galleries (Shared Image Gallery).", no_args_is_help=True)
@@ -27,6 +21,18 @@ COLUMNS = (*DEFAULT_COLUMNS, ("Description", field("properties.description")))
 
 GalleryOpt = Annotated[str, typer.Option("--gallery-name", "-r", help="Gallery name.")]
 DescriptionOpt = Annotated[Optional[str], typer.Option("--description", help="Description of the gallery.")]
+
+GALLERY = option("gallery", GalleryOpt)
+GALLERIES = Kind(
+    app, API_GALLERY, COLUMNS, keys=(RESOURCE_GROUP, GALLERY), path=paths.gallery,
+    list_keys=(OPTIONAL_RESOURCE_GROUP,),
+    list_path=lambda sub, rg: paths.compute_collection(sub, rg, "galleries"),
+)
+
+
+def gallery_location(session: Session, resource_group: str, gallery: str) -> str:
+    """The location of a gallery: where its image definitions and versions go by default."""
+    return location_of(session, paths.gallery(session.subscription, resource_group, gallery), API_GALLERY)
 
 
 @arm_command(app, "create", COLUMNS)
@@ -41,27 +47,14 @@ def create(
     no_wait: NoWaitOpt = False,
 ):
     """Create a gallery. The location defaults to the resource group's."""
-    sub = session.subscription
-    location = location or location_of(session, paths.resource_group(sub, resource_group), API_GROUP)
-    body: dict = {"location": location, "properties": {}}
-    if description is not None:
-        body["properties"]["description"] = description
-    if tags is not None:
-        body["tags"] = parse_tags(tags)
-    return session.client.put(paths.gallery(sub, resource_group, gallery), API_GALLERY, body, no_wait=no_wait)
+    location = location or group_location(session, resource_group)
+    body = with_tags({"location": location, "properties": given(description=description)}, tags)
+    return session.client.put(paths.gallery(session.subscription, resource_group, gallery), API_GALLERY, body,
+                              no_wait=no_wait)
 
 
-@arm_command(app, "show", COLUMNS)
-def show(session: Session, *, resource_group: ResourceGroupOpt, gallery: GalleryOpt):
-    """Show a gallery."""
-    return session.client.get(paths.gallery(session.subscription, resource_group, gallery), API_GALLERY)
-
-
-@arm_command(app, "list", COLUMNS)
-def list_(session: Session, *, resource_group: OptionalResourceGroupOpt = None):
-    """List galleries in a resource group, or in the subscription without -g."""
-    path = paths.compute_collection(session.subscription, resource_group, "galleries")
-    return session.client.list(path, API_GALLERY)
+GALLERIES.add_show("Show a gallery.")
+GALLERIES.add_list("List galleries in a resource group, or in the subscription without -g.")
 
 
 @arm_command(app, "update", COLUMNS)
@@ -75,19 +68,8 @@ def update(
     no_wait: NoWaitOpt = False,
 ):
     """Update a gallery's description or tags."""
-    body: dict = {}
-    if description is not None:
-        body["properties"] = {"description": description}
-    if tags is not None:
-        body["tags"] = parse_tags(tags)
     path = paths.gallery(session.subscription, resource_group, gallery)
-    return session.client.patch(path, API_GALLERY, body, no_wait=no_wait)
+    return session.client.patch(path, API_GALLERY, patch_body(given(description=description), tags), no_wait=no_wait)
 
 
-@arm_command(app, "delete")
-def delete(
-    session: Session, *, resource_group: ResourceGroupOpt, gallery: GalleryOpt, no_wait: NoWaitOpt = False
-):
-    """Delete a gallery (it must hold no image definitions)."""
-    path = paths.gallery(session.subscription, resource_group, gallery)
-    return session.client.delete(path, API_GALLERY, no_wait=no_wait)
+GALLERIES.add_delete("Delete a gallery (it must hold no image definitions).")

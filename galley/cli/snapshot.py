@@ -1,38 +1,19 @@
-"""`galley snapshot …`: snapshots of managed disks."""
+"""`galley snapshot …`: snapshots of managed disks (bodies shared with disk.py)."""
 
 from typing import Annotated
 
 import typer
 
-from galley.cli import paths
-from galley.cli.client import API_DISK, API_GROUP
-from galley.cli.common import (
-    LocationOpt,
-    NameOpt,
-    NoWaitOpt,
-    OptionalResourceGroupOpt,
-    ResourceGroupOpt,
-    Session,
-    TagsOpt,
-    arm_command,
-    enum_value,
-    location_of,
-    parse_tags,
-)
-from galley.cli.disk import HyperVOpt, OsTypeOpt, SizeOpt, SkuOpt, SourceOpt, disk_body, update_body
-from galley.cli.output import GROUP, LOCATION, NAME, STATE, field
-from galley.cli.sources import resolve_source
+from galley.cli.client import API_DISK
+from galley.cli.common import LocationOpt, NameOpt, NoWaitOpt, ResourceGroupOpt, Session, TagsOpt, arm_command, parse_tags
+from galley.cli.disk import HyperVOpt, OsTypeOpt, SizeOpt, SkuOpt, SourceOpt, disk_columns, patch_disk, put_disk
+from galley.cli.kinds import compute_kind
+from galley.cli.output import field
 
 app = typer.Typer(help="Manage snapshots of managed disks.", no_args_is_help=True)
 
-COLUMNS = (
-    NAME, GROUP, LOCATION,
-    ("Sku", field("sku.name")),
-    ("SizeGb", field("properties.diskSizeGB")),
-    ("OsType", field("properties.osType")),
-    ("Incremental", field("properties.incremental")),
-    STATE,
-)
+COLUMNS = disk_columns("Incremental", field("properties.incremental"))
+SNAPSHOTS = compute_kind(app, "snapshots", API_DISK, COLUMNS)
 
 
 @arm_command(app, "create", COLUMNS)
@@ -52,30 +33,13 @@ def create(
     no_wait: NoWaitOpt = False,
 ):
     """Create a snapshot of a disk or snapshot (--source), or an empty one (--size-gb)."""
-    sub = session.subscription
-    if source:
-        source = resolve_source(session, resource_group, source)
-    body = disk_body(
-        source=source, size_gb=size_gb, os_type=enum_value(os_type),
-        hyper_v_generation=enum_value(hyper_v_generation), sku=sku, tags=parse_tags(tags),
-        extra={"incremental": True} if incremental else None,
-    )
-    location = location or location_of(session, paths.resource_group(sub, resource_group), API_GROUP)
-    body = {"location": location, **body}
-    path = paths.compute(sub, resource_group, "snapshots", name)
-    return session.client.put(path, API_DISK, body, no_wait=no_wait)
+    return put_disk(session, SNAPSHOTS, resource_group, name, location, source=source, size_gb=size_gb,
+                    os_type=os_type, hyper_v_generation=hyper_v_generation, sku=sku, tags=tags, no_wait=no_wait,
+                    extra={"incremental": True} if incremental else None)
 
 
-@arm_command(app, "show", COLUMNS)
-def show(session: Session, *, resource_group: ResourceGroupOpt, name: NameOpt):
-    """Show a snapshot."""
-    return session.client.get(paths.compute(session.subscription, resource_group, "snapshots", name), API_DISK)
-
-
-@arm_command(app, "list", COLUMNS)
-def list_(session: Session, *, resource_group: OptionalResourceGroupOpt = None):
-    """List snapshots in a resource group, or in the subscription without -g."""
-    return session.client.list(paths.compute_collection(session.subscription, resource_group, "snapshots"), API_DISK)
+SNAPSHOTS.add_show("Show a snapshot.")
+SNAPSHOTS.add_list("List snapshots in a resource group, or in the subscription without -g.")
 
 
 @arm_command(app, "update", COLUMNS)
@@ -89,13 +53,7 @@ def update(
     no_wait: NoWaitOpt = False,
 ):
     """Change a snapshot's storage type or tags (PATCH)."""
-    body = update_body(sku=sku, tags=parse_tags(tags))
-    path = paths.compute(session.subscription, resource_group, "snapshots", name)
-    return session.client.patch(path, API_DISK, body, no_wait=no_wait)
+    return patch_disk(session, SNAPSHOTS, resource_group, name, no_wait, sku=sku, tags=parse_tags(tags))
 
 
-@arm_command(app, "delete")
-def delete(session: Session, *, resource_group: ResourceGroupOpt, name: NameOpt, no_wait: NoWaitOpt = False):
-    """Delete a snapshot."""
-    path = paths.compute(session.subscription, resource_group, "snapshots", name)
-    return session.client.delete(path, API_DISK, no_wait=no_wait)
+SNAPSHOTS.add_delete("Delete a snapshot.")
