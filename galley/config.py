@@ -37,6 +37,13 @@ class Settings:
     page_size: int = 1_000
     max_body_bytes: int = 1_048_576
     worker_poll_seconds: float = 0.5
+    # Region stores: each region has zones; {region} and {zone} fill the template of a store's URL.
+    zones: tuple[str, ...] = ("1", "2", "3")
+    store_template: str = ""
+
+    @property
+    def store_url_template(self) -> str:
+        return self.store_template or f"file://{self.home}/stores/{{region}}/{{zone}}"
 
     @property
     def region_set(self) -> frozenset[str]:
@@ -69,4 +76,6 @@ def load_settings() -> Settings:
         regions=regions,
         limits=limits,
         page_size=_int_env("GALLEY_PAGE_SIZE", 1_000),
+        zones=tuple(z.strip() for z in os.environ.get("GALLEY_ZONES", "1,2,3").split(",") if z.strip()),
+        store_template=os.environ.get("GALLEY_STORE_TEMPLATE", ""),
     )

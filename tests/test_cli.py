@@ -210,8 +210,14 @@ def test_version_from_os_and_data_snapshots(galley):
     assert version["location"] == "eastus" and list(regions_of(version)) == ["eastus"]  # the default target
 
 
-def test_version_from_os_vhd_uri(galley):
+def test_version_from_os_vhd_uri(galley, cli_server):
     seed_gallery(galley, "eastus")
+    account = (f"{cli_server.url}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/"
+               "Microsoft.Storage/storageAccounts/myaccount?api-version=2023-05-01")
+    created = httpx.put(account, json={"location": "eastus", "sku": {"name": "Standard_LRS"}})
+    assert created.status_code == 202
+    vhd_footer_only_disk = bytes(1024 * 1024) + _fixed_vhd_footer(1024 * 1024)
+    assert httpx.put(f"{cli_server.url}/blob/myaccount/vhds/os.vhd", content=vhd_footer_only_disk).status_code == 201
     uri = "https://myaccount.blob.core.windows.net/vhds/os.vhd"
     version = galley("sig", "image-version", "create", *SIG, "-e", "1.0.0", "--os-vhd-uri", uri,
                      "--os-vhd-storage-account", "myaccount").json()
@@ -219,6 +225,11 @@ def test_version_from_os_vhd_uri(galley):
     assert source == {"uri": uri, "storageAccountId": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}"
                                                       "/providers/Microsoft.Storage/storageAccounts/myaccount"}
     assert version["properties"]["provisioningState"] == "Succeeded"
+
+
+def _fixed_vhd_footer(size: int) -> bytes:
+    from galley.content.vhd import VhdFooter
+    return VhdFooter.new(2, size).pack()
 
 
 def test_version_usage_error_sends_nothing(galley):

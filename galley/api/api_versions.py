@@ -31,8 +31,12 @@ RESOURCES = frozenset({
     "2021-01-01", "2021-04-01", "2022-01-01", "2022-09-01", "2022-12-01", "2023-07-01",
     "2024-03-01", "2024-07-01", "2024-11-01", "2025-03-01", "2025-04-01",
 })
+STORAGE = frozenset({
+    "2019-04-01", "2019-06-01", "2021-04-01", "2021-09-01", "2022-05-01", "2022-09-01",
+    "2023-01-01", "2023-05-01", "2024-01-01", "2025-01-01", "2025-06-01",
+})
 # Operation-status URLs carry the api-version of the request that started them.
-ANY_KNOWN = GALLERY | COMPUTE | DISK | RESOURCES
+ANY_KNOWN = GALLERY | COMPUTE | DISK | RESOURCES | STORAGE
 
 
 def _checker(supported: frozenset[str], family: str):
@@ -57,4 +61,5 @@ gallery_api = _checker(GALLERY, "Microsoft.Compute/galleries")
 compute_api = _checker(COMPUTE, "Microsoft.Compute/images")
 disk_api = _checker(DISK, "Microsoft.Compute/disks and snapshots")
 resources_api = _checker(RESOURCES, "Microsoft.Resources")
+storage_api = _checker(STORAGE, "Microsoft.Storage/storageAccounts")
 operation_api = _checker(ANY_KNOWN, "Microsoft.Compute operations")

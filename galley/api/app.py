@@ -11,13 +11,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..config import Settings, load_settings
+from ..content.engine import ContentEngine
+from ..content.locations import Locations
 from ..domain.errors import ArmError
 from ..domain.service import ResourceService
 from ..jobs.worker import Worker
+from ..store.content_repository import ContentRepository
 from ..store.database import make_engine, migrate
 from ..store.sql_store import SqlStore
 from .paths import CanonicalPathMiddleware
-from .routes import operations, resource_groups, resources
+from .routes import content as content_routes
+from .routes import blobs, maintenance, operations, resource_groups, resources
 from .wire import error_response
 
 log = logging.getLogger("galley.api")
@@ -29,7 +33,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     engine = make_engine(settings.database_url)
     migrate(engine)
     store = SqlStore(engine)
-    worker = Worker(store, settings.worker_poll_seconds)
+    locations = Locations(settings)
+    content = ContentEngine(ContentRepository(store), locations)
+    worker = Worker(store, content, settings.worker_poll_seconds)
     service = ResourceService(store, settings, on_queued=worker.wake)
 
     @asynccontextmanager
@@ -49,11 +55,15 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.state.store = store
     app.state.service = service
     app.state.worker = worker
+    app.state.content = content
     app.state.max_body_bytes = settings.max_body_bytes
     app.add_middleware(CanonicalPathMiddleware)
     app.include_router(resource_groups.router)
     app.include_router(operations.router)
     app.include_router(resources.build_router())
+    app.include_router(content_routes.router)
+    app.include_router(blobs.router)
+    app.include_router(maintenance.router)
     _install_error_handlers(app)
     return app
 

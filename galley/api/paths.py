@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Words that are followed by a name; 'providers' is followed by a namespace and then a word.
 _NAMED = {"subscriptions", "resourcegroups", "galleries", "images", "versions", "disks", "snapshots",
-          "locations", "operations", "operationresults"}
+          "locations", "operations", "operationresults", "storageaccounts"}
 
 
 def canonical_path(path: str) -> str:

@@ -47,6 +47,7 @@ class _DiskLike:
         generation = enums.normalize(props.get("hyperVGeneration"), enums.HYPERV_GENERATIONS,
                                      "properties.hyperVGeneration")
         creation_out = {"createOption": option}
+        exact_bytes = None
         if existing is not None:
             creation_out = existing.properties["creationData"]
             reject_source_change(creation_out, creation, "properties.creationData", self.KIND)
@@ -55,6 +56,7 @@ class _DiskLike:
                                      "properties.creationData.sourceResourceId", (DISK_TYPE, SNAPSHOT_TYPE))
             creation_out["sourceResourceId"] = origin.id
             size = size or origin.properties.get("diskSizeGB")
+            exact_bytes = origin.properties.get("diskSizeBytes")
             os_type = os_type or origin.properties.get("osType")
             generation = generation or origin.properties.get("hyperVGeneration")
         elif option == "FromImage":
@@ -66,8 +68,12 @@ class _DiskLike:
             size = size or sources.size_gb_of(origin)
             os_type = os_type or sources.os_type_of(ctx.tx, origin)
         elif option == "Import":
-            creation_out["sourceUri"] = sources.check_blob_uri(
-                creation.get("sourceUri"), "properties.creationData.sourceUri")
+            account = sources.resolve_blob(ctx.tx, creation.get("sourceUri"),
+                                           "properties.creationData.sourceUri")
+            if account.location != resource.location:
+                raise InvalidParameter(f"The blob's storage account is in {account.location}; import it into "
+                                       f"a {self.KIND} in the same region.", target="properties.creationData.sourceUri")
+            creation_out["sourceUri"] = creation["sourceUri"]
             if creation.get("storageAccountId"):
                 creation_out["storageAccountId"] = creation["storageAccountId"]
         elif option == "Upload":
@@ -79,6 +85,7 @@ class _DiskLike:
                                        target="properties.creationData.uploadSizeBytes")
             creation_out["uploadSizeBytes"] = upload
             size = size or -(-(upload - 512) // GIB)
+            exact_bytes = upload - 512
         if size is None:
             raise InvalidParameter(f"A {self.KIND} created with createOption {option} needs "
                                    "properties.diskSizeGB.", target="properties.diskSizeGB")
@@ -87,15 +94,20 @@ class _DiskLike:
                                    f"asked for {size} GB.", target="properties.diskSizeGB")
         kept = existing.properties if existing is not None else {
             "uniqueId": str(uuid.uuid4()), "timeCreated": iso(utc_now())}
+        size_bytes = size * GIB
+        if existing is not None and size == existing.properties["diskSizeGB"]:
+            size_bytes = existing.properties["diskSizeBytes"]  # an upload's exact size stays exact
+        elif exact_bytes is not None and -(-exact_bytes // GIB) == size:
+            size_bytes = exact_bytes
         result = fields.drop_nones({
             "creationData": creation_out,
             "diskSizeGB": size,
-            "diskSizeBytes": size * GIB,
+            "diskSizeBytes": size_bytes,
             "osType": os_type,
             "hyperVGeneration": generation,
             "uniqueId": kept["uniqueId"],
             "timeCreated": kept["timeCreated"],
-            "diskState": "Unattached",
+            "diskState": existing.properties.get("diskState", "Unattached") if existing else "Unattached",
         })
         if self.TYPE == SNAPSHOT_TYPE:
             result["incremental"] = bool(fields.boolean(props, "incremental", "properties.incremental"))

@@ -13,6 +13,7 @@ IMAGE_VERSION_TYPE = "Microsoft.Compute/galleries/images/versions"
 MANAGED_IMAGE_TYPE = "Microsoft.Compute/images"
 DISK_TYPE = "Microsoft.Compute/disks"
 SNAPSHOT_TYPE = "Microsoft.Compute/snapshots"
+STORAGE_ACCOUNT_TYPE = "Microsoft.Storage/storageAccounts"
 
 # The collection segment of each type under the Microsoft.Compute provider.
 COMPUTE_COLLECTIONS = {"galleries": GALLERY_TYPE, "images": MANAGED_IMAGE_TYPE,
@@ -21,6 +22,11 @@ COMPUTE_COLLECTIONS = {"galleries": GALLERY_TYPE, "images": MANAGED_IMAGE_TYPE,
 
 def key_of(resource_id: str) -> str:
     return resource_id.rstrip("/").lower()
+
+
+def blob_key(account_id: str, container: str, blob: str) -> str:
+    """Where a blob's content is recorded; blob names are matched case-insensitively here."""
+    return f"{key_of(account_id)}/containers/{container}/blobs/{blob}".lower()
 
 
 def subscription_id(sub: str) -> str:
@@ -74,7 +80,7 @@ def normalize_id(parsed: ParsedId) -> str:
 
 
 _KNOWN_TYPES = {t.lower(): t for t in (GALLERY_TYPE, IMAGE_DEFINITION_TYPE, IMAGE_VERSION_TYPE,
-                                        MANAGED_IMAGE_TYPE, DISK_TYPE, SNAPSHOT_TYPE,
+                                        MANAGED_IMAGE_TYPE, DISK_TYPE, SNAPSHOT_TYPE, STORAGE_ACCOUNT_TYPE,
                                         "Microsoft.Compute/virtualMachines")}
 
 

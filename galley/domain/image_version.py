@@ -152,7 +152,7 @@ def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
             raise InvalidParameter("A version has one OS source: give storageProfile.source (a managed "
                                    "image or version) or storageProfile.osDiskImage.source, not both.",
                                    target="properties.storageProfile.osDiskImage.source")
-        os_entry["source"], disk = _disk_source(ctx, os_source, "properties.storageProfile.osDiskImage.source")
+        os_entry["source"], disk = _disk_source(ctx, resource, os_source, "properties.storageProfile.osDiskImage.source")
         primary = disk
         if disk is not None:
             os_entry["sizeInGB"] = sources.size_gb_of(disk)
@@ -166,6 +166,7 @@ def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
     result["osDiskImage"] = fields.drop_nones(os_entry)
 
     if primary is not None:
+        _check_source_region(ctx, resource, primary, "properties.storageProfile")
         actual_os = sources.os_type_of(ctx.tx, primary)
         if expected_os and actual_os and actual_os.lower() != expected_os.lower():
             raise InvalidParameter(
@@ -193,7 +194,9 @@ def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
             raise InvalidParameter(f"LUN {lun} is used by more than one data disk; LUNs must be unique.",
                                    target=f"{target}.lun")
         source_ref = fields.obj(raw, "source", f"{target}.source", required=True)
-        entry_source, disk = _disk_source(ctx, source_ref, f"{target}.source")
+        entry_source, disk = _disk_source(ctx, resource, source_ref, f"{target}.source")
+        if disk is not None:
+            _check_source_region(ctx, resource, disk, f"{target}.source.id")
         size = sources.size_gb_of(disk) if disk is not None else None
         data_luns[lun] = size
         data_images.append(fields.drop_nones({
@@ -212,12 +215,30 @@ def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
     return result
 
 
-def _disk_source(ctx: Context, raw: dict, target: str) -> tuple[dict, Resource | None]:
+def _check_source_region(ctx: Context, resource: Resource, source: Resource, target: str) -> None:
+    """The version is created in its source's region, then replicated from there."""
+    if source.type == IMAGE_VERSION_TYPE:
+        completed = {r.region for r in ctx.tx.target_regions(source.id) if r.state == "Completed"}
+        if resource.location not in completed:
+            raise InvalidParameter(
+                f"The source version '{source.id}' is not replicated to {resource.location}; create this "
+                f"version in one of its regions ({', '.join(sorted(completed)) or 'none yet'}) or "
+                "replicate the source there first.", target=target)
+    elif source.location != resource.location:
+        raise InvalidParameter(
+            f"The source '{source.id}' is in {source.location}, but the version's location (its source "
+            f"region) is {resource.location}. Create the version in {source.location} and list "
+            f"{resource.location} in its target regions instead.", target=target)
+
+
+def _disk_source(ctx: Context, resource: Resource, raw: dict, target: str) -> tuple[dict, Resource | None]:
     if raw.get("id"):
         disk = sources.resolve(ctx.tx, raw["id"], f"{target}.id", (SNAPSHOT_TYPE, DISK_TYPE))
         return {"id": disk.id}, disk
     if raw.get("uri"):
-        entry = {"uri": sources.check_blob_uri(raw["uri"], f"{target}.uri")}
+        account = sources.resolve_blob(ctx.tx, raw["uri"], f"{target}.uri")
+        _check_source_region(ctx, resource, account, f"{target}.uri")
+        entry = {"uri": raw["uri"]}
         if raw.get("storageAccountId"):
             entry["storageAccountId"] = fields.string(raw, "storageAccountId", f"{target}.storageAccountId")
         return entry, None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from . import disk, gallery, image_definition, image_version, managed_image
+from . import disk, gallery, image_definition, image_version, managed_image, storage_account
 
 KINDS = {
     kind.TYPE: kind
-    for kind in (gallery, image_definition, image_version, managed_image, disk.DISK, disk.SNAPSHOT)
+    for kind in (gallery, image_definition, image_version, managed_image, disk.DISK, disk.SNAPSHOT,
+                 storage_account)
 }
 
 # Types whose children must be deleted first (the seed's galleries → definitions → versions).

@@ -78,7 +78,12 @@ def _disk(ctx: Context, resource: Resource, raw: dict, target: str, *, os_disk: 
     if blob is not None:
         if origin is not None:
             raise InvalidParameter(f"{target} gives more than one source.", target=target)
-        entry["blobUri"] = sources.check_blob_uri(blob, f"{target}.blobUri")
+        account = sources.resolve_blob(ctx.tx, blob, f"{target}.blobUri")
+        if account.location != resource.location:
+            raise InvalidParameter(
+                f"The blob's storage account is in {account.location}; a managed image must be in the "
+                f"same region as its sources ({resource.location}).", target=f"{target}.blobUri")
+        entry["blobUri"] = blob
     elif origin is None:
         raise InvalidParameter(f"{target} needs a source: snapshot.id, managedDisk.id or blobUri.",
                                target=target)

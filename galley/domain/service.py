@@ -196,6 +196,72 @@ class ResourceService:
                                "delete it after that creation ends.", target=resource.id)
             return self._queue_delete(tx, resource)
 
+    def retry_replication(self, version_id: str, region: str) -> Accepted:
+        """Replicate a version to one region again (after that region failed), leaving the others be."""
+        region = normalize_region(region, self.settings.region_set, "region")
+        with self._writing() as tx:
+            version = tx.get(version_id)
+            if version is None or version.type != IMAGE_VERSION_TYPE:
+                raise self._not_found(version_id, IMAGE_VERSION_TYPE)
+            if version.provisioning_state in TRANSITIONAL_STATES:
+                raise Conflict(f"'{version.name}' is {version.provisioning_state}; retry once that finishes.",
+                               code="OperationNotAllowed", target=version.id)
+            targets = {r.region: r for r in tx.target_regions(version_id)}
+            if region not in targets:
+                raise InvalidParameter(f"Region '{region}' is not a target region of '{version.name}' "
+                                       f"({', '.join(sorted(targets))}).", target="region")
+            tx.set_region_state(version_id, region, "Replicating", 0)
+            version.provisioning_state = UPDATING
+            tx.save(version)
+            operation = Operation(resource_id=version.id, resource_type=version.type, action="replicate",
+                                  region=region, subscription_id=version.subscription_id)
+            tx.add_operation(operation)
+            return Accepted(version, operation, created=False)
+
+    def versions_in_subscription(self, subscription_id: str) -> list[Resource]:
+        check_subscription_id(subscription_id)
+        items, token = [], None
+        while True:
+            page = self.list(IMAGE_VERSION_TYPE, subscription_id, after=token)
+            items.extend(page.items)
+            token = page.next_token
+            if token is None:
+                return items
+
+    # ---- disk content uploads ------------------------------------------------------------------
+
+    def begin_upload(self, resource_id: str, resource_type: str) -> Resource:
+        """Mark a disk or snapshot as receiving an upload; a second upload at once is refused."""
+        with self._writing() as tx:
+            resource = tx.get(resource_id)
+            if resource is None or resource.type != resource_type:
+                raise self._not_found(resource_id, resource_type)
+            if resource.provisioning_state != SUCCEEDED:
+                raise Conflict(f"'{resource.name}' is {resource.provisioning_state}; upload once it has "
+                               "succeeded.", target=resource.id)
+            if resource.properties.get("diskState") == "ActiveUpload":
+                raise Conflict(f"Another upload to '{resource.name}' is in progress; it must finish "
+                               "(or fail) before a new one starts.", code="OperationNotAllowed",
+                               target=resource.id)
+            building = tx.versions_building_from(resource.id)
+            if building:
+                raise Conflict(f"Image version '{building[0].id}' is being created from '{resource.name}'; "
+                               "upload after that creation ends.", target=resource.id)
+            resource.properties["diskState"] = "ActiveUpload"
+            tx.save(resource)
+            return resource
+
+    def end_upload(self, resource_id: str, virtual_size: int | None) -> Resource:
+        """Record the uploaded size (None: the upload failed and the disk keeps its content)."""
+        with self._writing() as tx:
+            resource = tx.get(resource_id)
+            resource.properties["diskState"] = "Unattached"
+            if virtual_size is not None:
+                resource.properties["diskSizeBytes"] = virtual_size
+                resource.properties["diskSizeGB"] = -(-virtual_size // (1024 ** 3))
+            tx.save(resource)
+            return resource
+
     # ---- internals ---------------------------------------------------------------------------
 
     def _writing(self):

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 
 from .errors import Conflict, InvalidParameter, NotFound
-from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE, parent_id,
-                  parse_resource_id)
+from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE,
+                  STORAGE_ACCOUNT_TYPE, blob_key, parent_id, parse_resource_id)
 from .ports import Reader
 from .resource import SUCCEEDED, Resource
 
 _BLOB_URI = re.compile(r"^https?://[^/\s]+/[^/\s]+/\S+$")
+# https://{account}.blob.core.windows.net/{container}/{blob}, or Galley's own
+# http(s)://{galley host}/blob/{account}/{container}/{blob}.
+_AZURE_BLOB = re.compile(r"^https?://([a-z0-9]{3,24})\.blob\.[^/]+/([^/]+)/(.+)$")
+_GALLEY_BLOB = re.compile(r"^https?://[^/]+/blob/([a-z0-9]{3,24})/([^/]+)/(.+)$")
 
 
 def resolve(reader: Reader, source_id: object, target: str, allowed: tuple[str, ...]) -> Resource:
@@ -36,6 +40,28 @@ def check_blob_uri(uri: object, target: str) -> str:
         raise InvalidParameter(f"'{uri}' is not a blob URI such as "
                                "https://account.blob.core.windows.net/container/disk.vhd.", target=target)
     return uri
+
+
+def parse_blob_uri(uri: str, target: str) -> tuple[str, str, str]:
+    """(account, container, blob) named by a blob URI."""
+    match = _AZURE_BLOB.match(uri) or _GALLEY_BLOB.match(uri)
+    if not match:
+        raise InvalidParameter(f"'{uri}' is not a blob URI such as https://account.blob.core.windows.net/"
+                               "container/disk.vhd.", target=target)
+    return match.group(1), match.group(2), match.group(3)
+
+
+def resolve_blob(reader: Reader, uri: object, target: str) -> Resource:
+    """The storage account holding the blob a URI names; the blob must have been uploaded."""
+    account_name, container, blob = parse_blob_uri(check_blob_uri(uri, target), target)
+    account = reader.find_named(STORAGE_ACCOUNT_TYPE, account_name)
+    if account is None:
+        raise NotFound(f"Storage account '{account_name}' of '{uri}' does not exist.", target=target,
+                       code="NotFound")
+    if not reader.has_content(blob_key(account.id, container, blob)):
+        raise NotFound(f"Blob '{container}/{blob}' does not exist in storage account '{account_name}'; "
+                       "upload it first (galley storage blob upload).", target=target, code="BlobNotFound")
+    return account
 
 
 def os_type_of(reader: Reader, source: Resource) -> str | None:

@@ -1,47 +1,59 @@
-"""A worker thread that claims queued operations from the database and finishes them.
+"""Worker threads that claim queued operations from the database and finish them.
 
-Claims are leases: if a process dies mid-operation, the lease expires and any worker (after a
-restart, or another process on the same database) takes the operation up again.
+Claims are leases that a running handler renews: if a process dies mid-operation, the lease
+expires and any worker (after a restart, or another process on the same database) takes the
+operation up again, and content steps resume from what they had recorded.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
+from ..content.engine import ContentEngine
 from ..domain.resource import FAILED, SUCCEEDED, iso, utc_now
 from ..store.sql_store import SqlStore
 from . import handlers
+from .context import JobContext
 
 log = logging.getLogger("galley.jobs")
-LEASE_SECONDS = 30.0
+LEASE_SECONDS = 10.0
 
 
 class Worker:
-    def __init__(self, store: SqlStore, poll_seconds: float = 0.5) -> None:
+    def __init__(self, store: SqlStore, content: ContentEngine, poll_seconds: float = 0.5,
+                 threads: int = 2) -> None:
         self.store = store
+        self.content = content
         self.poll_seconds = poll_seconds
+        self.threads = threads
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
-        self._wake = threading.Event()
+        self._wake = threading.Condition()
+        self._pending_wakes = 0
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def wake(self) -> None:
-        self._wake.set()
+        with self._wake:
+            self._pending_wakes += 1
+            self._wake.notify_all()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="galley-worker", daemon=True)
-        self._thread.start()
+        for number in range(self.threads):
+            thread = threading.Thread(target=self._loop, name=f"galley-worker-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self.wake()
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def run_pending(self) -> int:
-        """Finish every queued operation now; returns how many ran."""
+        """Finish every queued operation now, in the caller's thread; returns how many ran."""
         count = 0
         while self._run_one():
             count += 1
@@ -53,22 +65,34 @@ class Worker:
                 self.run_pending()
             except Exception:  # keep serving; the operation stays queued and is retried
                 log.exception("worker pass failed")
-            self._wake.wait(self.poll_seconds)
-            self._wake.clear()
+            with self._wake:
+                if not self._pending_wakes:
+                    self._wake.wait(self.poll_seconds)
+                self._pending_wakes = 0
 
     def _run_one(self) -> bool:
         with self.store.write() as tx:
             operation = tx.claim_operation(self.owner, LEASE_SECONDS)
         if operation is None:
             return False
+        last_renewal = [time.monotonic()]
+
+        def heartbeat() -> None:
+            if time.monotonic() - last_renewal[0] > LEASE_SECONDS / 3:
+                with self.store.write() as tx:
+                    tx.renew_lease(operation.id, self.owner, LEASE_SECONDS)
+                last_renewal[0] = time.monotonic()
+
+        context = JobContext(self.store, self.content, self.content.locations, heartbeat)
         try:
+            handlers.finish(context, operation)
             with self.store.write() as tx:
-                handlers.finish(tx, operation)
                 operation.status = SUCCEEDED
                 operation.end_time = iso(utc_now())
                 tx.save_operation(operation)
         except Exception as error:
-            log.exception("operation %s failed", operation.id)
+            log.warning("operation %s (%s %s) failed: %s", operation.id, operation.action,
+                        operation.resource_id, error)
             self._fail(operation, error)
         return True
 
@@ -80,5 +104,5 @@ class Worker:
                 tx.save(resource)
             operation.status = FAILED
             operation.end_time = iso(utc_now())
-            operation.error = {"code": "InternalOperationError", "message": str(error)}
+            operation.error = {"code": type(error).__name__, "message": str(error)}
             tx.save_operation(operation)

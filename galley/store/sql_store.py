@@ -15,7 +15,7 @@ from ..domain.ids import IMAGE_VERSION_TYPE, RESOURCE_GROUP_TYPE, key_of, parent
 from ..domain.ports import DuplicateResource, Page
 from ..domain.resource import (CREATING, IN_PROGRESS, SUCCEEDED, UPDATING, Operation, Resource,
                                TargetRegion, iso, utc_now)
-from .tables import operations, resources, target_regions
+from .tables import disk_contents, operations, resources, target_regions
 
 _R = resources.c
 _T = target_regions.c
@@ -168,6 +168,15 @@ class SqlTransaction:
             token = encode_token(last["sort_key"], last["key"])
         return Page(items, token)
 
+    def find_named(self, resource_type: str, name: str) -> Resource | None:
+        row = self.c.execute(select(resources).where(_R.type == resource_type,
+                                                     _R.sort_key == name.lower()).limit(1)).first()
+        return _to_resource(row) if row else None
+
+    def has_content(self, content_key: str) -> bool:
+        return self.c.execute(select(disk_contents.c.lun).where(
+            disk_contents.c.resource_key == content_key).limit(1)).first() is not None
+
     def get_operation(self, operation_id: str) -> Operation | None:
         row = self.c.execute(select(operations).where(_O.id == operation_id)).first()
         return _to_operation(row) if row else None
@@ -202,6 +211,11 @@ class SqlTransaction:
                  "storage_account_type": r.storage_account_type, "exclude_from_latest": r.exclude_from_latest,
                  "state": r.state, "progress": r.progress, "details": r.details} for r in regions])
 
+    def set_region_state(self, version_id: str, region: str, state: str, progress: int,
+                         details: str = "") -> None:
+        self.c.execute(update(target_regions).where(_T.version_key == key_of(version_id), _T.region == region)
+                       .values(state=state, progress=progress, details=details))
+
     def resources_in_group(self, subscription_id: str, resource_group: str) -> list[Resource]:
         rows = self.c.execute(select(resources).where(
             _R.subscription_id == subscription_id.lower(), _R.resource_group == resource_group.lower(),
@@ -234,6 +248,11 @@ class SqlTransaction:
             if claimed.rowcount == 1:
                 return self.get_operation(operation_id)
         return None
+
+
+    def renew_lease(self, operation_id: str, owner: str, lease_seconds: float) -> None:
+        self.c.execute(update(operations).where(_O.id == operation_id, _O.lease_owner == owner)
+                       .values(lease_until=time.time() + lease_seconds))
 
 
 class SqlStore:

@@ -72,3 +72,71 @@ operations = Table(
     Index("ix_operations_status_lease", "status", "lease_until"),
     Index("ix_operations_resource", "resource_key"),
 )
+
+# ---- content (data plane) ----------------------------------------------------------------------
+
+contents = Table(
+    "contents", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("virtual_size", BigInteger, nullable=False),
+    Column("chunk_size", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # writing | ready
+    Column("data_bytes", BigInteger, nullable=False, default=0),  # occupied: non-zero chunks
+    Column("created_at", Float, nullable=False),
+)
+
+content_chunks = Table(
+    "content_chunks", metadata,
+    Column("content_id", String(36), primary_key=True),
+    Column("idx", BigInteger, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("length", Integer, nullable=False),
+    Index("ix_content_chunks_digest", "digest"),
+)
+
+disk_contents = Table(
+    "disk_contents", metadata,
+    Column("resource_key", String(1024), primary_key=True),
+    Column("lun", Integer, primary_key=True),  # -1 is the OS disk
+    Column("content_id", String(36), nullable=False),
+    Index("ix_disk_contents_content", "content_id"),
+)
+
+content_placements = Table(
+    "content_placements", metadata,
+    Column("content_id", String(36), primary_key=True),
+    Column("store", String(256), primary_key=True),
+    Index("ix_content_placements_store", "store"),
+)
+
+store_chunks = Table(
+    "store_chunks", metadata,
+    Column("store", String(256), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Column("stored_bytes", Integer, nullable=False),
+    Column("raw_bytes", Integer, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+replicas = Table(
+    "replicas", metadata,
+    Column("version_key", String(1024), primary_key=True),
+    Column("region", String(64), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("store", String(256), nullable=False),
+    Column("state", String(16), nullable=False),  # Replicating | Completed | Failed
+    Column("bytes_done", BigInteger, nullable=False, default=0),
+    Column("bytes_total", BigInteger, nullable=False, default=0),
+    Column("details", Text, nullable=False, default=""),
+)
+
+transfers = Table(
+    "transfers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(64), nullable=False),
+    Column("resource_key", String(1024), nullable=False),
+    Column("from_region", String(64), nullable=False),
+    Column("to_region", String(64), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("at", Float, nullable=False),
+)

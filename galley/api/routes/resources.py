@@ -1,4 +1,4 @@
-"""CRUD and list endpoints for every Microsoft.Compute type Galley holds, from one description each."""
+"""CRUD and list endpoints for every ARM resource type Galley holds, from one description each."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ SUB = "/subscriptions/{subscriptionId}"
 GROUP = SUB + "/resourcegroups/{resourceGroupName}"
 COMPUTE = GROUP + "/providers/microsoft.compute"
 SUB_COMPUTE = SUB + "/providers/microsoft.compute"
+STORAGE = GROUP + "/providers/microsoft.storage"
+SUB_STORAGE = SUB + "/providers/microsoft.storage"
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,9 @@ class ResourceSpec:
 
     def ref(self, params: dict) -> ResourceRef:
         names = [params[n] for n in self.name_params]
-        segments = self.type.split("/")[1:]
+        namespace, *segments = self.type.split("/")
         resource_id = ids.resource_group_id(params["subscriptionId"], params["resourceGroupName"]) + \
-            "/providers/Microsoft.Compute/" + "/".join(f"{s}/{n}" for s, n in zip(segments, names))
+            f"/providers/{namespace}/" + "/".join(f"{s}/{n}" for s, n in zip(segments, names))
         return ResourceRef(id=resource_id, type=self.type, name=names[-1],
                            subscription_id=params["subscriptionId"],
                            resource_group=params["resourceGroupName"])
@@ -75,6 +77,10 @@ SPECS = [
     ResourceSpec(ids.SNAPSHOT_TYPE, "Snapshots", COMPUTE + "/snapshots/{snapshotName}", ["snapshotName"],
                  api_versions.disk_api, create_status=202, update_status=202, patch_status=202,
                  list_by_group=COMPUTE + "/snapshots", list_by_subscription=SUB_COMPUTE + "/snapshots"),
+    ResourceSpec(ids.STORAGE_ACCOUNT_TYPE, "StorageAccounts", STORAGE + "/storageaccounts/{accountName}",
+                 ["accountName"], api_versions.storage_api, create_status=202, update_status=200,
+                 list_by_group=STORAGE + "/storageaccounts",
+                 list_by_subscription=SUB_STORAGE + "/storageaccounts"),
 ]
 
 

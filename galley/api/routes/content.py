@@ -1,0 +1,205 @@
+"""Disk content over HTTP (Galley's extension to ARM): upload into a disk or snapshot, and
+download any disk-holding resource as raw, VHD (fixed or dynamic) or qcow2, with Range support."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from ...content.chunks import CHUNK_SIZE
+from ...content.disk_image import DiskFormatError
+from ...content.engine import ContentUnavailable
+from ...content.formats import open_disk, write_image
+from ...content.object_store import StoreFull
+from ...content.vhd import VhdFooter
+from ...domain import ids
+from ...domain.errors import ArmError, InvalidParameter, NotFound
+from ..wire import json_response, render
+from ._signature import with_parameters
+from .resources import SPECS, ResourceSpec, service_of
+
+router = APIRouter(tags=["DiskContent"])
+UPLOAD_FORMATS = ("vhd", "vhd-fixed", "vhd-dynamic", "raw", "qcow2")
+DOWNLOAD_FORMATS = ("raw", "vhd", "vhd-fixed", "vhd-dynamic", "qcow2")
+VHD_FIXED_TYPE = 2
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class InsufficientStorage(ArmError):
+    code = "InsufficientStorage"
+    status = 507
+
+
+def _tmp_dir(request: Request) -> Path:
+    path = request.app.state.settings.home / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def _spool(request: Request, directory: Path) -> Path:
+    """The request body in a temporary file: memory use stays bounded whatever the size."""
+    handle = tempfile.NamedTemporaryFile(dir=directory, prefix="upload-", delete=False)
+    try:
+        with handle:
+            async for piece in request.stream():
+                await run_in_threadpool(handle.write, piece)
+    except OSError as error:
+        os.unlink(handle.name)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage("The server ran out of space while receiving the upload; nothing "
+                                      "was changed.") from None
+        raise
+    except BaseException:
+        os.unlink(handle.name)
+        raise
+    return Path(handle.name)
+
+
+def _register_upload(spec: ResourceSpec) -> None:
+    async def upload(request: Request, subscriptionId: str, resourceGroupName: str, name: str,
+                     format: str | None = Query(None, description="vhd, raw or qcow2; detected when omitted")):
+        spec.api(request, request.query_params.get("api-version"))
+        if format is not None and format not in UPLOAD_FORMATS:
+            raise InvalidParameter(f"Unknown upload format '{format}'; use one of {', '.join(UPLOAD_FORMATS)}.",
+                                   target="format")
+        resource_id = spec.ref({"subscriptionId": subscriptionId, "resourceGroupName": resourceGroupName,
+                                spec.name_params[0]: name}).id
+        service = service_of(request)
+        resource = await run_in_threadpool(service.begin_upload, resource_id, spec.type)
+        virtual_size = None
+        spooled = None
+        try:
+            spooled = await _spool(request, _tmp_dir(request))
+            virtual_size = await run_in_threadpool(_ingest, request, resource, spooled, format)
+        finally:
+            if spooled is not None:
+                spooled.unlink(missing_ok=True)
+            finished = await run_in_threadpool(service.end_upload, resource_id, virtual_size)
+        return json_response(render(finished))
+
+    upload.__name__ = f"upload_{spec.operation_prefix.lower()}"
+    router.add_api_route(f"{spec.item_path.replace('{' + spec.name_params[0] + '}', '{name}')}/upload",
+                         upload, methods=["PUT"], operation_id=f"{spec.operation_prefix}_Upload")
+
+
+def _ingest(request: Request, resource, path: Path, fmt: str | None) -> int:
+    content = request.app.state.content
+    try:
+        with open_disk(path, fmt, tmp_dir=_tmp_dir(request)) as image:
+            content.ingest(image, content.locations.home_store(resource.location), (resource.key, -1))
+            return image.virtual_size
+    except DiskFormatError as error:
+        raise InvalidParameter(f"The uploaded image is not usable: {error}", target="body",
+                               code="InvalidDiskImage") from None
+    except (StoreFull, OSError) as error:
+        if isinstance(error, StoreFull) or getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(f"The region store ran out of space during the upload; the disk "
+                                      f"keeps its previous content. ({error})") from None
+        raise
+
+
+def _register_download(spec: ResourceSpec) -> None:
+    def download(request: Request, lun: int = Query(-1, description="-1 (default) is the OS disk"),
+                 format: str = Query("raw"), region: str | None = Query(None), **params):
+        spec.api(request, request.query_params.get("api-version"))
+        if format not in DOWNLOAD_FORMATS:
+            raise InvalidParameter(f"Unknown download format '{format}'; use one of "
+                                   f"{', '.join(DOWNLOAD_FORMATS)}.", target="format")
+        resource = service_of(request).get(spec.ref(params).id, spec.type)
+        reader = _reader(request, resource, lun, region)
+        if format == "raw":
+            return _ranged(request, reader, b"", "application/octet-stream")
+        if format in ("vhd", "vhd-fixed"):
+            if reader.virtual_size % 512:
+                raise InvalidParameter("A VHD holds a whole number of 512-byte sectors; this disk's size "
+                                       f"({reader.virtual_size}) is not one. Download it as raw.", target="format")
+            footer = VhdFooter.new(VHD_FIXED_TYPE, reader.virtual_size).pack()
+            return _ranged(request, reader, footer, "application/octet-stream")
+        handle = tempfile.NamedTemporaryFile(dir=_tmp_dir(request), prefix="export-", delete=False)
+        handle.close()
+        try:
+            write_image(reader, format, handle.name, tmp_dir=_tmp_dir(request))
+        except ContentUnavailable as error:
+            os.unlink(handle.name)
+            raise ArmError(str(error), code="ContentUnavailable", status=409) from None
+        return FileResponse(handle.name, media_type="application/octet-stream",
+                            background=BackgroundTask(os.unlink, handle.name))
+
+    extra = {"request": (Request, None), "lun": (int, Query(-1)), "format": (str, Query("raw")),
+             "region": (str | None, Query(None))}
+    router.add_api_route(f"{spec.item_path}/download", with_parameters(download, spec.path_params, extra),
+                         methods=["GET"], operation_id=f"{spec.operation_prefix}_Download")
+
+
+def _reader(request: Request, resource, lun: int, region: str | None):
+    content = request.app.state.content
+    found = content.repo.disk_contents(resource.key)
+    if lun not in found:
+        what = "an OS disk" if lun == -1 else f"a data disk at LUN {lun}"
+        raise NotFound(f"'{resource.name}' has no content for {what} (LUNs held: "
+                       f"{', '.join(str(k) for k in sorted(found)) or 'none'}).", target="lun")
+    stores = content.repo.placements(found[lun])
+    if resource.type == ids.IMAGE_VERSION_TYPE and region is not None:
+        region = region.replace(" ", "").lower()
+        completed = [r["store"] for r in content.repo.replicas_of(resource.key)
+                     if r["region"] == region and r["state"] == "Completed"]
+        if not completed:
+            raise NotFound(f"Version '{resource.name}' has no completed replica in region '{region}'.",
+                           target="region")
+        stores = completed
+    else:
+        home = content.locations.home_store(resource.location)
+        stores = sorted(stores, key=lambda s: s != home)
+    return content.reader(found[lun], stores)
+
+
+def _ranged(request: Request, reader, trailer: bytes, media_type: str) -> Response:
+    """Stream the virtual disk followed by `trailer`, honouring a single Range request."""
+    total = reader.virtual_size + len(trailer)
+    start, end = 0, total - 1
+    status = 200
+    header = request.headers.get("range")
+    if header:
+        match = _RANGE.match(header.strip())
+        if not match or (not match.group(1) and not match.group(2)):
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{total}"})
+        if match.group(1):
+            start = int(match.group(1))
+            end = min(int(match.group(2)), total - 1) if match.group(2) else total - 1
+        else:
+            start = max(0, total - int(match.group(2)))
+        if start > end or start >= total:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{total}"})
+        status = 206
+
+    def body():
+        position = start
+        while position <= end:
+            if position < reader.virtual_size:
+                length = min(end + 1, reader.virtual_size, (position // CHUNK_SIZE + 1) * CHUNK_SIZE) - position
+                piece = reader.read(position, length)
+            else:
+                offset = position - reader.virtual_size
+                piece = trailer[offset:offset + end + 1 - position]
+            yield piece
+            position += len(piece)
+
+    headers = {"Content-Length": str(end - start + 1), "Accept-Ranges": "bytes"}
+    if status == 206:
+        headers["Content-Range"] = f"bytes {start}-{end}/{total}"
+    return StreamingResponse(body(), status_code=status, headers=headers, media_type=media_type)
+
+
+for _spec in SPECS:
+    if _spec.type in (ids.DISK_TYPE, ids.SNAPSHOT_TYPE):
+        _register_upload(_spec)
+    if _spec.type in (ids.DISK_TYPE, ids.SNAPSHOT_TYPE, ids.MANAGED_IMAGE_TYPE, ids.IMAGE_VERSION_TYPE):
+        _register_download(_spec)

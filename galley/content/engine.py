@@ -1,0 +1,239 @@
+"""Moving disk content: ingest an image into a store, copy, replicate, read back, collect garbage.
+
+Contents are manifests of 1 MiB chunks (see chunks.py); chunks are shared by every content in a
+store that holds the same bytes, and all-zero chunks are never stored.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from ..store.content_repository import ContentRepository
+from . import chunks
+from .chunks import CHUNK_SIZE, ChunkCorrupt
+from .locations import Locations
+from .object_store import MissingObject
+
+BATCH = 64
+
+
+class ContentUnavailable(Exception):
+    """No readable copy of a chunk is left where it was looked for."""
+
+
+@dataclass
+class ReplicationProgress:
+    bytes_total: int
+    bytes_done: int = 0
+    bytes_moved: int = 0
+
+
+class ContentEngine:
+    def __init__(self, repository: ContentRepository, locations: Locations, threads: int = 4) -> None:
+        self.repo = repository
+        self.locations = locations
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="galley-io")
+
+    # ---- ingest -----------------------------------------------------------------------------------
+    def ingest(self, image, store_id: str, attach: tuple[str, int],
+               on_progress: Callable[[int], None] = lambda n: None) -> str:
+        """Store a disk image's data chunks as the disk (resource key, lun) `attach` names.
+
+        Until the last chunk is stored nothing changes for readers of that disk; a failure
+        leaves the disk's previous content in place."""
+        content_id = self.repo.new_content(image.virtual_size, CHUNK_SIZE, store_id)
+        store = self.locations.open(store_id)
+        try:
+            batch: list[tuple[int, bytes]] = []
+            for idx, data in self._data_chunks(image):
+                batch.append((idx, data))
+                if len(batch) == BATCH:
+                    self._write_batch(content_id, store_id, store, batch)
+                    on_progress(batch[-1][0] * CHUNK_SIZE)
+                    batch = []
+            if batch:
+                self._write_batch(content_id, store_id, store, batch)
+            if hasattr(store, "sync"):
+                store.sync()
+            self.repo.finish_content(content_id, attach)
+        except BaseException:
+            self.repo.discard_content(content_id)
+            raise
+        return content_id
+
+    def empty_content(self, virtual_size: int, store_id: str, attach: tuple[str, int]) -> str:
+        content_id = self.repo.new_content(virtual_size, CHUNK_SIZE, store_id)
+        self.repo.finish_content(content_id, attach)
+        return content_id
+
+    @staticmethod
+    def _data_chunks(image) -> Iterator[tuple[int, bytes]]:
+        seen = -1
+        size = image.virtual_size
+        for offset, length, has_data in image.extents():
+            if not has_data:
+                continue
+            first, last = offset // CHUNK_SIZE, (offset + length - 1) // CHUNK_SIZE
+            for idx in range(max(first, seen + 1), last + 1):
+                start = idx * CHUNK_SIZE
+                data = image.read(start, min(CHUNK_SIZE, size - start))
+                seen = idx
+                if not chunks.is_zero(data):
+                    yield idx, data
+
+    def _write_batch(self, content_id: str, store_id: str, store, batch: list[tuple[int, bytes]]) -> None:
+        digests = list(self._pool.map(lambda item: chunks.digest_of(item[1]), batch))
+        entries = [(idx, digest, len(data)) for (idx, data), digest in zip(batch, digests)]
+        present = self.repo.add_chunks(content_id, store_id, entries)
+        missing = {digest: data for (_, data), digest in zip(batch, digests) if digest not in present}
+
+        def put(item):
+            digest, data = item
+            blob = chunks.encode(data)
+            store.put(digest, blob)
+            return digest, len(blob), len(data)
+
+        self.repo.register_stored(store_id, list(self._pool.map(put, missing.items())))
+
+    # ---- copies between stores ----------------------------------------------------------------------
+    def replicate(self, content_ids: list[str], sources: list[str], target: str,
+                  on_progress: Callable[[ReplicationProgress], None] = lambda p: None) -> ReplicationProgress:
+        """Make every chunk of the contents present in `target`, copying only what it lacks.
+
+        Restartable: chunks already in the target count as done and are not copied again.
+        """
+        wanted: dict[str, int] = {}
+        for content_id in content_ids:
+            self.repo.place(content_id, target)
+            for digest, length in self.repo.manifest(content_id).values():
+                wanted[digest] = length
+        progress = ReplicationProgress(bytes_total=sum(wanted.values()))
+        target_store = self.locations.open(target)
+        digests = sorted(wanted)
+        for start in range(0, len(digests), BATCH):
+            group = digests[start:start + BATCH]
+            present = self.repo.touch(target, group)
+            progress.bytes_done += sum(wanted[d] for d in present)
+            missing = [d for d in group if d not in present]
+
+            def copy(digest: str):
+                blob, _data = self.fetch(digest, sources)
+                target_store.put(digest, blob)
+                return digest, len(blob), wanted[digest]
+
+            copied = list(self._pool.map(copy, missing))
+            self.repo.register_stored(target, copied)
+            moved = sum(raw for _, _, raw in copied)
+            progress.bytes_done += moved
+            progress.bytes_moved += moved
+            on_progress(progress)
+        if hasattr(target_store, "sync"):
+            target_store.sync()
+        return progress
+
+    def fetch(self, digest: str, stores: list[str]) -> tuple[bytes, bytes]:
+        """A verified copy of a chunk from the first of `stores` that has a good one: (blob, data)."""
+        problems = []
+        for store_id in stores:
+            try:
+                blob = self.locations.open(store_id).get(digest)
+                return blob, chunks.decode(blob, digest, store_id)
+            except (MissingObject, ChunkCorrupt) as error:
+                problems.append(str(error))
+        raise ContentUnavailable(f"no readable copy of chunk {digest}: " + "; ".join(problems or ["no stores"]))
+
+    # ---- reading --------------------------------------------------------------------------------------
+    def reader(self, content_id: str, stores: list[str]) -> "ContentReader":
+        content = self.repo.content(content_id)
+        if content is None:
+            raise LookupError(f"content {content_id} does not exist")
+        return ContentReader(self, content["virtual_size"], self.repo.manifest(content_id), stores)
+
+    # ---- maintenance ------------------------------------------------------------------------------------
+    def collect_garbage(self, stale_after: float = 3600.0) -> dict:
+        """Drop contents nothing uses, then delete chunks no content in their store references."""
+        dropped = 0
+        for content_id in self.repo.orphan_contents() + self.repo.stale_writing_contents(time.time() - stale_after):
+            self.repo.discard_content(content_id)
+            dropped += 1
+        cutoff = time.time()
+        deleted = 0
+        for store_id, digest in self.repo.garbage_candidates(cutoff):
+            store = self.locations.open(store_id)
+            if self.repo.delete_if_unreferenced(store_id, digest, cutoff, lambda: store.delete(digest)):
+                deleted += 1
+        return {"contents_dropped": dropped, "chunks_deleted": deleted}
+
+    def verify(self, repair: bool = True) -> dict:
+        """Read every chunk every store should hold; re-copy bad ones from another store."""
+        report = {"checked": 0, "damaged": [], "repaired": [], "lost": []}
+        for store_id, digest in self.repo.store_rows():
+            report["checked"] += 1
+            store = self.locations.open(store_id)
+            try:
+                chunks.decode(store.get(digest), digest, store_id)
+                continue
+            except (MissingObject, ChunkCorrupt) as error:
+                report["damaged"].append({"store": store_id, "digest": digest, "problem": str(error)})
+            if not repair:
+                continue
+            others = [s for s in self.repo.stores_holding(digest) if s != store_id]
+            try:
+                blob, _ = self.fetch(digest, others)
+            except ContentUnavailable:
+                report["lost"].append({"store": store_id, "digest": digest})
+                continue
+            store.put(digest, blob)
+            report["repaired"].append({"store": store_id, "digest": digest, "from": others})
+        return report
+
+
+class ContentReader:
+    """A content as a disk image (virtual_size, extents(), read()), so formats can export it."""
+
+    def __init__(self, engine: ContentEngine, virtual_size: int, manifest: dict[int, tuple[str, int]],
+                 stores: list[str]) -> None:
+        self.engine = engine
+        self.virtual_size = virtual_size
+        self.manifest = manifest
+        self.stores = stores
+
+    def extents(self) -> Iterator[tuple[int, int, bool]]:
+        position = 0
+        for idx in sorted(self.manifest):
+            start = idx * CHUNK_SIZE
+            if start > position:
+                yield position, start - position, False
+            length = min(CHUNK_SIZE, self.virtual_size - start)
+            yield start, length, True
+            position = start + length
+        if position < self.virtual_size:
+            yield position, self.virtual_size - position, False
+
+    def chunk(self, idx: int) -> bytes:
+        entry = self.manifest.get(idx)
+        size = min(CHUNK_SIZE, self.virtual_size - idx * CHUNK_SIZE)
+        if entry is None:
+            return bytes(size)
+        _blob, data = self.engine.fetch(entry[0], self.stores)
+        return data
+
+    def read(self, offset: int, length: int) -> bytes:
+        length = max(0, min(length, self.virtual_size - offset))
+        parts = []
+        position = offset
+        end = offset + length
+        while position < end:
+            idx = position // CHUNK_SIZE
+            data = self.chunk(idx)
+            within = position - idx * CHUNK_SIZE
+            piece = data[within:within + (end - position)]
+            parts.append(piece)
+            position += len(piece)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        pass

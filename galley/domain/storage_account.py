@@ -1,0 +1,52 @@
+"""Storage accounts (Microsoft.Storage/storageAccounts): where VHD blobs live, as seed 004's
+"VHD in a storage account" sources. Names are unique across the whole installation, as in Azure."""
+
+from __future__ import annotations
+
+import re
+
+from . import enums, fields
+from .errors import Conflict, InvalidResourceName
+from .ids import STORAGE_ACCOUNT_TYPE
+from .ports import Context
+from .resource import Resource, iso, utc_now
+
+TYPE = STORAGE_ACCOUNT_TYPE
+KIND = "storage account"
+UPDATABLE: frozenset[str] = frozenset()
+READ_ONLY = frozenset({"provisioningState", "primaryEndpoints", "creationTime", "primaryLocation",
+                       "statusOfPrimary"})
+SKUS = ("Standard_LRS", "Standard_GRS", "Standard_RAGRS", "Standard_ZRS", "Premium_LRS", "Premium_ZRS",
+        "Standard_GZRS", "Standard_RAGZRS")
+_NAME = re.compile(r"^[a-z0-9]{3,24}$")
+
+
+def check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise InvalidResourceName(f"Storage account name '{name}' is invalid: use 3-24 lower-case letters "
+                                  "and digits.", target="accountName", code="AccountNameInvalid")
+
+
+def blob_endpoint(name: str) -> str:
+    return f"https://{name}.blob.core.windows.net/"
+
+
+def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource | None) -> dict:
+    if existing is None:
+        twin = ctx.tx.find_named(TYPE, resource.name)
+        if twin is not None:
+            raise Conflict(f"The storage account named {resource.name} is already taken.",
+                           code="StorageAccountAlreadyTaken", target="accountName")
+    return {
+        "primaryEndpoints": {"blob": blob_endpoint(resource.name)},
+        "primaryLocation": resource.location,
+        "statusOfPrimary": "available",
+        "creationTime": existing.properties["creationTime"] if existing else iso(utc_now()),
+    }
+
+
+def normalize_sku(body: dict, existing: Resource | None) -> dict:
+    sku = fields.obj(body, "sku", "sku")
+    if sku is None:
+        return existing.sku if existing is not None and existing.sku else {"name": "Standard_LRS"}
+    return {"name": enums.normalize(sku.get("name"), SKUS, "sku.name", default="Standard_LRS")}

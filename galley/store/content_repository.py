@@ -1,0 +1,304 @@
+"""SQL for the data plane: chunk manifests, placements of contents in stores, what each store holds.
+
+Garbage collection is safe against concurrent writers because a writer records its references
+and touches the store's chunk rows in one transaction before it relies on a chunk being there,
+and the collector deletes a chunk only if, in its own transaction, the chunk is unreferenced and
+untouched since the collection started (see ContentRepository.delete_if_unreferenced).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Iterable
+
+from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .sql_store import SqlStore
+from .tables import (content_chunks, content_placements, contents, disk_contents, replicas,
+                     store_chunks, transfers)
+
+_C, _CC, _DC = contents.c, content_chunks.c, disk_contents.c
+_P, _SC, _RP = content_placements.c, store_chunks.c, replicas.c
+
+WRITING, READY = "writing", "ready"
+
+
+def _insert_ignoring_duplicates(connection, table, rows: list[dict]) -> None:
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        statement = postgresql.insert(table).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(table).on_conflict_do_nothing()
+    connection.execute(statement, rows)
+
+
+def _referenced_in_store():
+    """A correlated EXISTS: some content placed in the chunk row's store references its digest."""
+    return exists().where(_CC.digest == _SC.digest, _P.content_id == _CC.content_id, _P.store == _SC.store)
+
+
+class ContentRepository:
+    def __init__(self, sql: SqlStore) -> None:
+        self.sql = sql
+
+    # ---- contents ------------------------------------------------------------------------------
+    def new_content(self, virtual_size: int, chunk_size: int, store: str) -> str:
+        content_id = str(uuid.uuid4())
+        with self.sql.write() as tx:
+            tx.c.execute(insert(contents).values(id=content_id, virtual_size=virtual_size,
+                                                 chunk_size=chunk_size, state=WRITING, data_bytes=0,
+                                                 created_at=time.time()))
+            tx.c.execute(insert(content_placements).values(content_id=content_id, store=store))
+        return content_id
+
+    def add_chunks(self, content_id: str, store: str, entries: list[tuple[int, str, int]]) -> set[str]:
+        """Record (index, digest, length) in the manifest; returns the digests the store already holds."""
+        digests = sorted({digest for _, digest, _ in entries})
+        with self.sql.write() as tx:
+            tx.c.execute(insert(content_chunks), [
+                {"content_id": content_id, "idx": idx, "digest": digest, "length": length}
+                for idx, digest, length in entries])
+            return self._touch(tx.c, store, digests)
+
+    def _touch(self, connection, store: str, digests: list[str]) -> set[str]:
+        if not digests:
+            return set()
+        connection.execute(update(store_chunks).where(_SC.store == store, _SC.digest.in_(digests))
+                           .values(last_seen=time.time()))
+        rows = connection.execute(select(_SC.digest).where(_SC.store == store, _SC.digest.in_(digests)))
+        return {row.digest for row in rows}
+
+    def touch(self, store: str, digests: list[str]) -> set[str]:
+        with self.sql.write() as tx:
+            return self._touch(tx.c, store, digests)
+
+    def register_stored(self, store: str, items: Iterable[tuple[str, int, int]]) -> None:
+        now = time.time()
+        with self.sql.write() as tx:
+            _insert_ignoring_duplicates(tx.c, store_chunks, [
+                {"store": store, "digest": d, "stored_bytes": s, "raw_bytes": r, "last_seen": now}
+                for d, s, r in items])
+
+    def finish_content(self, content_id: str, attach: tuple[str, int] | None = None) -> None:
+        """Mark a written content ready and, in the same transaction, attach it to a resource's
+        disk, so that garbage collection never sees it ready but unowned."""
+        with self.sql.write() as tx:
+            data_bytes = tx.c.execute(select(func.coalesce(func.sum(_CC.length), 0))
+                                      .where(_CC.content_id == content_id)).scalar_one()
+            tx.c.execute(update(contents).where(_C.id == content_id)
+                         .values(state=READY, data_bytes=data_bytes))
+            if attach is not None:
+                self._attach(tx.c, attach, content_id)
+
+    def discard_content(self, content_id: str) -> None:
+        with self.sql.write() as tx:
+            self._discard(tx.c, content_id)
+
+    @staticmethod
+    def _discard(connection, content_id: str) -> None:
+        connection.execute(delete(content_chunks).where(_CC.content_id == content_id))
+        connection.execute(delete(content_placements).where(_P.content_id == content_id))
+        connection.execute(delete(contents).where(_C.id == content_id))
+
+    def content(self, content_id: str) -> dict | None:
+        with self.sql.read() as tx:
+            row = tx.c.execute(select(contents).where(_C.id == content_id)).first()
+        return dict(row._mapping) if row else None
+
+    def manifest(self, content_id: str) -> dict[int, tuple[str, int]]:
+        with self.sql.read() as tx:
+            rows = tx.c.execute(select(_CC.idx, _CC.digest, _CC.length).where(_CC.content_id == content_id))
+            return {row.idx: (row.digest, row.length) for row in rows}
+
+    def copy_content(self, content_id: str, store: str, attach: tuple[str, int]) -> str:
+        """A new content with the same chunks, attached to (resource key, lun): chunks never
+        change, so sharing them makes this a full, independent copy."""
+        new_id = str(uuid.uuid4())
+        with self.sql.write() as tx:
+            source = tx.c.execute(select(contents).where(_C.id == content_id)).first()
+            if source is None or source.state != READY:
+                raise LookupError(f"content {content_id} is not ready")
+            tx.c.execute(insert(contents).values(id=new_id, virtual_size=source.virtual_size,
+                                                 chunk_size=source.chunk_size, state=READY,
+                                                 data_bytes=source.data_bytes, created_at=time.time()))
+            tx.c.execute(insert(content_chunks).from_select(
+                ["content_id", "idx", "digest", "length"],
+                select(func.cast(new_id, content_chunks.c.content_id.type), _CC.idx, _CC.digest, _CC.length)
+                .where(_CC.content_id == content_id)))
+            tx.c.execute(insert(content_placements).values(content_id=new_id, store=store))
+            stored = tx.c.execute(select(_P.store).where(_P.content_id == content_id)).scalars().all()
+            if store not in stored:
+                raise LookupError(f"content {content_id} is not placed in {store}")
+            self._attach(tx.c, attach, new_id)
+        return new_id
+
+    def place(self, content_id: str, store: str) -> None:
+        with self.sql.write() as tx:
+            _insert_ignoring_duplicates(tx.c, content_placements, [{"content_id": content_id, "store": store}])
+
+    def placements(self, content_id: str) -> list[str]:
+        with self.sql.read() as tx:
+            return list(tx.c.execute(select(_P.store).where(_P.content_id == content_id)
+                                     .order_by(_P.store)).scalars())
+
+    def resize(self, content_id: str, virtual_size: int) -> None:
+        with self.sql.write() as tx:
+            tx.c.execute(update(contents).where(_C.id == content_id).values(virtual_size=virtual_size))
+
+    def unplace(self, content_id: str, store: str) -> None:
+        with self.sql.write() as tx:
+            tx.c.execute(delete(content_placements).where(_P.content_id == content_id, _P.store == store))
+
+    def stores_holding(self, digest: str) -> list[str]:
+        with self.sql.read() as tx:
+            return list(tx.c.execute(select(_SC.store).where(_SC.digest == digest)).scalars())
+
+    # ---- which resource holds which content ------------------------------------------------------
+    def _attach(self, connection, attach: tuple[str, int], content_id: str) -> None:
+        """Point a resource's disk at a content; a replaced content is dropped (GC frees its chunks)."""
+        resource_key, lun = attach
+        old = connection.execute(select(_DC.content_id).where(_DC.resource_key == resource_key,
+                                                             _DC.lun == lun)).scalar()
+        if old is None:
+            connection.execute(insert(disk_contents).values(resource_key=resource_key, lun=lun,
+                                                            content_id=content_id))
+        else:
+            connection.execute(update(disk_contents).where(_DC.resource_key == resource_key, _DC.lun == lun)
+                               .values(content_id=content_id))
+            self._discard(connection, old)
+
+    def disk_contents(self, resource_key: str) -> dict[int, str]:
+        with self.sql.read() as tx:
+            rows = tx.c.execute(select(_DC.lun, _DC.content_id).where(_DC.resource_key == resource_key))
+            return {row.lun: row.content_id for row in rows}
+
+    def contents_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """(resource key, content id) of the OS disks whose keys start with prefix (blobs)."""
+        with self.sql.read() as tx:
+            rows = tx.c.execute(select(_DC.resource_key, _DC.content_id).where(
+                _DC.resource_key.startswith(prefix, autoescape=True), _DC.lun == -1).order_by(_DC.resource_key))
+            return [(row.resource_key, row.content_id) for row in rows]
+
+    def drop_prefix(self, prefix: str) -> None:
+        for key, _ in self.contents_with_prefix(prefix):
+            self.drop_resource(key)
+
+    def drop_resource(self, resource_key: str) -> None:
+        with self.sql.write() as tx:
+            for content_id in tx.c.execute(select(_DC.content_id).where(_DC.resource_key == resource_key)).scalars().all():
+                self._discard(tx.c, content_id)
+            tx.c.execute(delete(disk_contents).where(_DC.resource_key == resource_key))
+            tx.c.execute(delete(replicas).where(_RP.version_key == resource_key))
+
+    # ---- replicas ---------------------------------------------------------------------------------
+    def save_replica(self, version_key: str, region: str, slot: int, store: str, state: str,
+                     bytes_done: int, bytes_total: int, details: str = "") -> None:
+        with self.sql.write() as tx:
+            values = {"store": store, "state": state, "bytes_done": bytes_done,
+                      "bytes_total": bytes_total, "details": details}
+            changed = tx.c.execute(update(replicas).where(
+                _RP.version_key == version_key, _RP.region == region, _RP.slot == slot).values(**values))
+            if changed.rowcount == 0:
+                tx.c.execute(insert(replicas).values(version_key=version_key, region=region, slot=slot, **values))
+
+    def replicas_of(self, version_key: str) -> list[dict]:
+        with self.sql.read() as tx:
+            rows = tx.c.execute(select(replicas).where(_RP.version_key == version_key)
+                                .order_by(_RP.region, _RP.slot))
+            return [dict(r._mapping) for r in rows]
+
+    def drop_replica(self, version_key: str, region: str, slot: int) -> None:
+        with self.sql.write() as tx:
+            tx.c.execute(delete(replicas).where(_RP.version_key == version_key, _RP.region == region,
+                                                _RP.slot == slot))
+
+    def record_transfer(self, subscription_id: str, resource_key: str, from_region: str,
+                        to_region: str, moved: int) -> None:
+        if moved <= 0:
+            return
+        with self.sql.write() as tx:
+            tx.c.execute(insert(transfers).values(subscription_id=subscription_id, resource_key=resource_key,
+                                                  from_region=from_region, to_region=to_region,
+                                                  bytes=moved, at=time.time()))
+
+    # ---- accounting -------------------------------------------------------------------------------------
+    def occupied(self, resource_keys: list[str]) -> dict[str, tuple[int, int]]:
+        """resource key → (occupied bytes: non-zero chunks, provisioned bytes) over all its disks."""
+        if not resource_keys:
+            return {}
+        with self.sql.read() as tx:
+            rows = tx.c.execute(select(_DC.resource_key, func.sum(_C.data_bytes), func.sum(_C.virtual_size))
+                                .join(contents, _C.id == _DC.content_id)
+                                .where(_DC.resource_key.in_(resource_keys)).group_by(_DC.resource_key))
+            return {row[0]: (int(row[1] or 0), int(row[2] or 0)) for row in rows}
+
+    def completed_replicas(self, resource_keys: list[str]) -> dict[str, dict[str, int]]:
+        """resource key → region → number of completed replicas."""
+        if not resource_keys:
+            return {}
+        result: dict[str, dict[str, int]] = {}
+        with self.sql.read() as tx:
+            rows = tx.c.execute(select(_RP.version_key, _RP.region, func.count()).where(
+                _RP.version_key.in_(resource_keys), _RP.state == "Completed").group_by(_RP.version_key, _RP.region))
+            for key, region, count in rows:
+                result.setdefault(key, {})[region] = int(count)
+        return result
+
+    def physical_by_store(self) -> dict[str, tuple[int, int]]:
+        """store → (bytes stored after compression, bytes of the chunks' data), deduplicated."""
+        with self.sql.read() as tx:
+            rows = tx.c.execute(select(_SC.store, func.sum(_SC.stored_bytes), func.sum(_SC.raw_bytes))
+                                .group_by(_SC.store))
+            return {row[0]: (int(row[1] or 0), int(row[2] or 0)) for row in rows}
+
+    def egress(self, subscription_id: str) -> list[dict]:
+        t = transfers.c
+        with self.sql.read() as tx:
+            rows = tx.c.execute(select(t.from_region, t.to_region, func.sum(t.bytes))
+                                .where(t.subscription_id == subscription_id.lower())
+                                .group_by(t.from_region, t.to_region).order_by(t.from_region, t.to_region))
+            return [{"from": a, "to": b, "bytes": int(n)} for a, b, n in rows]
+
+    # ---- garbage collection and verification --------------------------------------------------------
+    def stale_writing_contents(self, older_than: float) -> list[str]:
+        """Contents left half-written by a crashed ingest and never attached to a resource."""
+        with self.sql.read() as tx:
+            attached = select(_DC.content_id)
+            return list(tx.c.execute(select(_C.id).where(_C.state == WRITING, _C.created_at < older_than,
+                                                         _C.id.not_in(attached))).scalars())
+
+    def orphan_contents(self) -> list[str]:
+        """Ready contents no resource points at (replaced or deleted disks)."""
+        with self.sql.read() as tx:
+            return list(tx.c.execute(select(_C.id).where(
+                _C.state == READY, _C.id.not_in(select(_DC.content_id)))).scalars())
+
+    def garbage_candidates(self, cutoff: float, limit: int = 10_000) -> list[tuple[str, str]]:
+        with self.sql.read() as tx:
+            rows = tx.c.execute(select(_SC.store, _SC.digest).where(
+                _SC.last_seen < cutoff, ~_referenced_in_store()).limit(limit))
+            return [(row.store, row.digest) for row in rows]
+
+    def delete_if_unreferenced(self, store: str, digest: str, cutoff: float, delete_object) -> bool:
+        """Delete the row (and, inside the same transaction, the object) only if still garbage."""
+        with self.sql.write() as tx:
+            gone = tx.c.execute(delete(store_chunks).where(
+                _SC.store == store, _SC.digest == digest, _SC.last_seen < cutoff, ~_referenced_in_store()))
+            if gone.rowcount != 1:
+                return False
+            delete_object()
+            return True
+
+    def store_rows(self, store: str | None = None) -> list[tuple[str, str]]:
+        with self.sql.read() as tx:
+            query = select(_SC.store, _SC.digest)
+            if store is not None:
+                query = query.where(_SC.store == store)
+            return [(row.store, row.digest) for row in tx.c.execute(query.order_by(_SC.store, _SC.digest))]
+
+    def forget_chunk(self, store: str, digest: str) -> None:
+        with self.sql.write() as tx:
+            tx.c.execute(delete(store_chunks).where(_SC.store == store, _SC.digest == digest))
