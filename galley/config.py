@@ -40,6 +40,8 @@ class Settings:
     # Region stores: each region has zones; {region} and {zone} fill the template of a store's URL.
     zones: tuple[str, ...] = ("1", "2", "3")
     store_template: str = ""
+    # Bytes per second that replication may move between stores (0: unlimited).
+    replication_bandwidth: int = 0
 
     @property
     def store_url_template(self) -> str:
@@ -78,4 +80,5 @@ def load_settings() -> Settings:
         page_size=_int_env("GALLEY_PAGE_SIZE", 1_000),
         zones=tuple(z.strip() for z in os.environ.get("GALLEY_ZONES", "1,2,3").split(",") if z.strip()),
         store_template=os.environ.get("GALLEY_STORE_TEMPLATE", ""),
+        replication_bandwidth=_int_env("GALLEY_REPLICATION_BANDWIDTH", 0),
     )

@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     migrate(engine)
     store = SqlStore(engine)
     locations = Locations(settings)
-    content = ContentEngine(ContentRepository(store), locations)
+    content = ContentEngine(ContentRepository(store), locations, bandwidth=settings.replication_bandwidth)
     worker = Worker(store, content, settings.worker_poll_seconds)
     service = ResourceService(store, settings, on_queued=worker.wake)
 

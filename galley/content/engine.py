@@ -32,9 +32,11 @@ class ReplicationProgress:
 
 
 class ContentEngine:
-    def __init__(self, repository: ContentRepository, locations: Locations, threads: int = 4) -> None:
+    def __init__(self, repository: ContentRepository, locations: Locations, threads: int = 4,
+                 bandwidth: int = 0) -> None:
         self.repo = repository
         self.locations = locations
+        self.bandwidth = bandwidth
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="galley-io")
 
     # ---- ingest -----------------------------------------------------------------------------------
@@ -113,6 +115,7 @@ class ContentEngine:
         progress = ReplicationProgress(bytes_total=sum(wanted.values()))
         target_store = self.locations.open(target)
         digests = sorted(wanted)
+        started = time.monotonic()
         for start in range(0, len(digests), BATCH):
             group = digests[start:start + BATCH]
             present = self.repo.touch(target, group)
@@ -130,6 +133,9 @@ class ContentEngine:
             progress.bytes_done += moved
             progress.bytes_moved += moved
             on_progress(progress)
+            if self.bandwidth:
+                # Operator's limit on replication traffic: wait until the bytes moved fit it.
+                time.sleep(max(0.0, progress.bytes_moved / self.bandwidth - (time.monotonic() - started)))
         if hasattr(target_store, "sync"):
             target_store.sync()
         return progress
