@@ -116,8 +116,10 @@ class ContentEngine:
         target_store = self.locations.open(target)
         digests = sorted(wanted)
         started = time.monotonic()
-        for start in range(0, len(digests), BATCH):
-            group = digests[start:start + BATCH]
+        # Under a bandwidth limit, copy in steps of about a second's worth, so progress stays fine-grained.
+        step = max(1, min(BATCH, self.bandwidth // CHUNK_SIZE)) if self.bandwidth else BATCH
+        for start in range(0, len(digests), step):
+            group = digests[start:start + step]
             present = self.repo.touch(target, group)
             progress.bytes_done += sum(wanted[d] for d in present)
             missing = [d for d in group if d not in present]
