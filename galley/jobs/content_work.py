@@ -144,6 +144,7 @@ def replicate_version(ctx: JobContext, resource: Resource, operation: Operation)
 def _drop_unwanted_replicas(ctx: JobContext, resource: Resource, content_ids: list[str],
                             wanted: dict[str, list[str]]) -> None:
     repo = ctx.content.repo
+    dropped = False
     for replica in repo.replicas_of(resource.key):
         stores = wanted.get(replica["region"], [])
         if replica["slot"] >= len(stores) or stores[replica["slot"]] != replica["store"]:
@@ -151,7 +152,9 @@ def _drop_unwanted_replicas(ctx: JobContext, resource: Resource, content_ids: li
                 if replica["store"] != ctx.locations.home_store(resource.location):
                     repo.unplace(content_id, replica["store"])
             repo.drop_replica(resource.key, replica["region"], replica["slot"])
-    ctx.content.collect_garbage()
+            dropped = True
+    if dropped:
+        ctx.content.collect_garbage()
 
 
 def _replicate_region(ctx: JobContext, resource: Resource, content_ids: list[str], region: str,

@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Iterable
 
-from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy import String, cast, delete, exists, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .sql_store import SqlStore
@@ -126,7 +126,7 @@ class ContentRepository:
                                                  data_bytes=source.data_bytes, created_at=time.time()))
             tx.c.execute(insert(content_chunks).from_select(
                 ["content_id", "idx", "digest", "length"],
-                select(func.cast(new_id, content_chunks.c.content_id.type), _CC.idx, _CC.digest, _CC.length)
+                select(cast(literal(new_id), String(36)), _CC.idx, _CC.digest, _CC.length)
                 .where(_CC.content_id == content_id)))
             tx.c.execute(insert(content_placements).values(content_id=new_id, store=store))
             stored = tx.c.execute(select(_P.store).where(_P.content_id == content_id)).scalars().all()
