@@ -106,7 +106,7 @@ class S3Store:
         self.region = region or DEFAULT_REGION
         self._base = f"{self.prefix}/" if self.prefix else ""
 
-        config = Config(
+        options = dict(
             region_name=self.region,
             signature_version="s3v4",
             s3={"addressing_style": "path"},
@@ -115,11 +115,13 @@ class S3Store:
             retries={"mode": "standard", "max_attempts": 5},
             max_pool_connections=32,
             tcp_keepalive=True,
+        )
+        if "request_checksum_calculation" in Config.OPTION_DEFAULTS:
             # botocore >= 1.36 adds CRC checksums (aws-chunked trailers over HTTPS) that many
             # S3-compatible servers reject; put() sends Content-MD5 instead, which they all verify.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
+            options.update(request_checksum_calculation="when_required",
+                           response_checksum_validation="when_required")
+        config = Config(**options)
         # A private session: boto3's default session is not safe to create clients from in threads.
         session = boto3.session.Session(
             aws_access_key_id=access_key or None,
