@@ -8,7 +8,8 @@ It knows nothing about particular resource types.
 """
 
 import time
-from typing import Any, Callable, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import httpx
 
@@ -17,6 +18,11 @@ API_GALLERY = "2026-03-03"  # galleries, image definitions, image versions
 API_IMAGE = "2026-04-01"  # managed images (Microsoft.Compute/images)
 API_DISK = "2026-03-02"  # disks and snapshots
 API_GROUP = "2024-11-01"  # resource groups
+API_STORAGE = "2023-05-01"  # storage accounts (Microsoft.Storage/storageAccounts)
+
+# Disk content moves in requests that may take long: the server spools an upload before
+# storing it, and builds a dynamic VHD or qcow2 before it answers a download.
+DATA_TIMEOUT = httpx.Timeout(60.0, read=3600.0, write=3600.0)
 
 DEFAULT_URL = "http://127.0.0.1:8070"
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
@@ -125,14 +131,28 @@ class ArmClient:
     ) -> httpx.Response:
         """Send one request; raise ArmError for transport errors and for
         non-2xx answers whose status is not in `allow`."""
+        target = self.url(url, api_version, params)
+        with self._transport_errors():
+            response = self.http.request(method, target, json=body)
+        if response.is_success or response.status_code in allow:
+            return response
+        raise error_from_response(response)
+
+    def url(self, url: str, api_version: Optional[str] = None, params: Optional[dict] = None) -> httpx.URL:
+        """`url` with api-version (unless it has one already) and `params` added to its query."""
         query = dict(params or {})
         if api_version and "api-version=" not in url:
             query["api-version"] = api_version
         target = httpx.URL(url)
         if query:  # merge, keeping any query the URL already has (nextLink)
             target = target.copy_merge_params(query)
+        return target
+
+    @contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        """Turn httpx's transport errors into ArmErrors the user can act on."""
         try:
-            response = self.http.request(method, target, json=body)
+            yield
         except httpx.ConnectError as exc:
             raise ArmError(
                 "ConnectionError",
@@ -146,9 +166,43 @@ class ArmClient:
             ) from None
         except httpx.HTTPError as exc:
             raise ArmError("ConnectionError", f"{type(exc).__name__}: {exc}") from None
-        if response.is_success or response.status_code in allow:
+
+    # -- disk content ----------------------------------------------------------
+
+    def send_content(
+        self,
+        method: str,
+        url: str,
+        api_version: Optional[str],
+        content: Iterable[bytes],
+        length: int,
+        *,
+        params: Optional[dict] = None,
+    ) -> httpx.Response:
+        """Send `length` bytes produced by `content` (an iterator, so that a file of any size
+        goes out in bounded memory) as the request body; raise ArmError unless 2xx."""
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(length)}
+        target = self.url(url, api_version, params)
+        with self._transport_errors():
+            response = self.http.request(method, target, content=content, headers=headers,
+                                         timeout=DATA_TIMEOUT)
+        if response.is_success:
             return response
         raise error_from_response(response)
+
+    @contextmanager
+    def receive_content(
+        self, url: str, api_version: Optional[str] = None, *, params: Optional[dict] = None,
+    ) -> Iterator[httpx.Response]:
+        """GET `url` as a stream: the response, whose body is read with iter_bytes().
+        A non-2xx answer raises ArmError (with the server's error body)."""
+        target = self.url(url, api_version, params)
+        with self._transport_errors():
+            with self.http.stream("GET", target, headers={"Accept": "*/*"}, timeout=DATA_TIMEOUT) as response:
+                if not response.is_success:
+                    response.read()
+                    raise error_from_response(response)
+                yield response
 
     # -- resource operations --------------------------------------------------
 
@@ -182,6 +236,15 @@ class ArmClient:
     def patch(self, path: str, api_version: str, body: Any, *, no_wait: bool = False) -> Any:
         response = self.send("PATCH", path, api_version, body=body)
         return self._finish_write(response, path, api_version, no_wait)
+
+    def post(self, path: str, api_version: str, *, params: Optional[dict] = None, body: Any = None,
+             no_wait: bool = False) -> Any:
+        """POST an action. Returns the answer's body at once with no_wait; else waits for the
+        operation the answer names (if any) and returns None."""
+        response = self.send("POST", path, api_version, params=params, body=body)
+        if no_wait or not self._wait(response):
+            return json_body(response)
+        return None
 
     def delete(self, path: str, api_version: str, *, no_wait: bool = False) -> Any:
         """Delete and (unless no_wait) wait. Returns the initial body with

@@ -1,17 +1,23 @@
 """`galley disk …`: managed disks. Snapshots (snapshot.py) share the bodies built here."""
 
+import sys
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from galley.cli.client import API_DISK
+from galley.cli.client import API_DISK, ArmError
 from galley.cli.common import (
     HyperVGeneration, LocationOpt, NameOpt, NoWaitOpt, OsType, ResourceGroupOpt, Session, TagsOpt, arm_command,
     enum_value, group_location, parse_tags, usage_error,
 )
 from galley.cli.kinds import Kind, compute_kind
 from galley.cli.output import GROUP, LOCATION, NAME, STATE, Getter, field
-from galley.cli.sources import creation_data, resolve_source
+from galley.cli.sources import creation_data, resolve_source, source_kind
+from galley.cli.transfer import (
+    DOWNLOAD_COLUMNS, DownloadFormatOpt, InFileOpt, OutFileOpt, UploadFormat, UploadFormatOpt, download_resource,
+    upload_file, upload_size_bytes,
+)
 
 app = typer.Typer(help="Manage managed disks.", no_args_is_help=True)
 
@@ -126,3 +132,92 @@ def update(
 
 
 DISKS.add_delete("Delete a managed disk.")
+
+
+# -- disk content ----------------------------------------------------------------------
+
+
+def upload_disk(
+    session: Session, kind: Kind, resource_group: str, name: str, file: Path, fmt: Optional[UploadFormat], *,
+    location: Optional[str], os_type: Optional[OsType], hyper_v_generation: Optional[HyperVGeneration],
+    sku: Optional[str], tags: Optional[list[str]],
+) -> Any:
+    """Upload an image into a disk or snapshot, first creating it (createOption Upload, sized
+    from the image) when it does not exist. Returns the resource as the upload left it."""
+    path = kind.path(session.subscription, resource_group, name)
+    word = "snapshot" if source_kind(path) == "snapshots" else "disk"
+    chosen = enum_value(fmt)
+    created = False
+    if session.client.exists(path, kind.api):
+        ignored = [opt for opt, value in (("--location", location), ("--os-type", os_type),
+                                          ("--hyper-v-generation", hyper_v_generation), ("--sku", sku),
+                                          ("--tags", tags)) if value is not None]
+        if ignored:
+            sys.stderr.write(f"WARNING: {word} '{name}' exists already; "
+                             f"uploading into it ({', '.join(ignored)} ignored).\n")
+    else:
+        properties = {"creationData": {"createOption": "Upload",
+                                       "uploadSizeBytes": upload_size_bytes(file, chosen)}}
+        for key, value in (("osType", enum_value(os_type)), ("hyperVGeneration", enum_value(hyper_v_generation))):
+            if value is not None:
+                properties[key] = value
+        body = {"location": location or group_location(session, resource_group), "properties": properties,
+                **update_body(sku=sku, tags=parse_tags(tags))}
+        session.client.put(path, kind.api, body)
+        created = True
+    try:
+        return upload_file(session, path + "/upload", kind.api, file, {"format": chosen} if chosen else None,
+                           label=name)
+    except ArmError as error:
+        if created and error.status in REFUSED_UPLOAD:
+            error.message = f"{error.message.rstrip()} {discard_created(session, kind, path, word, name)}"
+        raise
+
+
+# The server refused the image (unusable, too large, no space): the disk is as it was created.
+REFUSED_UPLOAD = (400, 413, 507)
+
+
+def discard_created(session: Session, kind: Kind, path: str, word: str, name: str) -> str:
+    """Delete the empty disk or snapshot made for an upload the server refused, so that a
+    failed upload leaves nothing behind (best effort). Returns what to tell the user."""
+    try:
+        session.client.delete(path, kind.api, no_wait=True)
+    except ArmError as error:
+        return f"(The {word} '{name}' created for this upload is left empty: {error})"
+    return f"(The {word} '{name}' created for this upload was deleted.)"
+
+
+@arm_command(app, "upload", COLUMNS)
+def upload(
+    session: Session,
+    *,
+    resource_group: ResourceGroupOpt,
+    name: NameOpt,
+    file: InFileOpt,
+    fmt: UploadFormatOpt = None,
+    location: LocationOpt = None,
+    os_type: OsTypeOpt = None,
+    hyper_v_generation: HyperVOpt = None,
+    sku: SkuOpt = None,
+    tags: TagsOpt = None,
+):
+    """Upload a disk image (VHD, raw or qcow2) into a managed disk, creating the disk if needed.
+
+    The disk takes the image's exact virtual size. The image is streamed; a progress bar shows on stderr when it is a terminal."""
+    return upload_disk(session, DISKS, resource_group, name, file, fmt, location=location, os_type=os_type,
+                       hyper_v_generation=hyper_v_generation, sku=sku, tags=tags)
+
+
+@arm_command(app, "download", DOWNLOAD_COLUMNS)
+def download(
+    session: Session,
+    *,
+    resource_group: ResourceGroupOpt,
+    name: NameOpt,
+    file: OutFileOpt,
+    fmt: DownloadFormatOpt = None,
+):
+    """Download a managed disk's content as raw, VHD or qcow2."""
+    return download_resource(session, DISKS.path(session.subscription, resource_group, name), DISKS.api,
+                             file, fmt, name)

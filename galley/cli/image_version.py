@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from galley.cli import paths
-from galley.cli.client import API_GALLERY
+from galley.cli.client import API_GALLERY, ArmError
 from galley.cli.common import (
     EndOfLifeOpt, LocationOpt, NoWaitOpt, ResourceGroupOpt, Session, TagsOpt, arm_command, given,
     patch_body, three_state_option, usage_error, with_tags,
@@ -18,6 +18,7 @@ from galley.cli.kinds import RESOURCE_GROUP, Kind, option
 from galley.cli.output import LOCATION, NAME, STATE, field
 from galley.cli.sig import GALLERY, GalleryOpt, gallery_location
 from galley.cli.sources import resolve_source
+from galley.cli.transfer import DOWNLOAD_COLUMNS, DownloadFormatOpt, LunOpt, OutFileOpt, download_resource
 
 app = typer.Typer(help="Manage gallery image versions.", no_args_is_help=True)
 
@@ -289,3 +290,50 @@ def update(
 
 
 VERSIONS.add_delete("Delete an image version and its replicas.")
+
+
+@arm_command(app, "download", DOWNLOAD_COLUMNS)
+def download(
+    session: Session,
+    *,
+    resource_group: ResourceGroupOpt,
+    gallery: GalleryOpt,
+    definition: DefinitionOpt,
+    version: VersionOpt,
+    file: OutFileOpt,
+    fmt: DownloadFormatOpt = None,
+    lun: LunOpt = None,
+    location: Annotated[Optional[str], typer.Option("--location", "-l", help="Read from this region's completed replicas (default: wherever the content is).")] = None,
+):
+    """Download one disk of an image version (the OS disk unless --lun) as raw, VHD or qcow2."""
+    path = paths.image_version(session.subscription, resource_group, gallery, definition, version)
+    label = version if lun is None else f"{version} LUN {lun}"
+    return download_resource(session, path, API_GALLERY, file, fmt, label, lun=lun, region=location)
+
+
+@arm_command(app, "retry-replication", COLUMNS)
+def retry_replication(
+    session: Session,
+    *,
+    resource_group: ResourceGroupOpt,
+    gallery: GalleryOpt,
+    definition: DefinitionOpt,
+    version: VersionOpt,
+    region: Annotated[str, typer.Option("--region", help="The target region to replicate to again (one whose replication failed).")],
+    no_wait: NoWaitOpt = False,
+):
+    """Replicate an image version to one target region again, leaving its other regions be.
+
+    Waits for the replication and prints the version with its replication status."""
+    path = paths.image_version(session.subscription, resource_group, gallery, definition, version)
+    accepted = session.client.post(path + "/retryReplication", API_GALLERY, params={"region": region},
+                                   no_wait=no_wait)
+    if no_wait:
+        return accepted
+    result = session.client.get(path, API_GALLERY, params={"$expand": "ReplicationStatus"})
+    wanted = region.replace(" ", "").lower()
+    for entry in field("properties.replicationStatus.summary")(result) or []:
+        if str(entry.get("region", "")).lower() == wanted and str(entry.get("state", "")).lower() == "failed":
+            raise ArmError("ReplicationFailed", f"replication of {version} to {entry.get('region')} failed again"
+                           + (f": {entry['details']}" if entry.get("details") else "."), target=path)
+    return result

@@ -10,9 +10,9 @@ from typing import Any, Optional
 
 import typer
 
-from galley.cli import disk, group, image, image_definition, image_version, serve, sig, snapshot
+from galley.cli import disk, group, image, image_definition, image_version, maintenance, serve, sig, snapshot, storage
 from galley.cli.argv import expand_argv, option_names
-from galley.cli.common import OutputOpt, ServerOpt, SubscriptionOpt
+from galley.cli.common import OutputOpt, ServerOpt, SubscriptionOpt, arm_command
 
 
 class GalleyApp(typer.Typer):
@@ -50,6 +50,9 @@ app.add_typer(sig.app, name="sig")
 app.add_typer(image.app, name="image")
 app.add_typer(disk.app, name="disk")
 app.add_typer(snapshot.app, name="snapshot")
+app.add_typer(storage.app, name="storage")
+app.add_typer(maintenance.store_app, name="store")
+arm_command(app, "usage")(maintenance.usage)
 app.command("serve")(serve.serve)
 
 

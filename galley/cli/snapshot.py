@@ -6,9 +6,14 @@ import typer
 
 from galley.cli.client import API_DISK
 from galley.cli.common import LocationOpt, NameOpt, NoWaitOpt, ResourceGroupOpt, Session, TagsOpt, arm_command, parse_tags
-from galley.cli.disk import HyperVOpt, OsTypeOpt, SizeOpt, SkuOpt, SourceOpt, disk_columns, patch_disk, put_disk
+from galley.cli.disk import (
+    HyperVOpt, OsTypeOpt, SizeOpt, SkuOpt, SourceOpt, disk_columns, patch_disk, put_disk, upload_disk,
+)
 from galley.cli.kinds import compute_kind
 from galley.cli.output import field
+from galley.cli.transfer import (
+    DOWNLOAD_COLUMNS, DownloadFormatOpt, InFileOpt, OutFileOpt, UploadFormatOpt, download_resource,
+)
 
 app = typer.Typer(help="Manage snapshots of managed disks.", no_args_is_help=True)
 
@@ -57,3 +62,38 @@ def update(
 
 
 SNAPSHOTS.add_delete("Delete a snapshot.")
+
+
+@arm_command(app, "upload", COLUMNS)
+def upload(
+    session: Session,
+    *,
+    resource_group: ResourceGroupOpt,
+    name: NameOpt,
+    file: InFileOpt,
+    fmt: UploadFormatOpt = None,
+    location: LocationOpt = None,
+    os_type: OsTypeOpt = None,
+    hyper_v_generation: HyperVOpt = None,
+    sku: SkuOpt = None,
+    tags: TagsOpt = None,
+):
+    """Upload a disk image (VHD, raw or qcow2) into a snapshot, creating the snapshot if needed.
+
+    The snapshot takes the image's exact virtual size. The image is streamed; a progress bar shows on stderr when it is a terminal."""
+    return upload_disk(session, SNAPSHOTS, resource_group, name, file, fmt, location=location, os_type=os_type,
+                       hyper_v_generation=hyper_v_generation, sku=sku, tags=tags)
+
+
+@arm_command(app, "download", DOWNLOAD_COLUMNS)
+def download(
+    session: Session,
+    *,
+    resource_group: ResourceGroupOpt,
+    name: NameOpt,
+    file: OutFileOpt,
+    fmt: DownloadFormatOpt = None,
+):
+    """Download a snapshot's content as raw, VHD or qcow2."""
+    return download_resource(session, SNAPSHOTS.path(session.subscription, resource_group, name),
+                             SNAPSHOTS.api, file, fmt, name)

@@ -42,8 +42,14 @@ def _blob_resource(account: Resource, container: str, blob: str) -> Resource:
                     location=account.location)
 
 
-def _describe(request: Request, account: Resource, container: str, blob: str, size: int) -> dict:
-    return {"account": account.name, "container": container, "name": blob, "size": size,
+def _blob_bytes(virtual_size: int) -> int:
+    """A blob is served as a fixed VHD (the disk and a 512-byte footer) when its size allows."""
+    return virtual_size + (512 if virtual_size % 512 == 0 else 0)
+
+
+def _describe(request: Request, account: Resource, container: str, blob: str, virtual_size: int) -> dict:
+    return {"account": account.name, "container": container, "name": blob,
+            "size": _blob_bytes(virtual_size), "virtualSize": virtual_size,
             "url": f"{str(request.base_url).rstrip('/')}/blob/{account.name}/{container}/{blob}",
             "azureUrl": f"https://{account.name}.blob.core.windows.net/{container}/{blob}",
             "location": account.location}
@@ -86,8 +92,8 @@ def download(request: Request, account: str, container: str, blob: str) -> Respo
 def head(request: Request, account: str, container: str, blob: str) -> Response:
     stand_in = _blob_resource(_account(request, account), container, blob)
     content = request.app.state.content.repo.content(_content_id(request, stand_in))
-    size = content["virtual_size"] + (512 if content["virtual_size"] % 512 == 0 else 0)
-    return Response(status_code=200, headers={"Content-Length": str(size), "x-ms-blob-type": "PageBlob"})
+    return Response(status_code=200, headers={"Content-Length": str(_blob_bytes(content["virtual_size"])),
+                                              "x-ms-blob-type": "PageBlob"})
 
 
 @router.delete(PATH, operation_id="Blobs_Delete")
