@@ -98,7 +98,23 @@ class ContentEngine:
             store.put(digest, blob)
             return digest, len(blob), len(data)
 
-        self.repo.register_stored(store_id, list(self._pool.map(put, missing.items())))
+        self._put_and_register(store_id, put, list(missing.items()))
+
+    def _put_and_register(self, store_id: str, put, items: list) -> list[tuple[str, int, int]]:
+        """Run `put` on every item; record in `store_id` every object that was written, even when
+        some writes failed (then raise the first failure): an unrecorded object is one garbage
+        collection can never find, and on a full store it would keep the space taken for good."""
+        futures = [self._pool.submit(put, item) for item in items]
+        stored, failure = [], None
+        for future in futures:
+            try:
+                stored.append(future.result())
+            except BaseException as error:  # noqa: BLE001 - re-raised below, after recording
+                failure = failure or error
+        self.repo.register_stored(store_id, stored)
+        if failure is not None:
+            raise failure
+        return stored
 
     # ---- copies between stores ----------------------------------------------------------------------
     def replicate(self, content_ids: list[str], sources: list[str], target: str,
@@ -129,8 +145,7 @@ class ContentEngine:
                 target_store.put(digest, blob)
                 return digest, len(blob), wanted[digest]
 
-            copied = list(self._pool.map(copy, missing))
-            self.repo.register_stored(target, copied)
+            copied = self._put_and_register(target, copy, missing)
             moved = sum(raw for _, _, raw in copied)
             progress.bytes_done += moved
             progress.bytes_moved += moved

@@ -165,8 +165,18 @@ def _replicate_region(ctx: JobContext, resource: Resource, content_ids: list[str
     for slot, store in enumerate(stores):
         # Later replicas copy from a replica already in the region: no traffic between regions.
         sources = completed + [source_home]
+        recorded = [0]
+
+        def record_egress(progress: ReplicationProgress, sources=sources, recorded=recorded) -> None:
+            # Step by step, so the bytes a run moved before a crash are accounted for too.
+            if ctx.locations.region_of(sources[0]) != region and progress.bytes_moved > recorded[0]:
+                repo.record_transfer(resource.subscription_id, resource.key,
+                                     ctx.locations.region_of(sources[0]), region,
+                                     progress.bytes_moved - recorded[0])
+                recorded[0] = progress.bytes_moved
 
         def report(progress: ReplicationProgress, slot=slot, store=store) -> None:
+            record_egress(progress)
             done[slot] = progress
             repo.save_replica(resource.key, region, slot, store, "Replicating", progress.bytes_done,
                               progress.bytes_total)
@@ -180,9 +190,7 @@ def _replicate_region(ctx: JobContext, resource: Resource, content_ids: list[str
         done[slot] = progress
         repo.save_replica(resource.key, region, slot, store, "Completed", progress.bytes_done,
                           progress.bytes_total)
-        if ctx.locations.region_of(sources[0]) != region:
-            repo.record_transfer(resource.subscription_id, resource.key,
-                                 ctx.locations.region_of(sources[0]), region, progress.bytes_moved)
+        record_egress(progress)
         completed.append(store)
     with ctx.sql.write() as tx:
         tx.set_region_state(resource.id, region, "Completed", 100)
