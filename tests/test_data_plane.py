@@ -428,9 +428,6 @@ def test_replication_resumes_after_kill_9(tmp_path, images):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="open bug: a disk whose upload was cut off by a crash stays in "
-                   "diskState ActiveUpload for good (nothing clears it, and there is no revokeAccess), "
-                   "so every later upload is refused with 409")
 def test_upload_cut_off_by_kill_9_does_not_lock_the_disk(tmp_path, images):
     home = tmp_path / "home"
     home.mkdir()

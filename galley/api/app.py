@@ -19,6 +19,7 @@ from ..jobs.worker import Worker
 from ..store.content_repository import ContentRepository
 from ..store.database import make_engine, migrate
 from ..store.sql_store import SqlStore
+from . import uploads
 from .paths import CanonicalPathMiddleware
 from .routes import content as content_routes
 from .routes import blobs, maintenance, operations, resource_groups, resources
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     content = ContentEngine(ContentRepository(store), locations, bandwidth=settings.replication_bandwidth)
     worker = Worker(store, content, settings.worker_poll_seconds)
     service = ResourceService(store, settings, on_queued=worker.wake)
+    service.release_dead_uploads(uploads.owner_alive)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -230,8 +231,11 @@ class ResourceService:
 
     # ---- disk content uploads ------------------------------------------------------------------
 
-    def begin_upload(self, resource_id: str, resource_type: str) -> Resource:
-        """Mark a disk or snapshot as receiving an upload; a second upload at once is refused."""
+    def begin_upload(self, resource_id: str, resource_type: str, owner: str, lease_seconds: float,
+                     owner_alive: Callable[[str], bool]) -> Resource:
+        """Lease a disk or snapshot to one upload; a second upload at once is refused.
+
+        A lease whose owner died (a crashed server) or whose time ran out no longer counts."""
         with self._writing() as tx:
             resource = tx.get(resource_id)
             if resource is None or resource.type != resource_type:
@@ -239,7 +243,8 @@ class ResourceService:
             if resource.provisioning_state != SUCCEEDED:
                 raise Conflict(f"'{resource.name}' is {resource.provisioning_state}; upload once it has "
                                "succeeded.", target=resource.id)
-            if resource.properties.get("diskState") == "ActiveUpload":
+            lease = tx.upload_lease(resource_id)
+            if lease is not None and lease[1] > time.time() and owner_alive(lease[0]):
                 raise Conflict(f"Another upload to '{resource.name}' is in progress; it must finish "
                                "(or fail) before a new one starts.", code="OperationNotAllowed",
                                target=resource.id)
@@ -247,14 +252,35 @@ class ResourceService:
             if building:
                 raise Conflict(f"Image version '{building[0].id}' is being created from '{resource.name}'; "
                                "upload after that creation ends.", target=resource.id)
+            tx.set_upload_lease(resource_id, owner, time.time() + lease_seconds)
             resource.properties["diskState"] = "ActiveUpload"
             tx.save(resource)
             return resource
+
+    def renew_upload(self, resource_id: str, owner: str, lease_seconds: float) -> None:
+        with self.store.write() as tx:
+            tx.set_upload_lease(resource_id, owner, time.time() + lease_seconds)
+
+    def release_dead_uploads(self, owner_alive: Callable[[str], bool]) -> int:
+        """Clear the uploads that died with their process (run when a server starts)."""
+        released = 0
+        with self._writing() as tx:
+            for key, owner, _until in tx.upload_leases():
+                if owner_alive(owner):
+                    continue
+                tx.drop_upload_lease(key)
+                resource = tx.get(key)
+                if resource is not None and resource.properties.get("diskState") == "ActiveUpload":
+                    resource.properties["diskState"] = "Unattached"
+                    tx.save(resource)
+                released += 1
+        return released
 
     def end_upload(self, resource_id: str, virtual_size: int | None) -> Resource:
         """Record the uploaded size (None: the upload failed and the disk keeps its content)."""
         with self._writing() as tx:
             resource = tx.get(resource_id)
+            tx.drop_upload_lease(resource_id)
             resource.properties["diskState"] = "Unattached"
             if virtual_size is not None:
                 resource.properties["diskSizeBytes"] = virtual_size

@@ -15,7 +15,7 @@ from ..domain.ids import IMAGE_VERSION_TYPE, RESOURCE_GROUP_TYPE, key_of, parent
 from ..domain.ports import DuplicateResource, Page
 from ..domain.resource import (CREATING, IN_PROGRESS, SUCCEEDED, UPDATING, Operation, Resource,
                                TargetRegion, iso, utc_now)
-from .tables import disk_contents, operations, resources, target_regions
+from .tables import disk_contents, operations, resources, target_regions, upload_leases
 
 _R = resources.c
 _T = target_regions.c
@@ -249,6 +249,22 @@ class SqlTransaction:
                 return self.get_operation(operation_id)
         return None
 
+
+    def upload_lease(self, resource_id: str) -> tuple[str, float] | None:
+        row = self.c.execute(select(upload_leases).where(upload_leases.c.resource_key == key_of(resource_id))).first()
+        return (row.owner, row.until) if row else None
+
+    def set_upload_lease(self, resource_id: str, owner: str, until: float) -> None:
+        key = key_of(resource_id)
+        self.c.execute(delete(upload_leases).where(upload_leases.c.resource_key == key))
+        self.c.execute(insert(upload_leases).values(resource_key=key, owner=owner, until=until))
+
+    def drop_upload_lease(self, resource_id: str) -> None:
+        self.c.execute(delete(upload_leases).where(upload_leases.c.resource_key == key_of(resource_id)))
+
+    def upload_leases(self) -> list[tuple[str, str, float]]:
+        rows = self.c.execute(select(upload_leases))
+        return [(row.resource_key, row.owner, row.until) for row in rows]
 
     def renew_lease(self, operation_id: str, owner: str, lease_seconds: float) -> None:
         self.c.execute(update(operations).where(_O.id == operation_id, _O.lease_owner == owner)

@@ -140,3 +140,10 @@ transfers = Table(
     Column("bytes", BigInteger, nullable=False),
     Column("at", Float, nullable=False),
 )
+
+upload_leases = Table(
+    "upload_leases", metadata,
+    Column("resource_key", String(1024), primary_key=True),
+    Column("owner", String(256), nullable=False),  # host:pid of the process receiving the upload
+    Column("until", Float, nullable=False),
+)

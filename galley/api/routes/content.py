@@ -22,6 +22,7 @@ from ...content.object_store import StoreFull
 from ...content.vhd import VhdFooter
 from ...domain import ids
 from ...domain.errors import ArmError, InvalidParameter, NotFound
+from .. import uploads
 from ..wire import json_response, render
 from ._signature import with_parameters
 from .resources import SPECS, ResourceSpec, service_of
@@ -44,13 +45,22 @@ def _tmp_dir(request: Request) -> Path:
     return path
 
 
-async def _spool(request: Request, directory: Path) -> Path:
-    """The request body in a temporary file: memory use stays bounded whatever the size."""
+RENEW_EVERY_BYTES = 64 * 1024 * 1024
+
+
+async def _spool(request: Request, directory: Path, renew=None) -> Path:
+    """The request body in a temporary file: memory use stays bounded whatever the size.
+    `renew` is called every so often while data keeps arriving (to keep an upload's lease)."""
     handle = tempfile.NamedTemporaryFile(dir=directory, prefix="upload-", delete=False)
+    received = 0
     try:
         with handle:
             async for piece in request.stream():
                 await run_in_threadpool(handle.write, piece)
+                received += len(piece)
+                if renew is not None and received >= RENEW_EVERY_BYTES:
+                    received = 0
+                    await run_in_threadpool(renew)
     except OSError as error:
         os.unlink(handle.name)
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -73,11 +83,14 @@ def _register_upload(spec: ResourceSpec) -> None:
         resource_id = spec.ref({"subscriptionId": subscriptionId, "resourceGroupName": resourceGroupName,
                                 spec.name_params[0]: name}).id
         service = service_of(request)
-        resource = await run_in_threadpool(service.begin_upload, resource_id, spec.type)
+        owner = uploads.this_process()
+        resource = await run_in_threadpool(service.begin_upload, resource_id, spec.type, owner,
+                                           uploads.LEASE_SECONDS, uploads.owner_alive)
         virtual_size = None
         spooled = None
         try:
-            spooled = await _spool(request, _tmp_dir(request))
+            spooled = await _spool(request, _tmp_dir(request),
+                                   lambda: service.renew_upload(resource_id, owner, uploads.LEASE_SECONDS))
             virtual_size = await run_in_threadpool(_ingest, request, resource, spooled, format)
         finally:
             if spooled is not None:
