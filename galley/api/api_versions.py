@@ -42,7 +42,8 @@ ANY_KNOWN = GALLERY | COMPUTE | DISK | RESOURCES | STORAGE
 def _checker(supported: frozenset[str], family: str):
     newest = sorted(supported)[-1]
 
-    def check(request: Request, api_version: str | None = Query(None, alias="api-version")) -> str:
+    # async: a pure check, so it runs on the event loop instead of taking a thread-pool round trip.
+    async def check(request: Request, api_version: str | None = Query(None, alias="api-version")) -> str:
         if api_version is None:
             raise ArmError(f"The api-version query parameter (?api-version=) is required for all "
                            f"requests. The newest supported for {family} is '{newest}'.",

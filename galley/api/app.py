@@ -60,9 +60,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.state.content = content
     app.state.max_body_bytes = settings.max_body_bytes
     app.add_middleware(CanonicalPathMiddleware)
+    app.include_router(resources.build_router())
     app.include_router(resource_groups.router)
     app.include_router(operations.router)
-    app.include_router(resources.build_router())
     app.include_router(content_routes.router)
     app.include_router(blobs.router)
     app.include_router(maintenance.router)

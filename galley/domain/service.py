@@ -57,7 +57,7 @@ class ResourceService:
     # ---- reads -------------------------------------------------------------------------------
 
     def get(self, resource_id: str, resource_type: str) -> Resource:
-        with self.store.read() as tx:
+        with self.store.read_one() as tx:
             found = tx.get(resource_id)
         if found is None or found.type != resource_type:
             raise self._not_found(resource_id, resource_type)
@@ -87,7 +87,7 @@ class ResourceService:
         """The newest usable version by Major, Minor, Patch; skips excludeFromLatest and past end of life."""
         if region is not None:
             region = normalize_region(region, self.settings.region_set, "region")
-        with self.store.read() as tx:
+        with self.store.read_one() as tx:  # two independent single-row reads
             definition = tx.get(definition_id)
             if definition is None or definition.type != IMAGE_DEFINITION_TYPE:
                 raise self._not_found(definition_id, IMAGE_DEFINITION_TYPE)

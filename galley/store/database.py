@@ -16,8 +16,9 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # As many pooled connections as the server has request threads: opening one costs PRAGMAs.
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=8, max_overflow=16)
+                               pool_size=40, max_overflow=16)
         _sqlite_transactions(engine)
         return engine
     return create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
@@ -42,7 +43,10 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.info.get("write") else "BEGIN")
+        mode = connection.info.get("write")
+        if mode is None:
+            return  # a single-statement read: SQLite's autocommit gives it a consistent view
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if mode else "BEGIN")
 
 
 def migrate(engine: Engine) -> None:

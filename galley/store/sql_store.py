@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..domain.ids import IMAGE_VERSION_TYPE, RESOURCE_GROUP_TYPE, key_of, parent_id
@@ -21,6 +21,19 @@ _R = resources.c
 _T = target_regions.c
 _O = operations.c
 USABLE_STATES = (SUCCEEDED, UPDATING)
+# Built once: SQLAlchemy then reuses the compiled statement instead of rebuilding it per call.
+_GET_BY_KEY = select(resources).where(_R.key == bindparam("key"))
+_NEWEST_FIRST = (_R.version_major.desc(), _R.version_minor.desc(), _R.version_patch.desc())
+# "latest": provisioned, not excluded, not past end of life; newest by Major, Minor, Patch.
+_LATEST = (select(resources).where(
+    _R.parent_key == bindparam("parent"), _R.type == IMAGE_VERSION_TYPE,
+    _R.provisioning_state.in_(USABLE_STATES), _R.exclude_from_latest.is_(False),
+    or_(_R.end_of_life.is_(None), _R.end_of_life > bindparam("now")))
+    .order_by(*_NEWEST_FIRST).limit(1))
+# ... and, in one region, only versions whose replication there has completed.
+_LATEST_IN_REGION = _LATEST.join(target_regions, and_(
+    _T.version_key == _R.key, _T.region == bindparam("region"), _T.state == "Completed",
+    _T.exclude_from_latest.is_(False)))
 
 
 def _sort_key(resource: Resource) -> str:
@@ -103,7 +116,7 @@ class SqlTransaction:
 
     # ---- reads -----------------------------------------------------------------------------
     def get(self, resource_id: str) -> Resource | None:
-        row = self.c.execute(select(resources).where(_R.key == key_of(resource_id))).first()
+        row = self.c.execute(_GET_BY_KEY, {"key": key_of(resource_id)}).first()
         return _to_resource(row) if row else None
 
     def child_names(self, parent_id_: str, limit: int = 10) -> list[str]:
@@ -136,16 +149,9 @@ class SqlTransaction:
                              progress=r.progress, details=r.details) for r in rows]
 
     def latest_version(self, definition_id: str, now_iso: str, region: str | None) -> Resource | None:
-        query = select(resources).where(
-            _R.parent_key == key_of(definition_id), _R.type == IMAGE_VERSION_TYPE,
-            _R.provisioning_state.in_(USABLE_STATES), _R.exclude_from_latest.is_(False),
-            or_(_R.end_of_life.is_(None), _R.end_of_life > now_iso))
-        if region is not None:
-            query = query.join(target_regions, and_(
-                _T.version_key == _R.key, _T.region == region, _T.state == "Completed",
-                _T.exclude_from_latest.is_(False)))
-        row = self.c.execute(query.order_by(_R.version_major.desc(), _R.version_minor.desc(),
-                                            _R.version_patch.desc()).limit(1)).first()
+        statement = _LATEST if region is None else _LATEST_IN_REGION
+        row = self.c.execute(statement, {"parent": key_of(definition_id), "now": now_iso,
+                                         "region": region}).first()
         return _to_resource(row) if row else None
 
     def list_page(self, *, resource_type: str, subscription_id: str, resource_group: str | None = None,
@@ -276,7 +282,7 @@ class SqlStore:
         self.engine = engine
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[SqlTransaction]:
+    def _transaction(self, write: bool | None) -> Iterator[SqlTransaction]:
         with self.engine.connect() as connection:
             connection.info["write"] = write
             with connection.begin():
@@ -284,6 +290,10 @@ class SqlStore:
 
     def read(self):
         return self._transaction(write=False)
+
+    def read_one(self):
+        """For a read that is one statement: no explicit transaction around it (SQLite)."""
+        return self._transaction(write=None)
 
     def write(self):
         return self._transaction(write=True)
