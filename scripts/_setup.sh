@@ -12,7 +12,7 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     export GALLEY_APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 PYTHON=${PYTHON:-python3}

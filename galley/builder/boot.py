@@ -81,8 +81,8 @@ def boot_test(
 ) -> BootResult:
     """Boot `image_path`, run `script` in it as root, and return its exit code and output.
 
-    `timeout` bounds the whole run (boot included); past it QEMU is killed and BootTimeout
-    raised with the serial log's tail. Inside the guest the script itself gets
+    `timeout` bounds the whole run (boot included, and a first KVM attempt that stalled);
+    past it QEMU is killed and BootTimeout raised with the serial log's tail. Inside the guest the script itself gets
     `script_timeout` seconds (default: 60 % of `timeout`). `extra_files` maps names on the
     validation disk (next to validate.sh, the script's working folder) to their content or a
     host file. `accel` forces "kvm" or "tcg"; by default KVM is used only if it really boots.

@@ -212,9 +212,14 @@ def _bootstrap(root: Path, *, suite: str, mirror: str, packages: tuple[str, ...]
             if tarball.is_file():
                 say(f"bootstrap: unpacking cached {tarball.name}")
                 root.mkdir()
-                _run("bootstrap", ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
-                                   *_tar_compression(tarball), "-xpf", str(tarball), "-C", str(root)])
-                return True
+                try:
+                    _run("bootstrap", ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+                                       *_tar_compression(tarball), "-xpf", str(tarball), "-C", str(root)])
+                    return True
+                except BuildError as broken:  # a damaged cache entry: drop it and bootstrap anew
+                    say(f"bootstrap: cached {tarball.name} is unusable, bootstrapping anew ({broken})")
+                    tarball.unlink()
+                    _remove_tree(root)
         deb_cache = cache / "debs"
         deb_cache.mkdir(exist_ok=True)
         _debootstrap(root, suite=suite, mirror=mirror, packages=packages, deb_cache=deb_cache)
@@ -550,6 +555,7 @@ VALIDATE_HOOK = f"""\
 # run validate.sh from it as root under a timeout, write its exit code and output to the
 # serial console between markers, and power off. Settings may come from galley-validate.conf
 # on that disk: TIMEOUT=<seconds> (default 600), POWEROFF=0|1, WAIT_ONLINE=<seconds>.
+# Only the last MiB of output is written (the serial line is slow).
 set -u
 DEVICE=/dev/disk/by-label/{VALIDATE_LABEL}
 MOUNT=/run/galley-validate
@@ -558,6 +564,7 @@ CONSOLE=/dev/ttyS0
 [ -e "$DEVICE" ] || exit 0
 
 TIMEOUT=600
+MAX_OUTPUT=1048576
 POWEROFF=1
 WAIT_ONLINE=20
 code=0
@@ -605,8 +612,15 @@ systemctl stop serial-getty@ttyS0.service 2>/dev/null || true
 (
     {{
         printf '\n{OUTPUT_BEGIN}\n'
-        cat "$OUT"
-        printf '\n{OUTPUT_END} bytes=%s===\n' "$(wc -c < "$OUT")"
+        size=$(wc -c < "$OUT")
+        if [ "$size" -gt "$MAX_OUTPUT" ]; then
+            # keep the end, where the errors usually are
+            printf '[galley-validate: %s bytes of output, the last %s follow]\n' "$size" "$MAX_OUTPUT"
+            tail -c "$MAX_OUTPUT" "$OUT"
+        else
+            cat "$OUT"
+        fi
+        printf '\n{OUTPUT_END} bytes=%s===\n' "$size"
         printf '{EXIT_PREFIX}%s\n' "$code"
     }} > "$CONSOLE"
     # Setting the line's own settings again is a tcsetattr(TCSADRAIN): it returns once the
@@ -617,6 +631,7 @@ umount "$MOUNT" 2>/dev/null || true
 if [ "$POWEROFF" = 1 ]; then
     systemctl --no-block poweroff
 else
+    kill -54 1 2>/dev/null || true  # SIGRTMIN+20: status lines back on
     systemctl start serial-getty@ttyS0.service 2>/dev/null || true
 fi
 exit 0
