@@ -7,7 +7,7 @@ store that holds the same bytes, and all-zero chunks are never stored.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -38,6 +38,8 @@ class ContentEngine:
         self.locations = locations
         self.bandwidth = bandwidth
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="galley-io")
+        # One batch is written (through the pool) while the ingest reads the next one.
+        self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="galley-ingest")
 
     # ---- ingest -----------------------------------------------------------------------------------
     def ingest(self, image, store_id: str, attach: tuple[str, int],
@@ -48,20 +50,28 @@ class ContentEngine:
         leaves the disk's previous content in place."""
         content_id = self.repo.new_content(image.virtual_size, CHUNK_SIZE, store_id)
         store = self.locations.open(store_id)
+        writing = None  # the previous batch, written while the next one is read
         try:
             batch: list[tuple[int, bytes]] = []
             for idx, data in self._data_chunks(image):
                 batch.append((idx, data))
                 if len(batch) == BATCH:
-                    self._write_batch(content_id, store_id, store, batch)
+                    if writing is not None:
+                        writing.result()
+                    writing = self._writer.submit(self._write_batch, content_id, store_id, store, batch)
                     on_progress(batch[-1][0] * CHUNK_SIZE)
                     batch = []
+            if writing is not None:
+                writing.result()
+                writing = None
             if batch:
                 self._write_batch(content_id, store_id, store, batch)
             if hasattr(store, "sync"):
                 store.sync()
             self.repo.finish_content(content_id, attach)
         except BaseException:
+            if writing is not None:
+                wait([writing])
             self.repo.discard_content(content_id)
             raise
         return content_id

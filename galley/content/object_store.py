@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator, Protocol
 from urllib.parse import parse_qs, urlparse
@@ -39,18 +39,26 @@ class FolderStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.url = self.root.as_uri()
+        self._made: set[str] = set()  # fan-out folders known to exist
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / key
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if key[:2] not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(key[:2])
         # Write beside the target and rename: a reader never sees half an object.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+        tmp = f"{path.parent}/.incoming-{uuid.uuid4().hex}"
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except OSError as error:
             _unlink_quietly(tmp)

@@ -46,6 +46,7 @@ def _tmp_dir(request: Request) -> Path:
 
 
 RENEW_EVERY_BYTES = 64 * 1024 * 1024
+SPOOL_WRITE_BYTES = 4 * 1024 * 1024
 
 
 async def _spool(request: Request, directory: Path, renew=None) -> Path:
@@ -53,14 +54,23 @@ async def _spool(request: Request, directory: Path, renew=None) -> Path:
     `renew` is called every so often while data keeps arriving (to keep an upload's lease)."""
     handle = tempfile.NamedTemporaryFile(dir=directory, prefix="upload-", delete=False)
     received = 0
+    pending: list[bytes] = []
+    pending_bytes = 0
     try:
         with handle:
             async for piece in request.stream():
-                await run_in_threadpool(handle.write, piece)
-                received += len(piece)
+                # Hand the file system whole megabytes, not each small piece the socket yields.
+                pending.append(piece)
+                pending_bytes += len(piece)
+                if pending_bytes >= SPOOL_WRITE_BYTES:
+                    await run_in_threadpool(handle.write, b"".join(pending))
+                    received += pending_bytes
+                    pending, pending_bytes = [], 0
                 if renew is not None and received >= RENEW_EVERY_BYTES:
                     received = 0
                     await run_in_threadpool(renew)
+            if pending:
+                await run_in_threadpool(handle.write, b"".join(pending))
     except OSError as error:
         os.unlink(handle.name)
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
