@@ -35,8 +35,12 @@ STORAGE = frozenset({
     "2019-04-01", "2019-06-01", "2021-04-01", "2021-09-01", "2022-05-01", "2022-09-01",
     "2023-01-01", "2023-05-01", "2024-01-01", "2025-01-01", "2025-06-01",
 })
+IMAGE_BUILDER = frozenset({
+    "2019-05-01-preview", "2020-02-14", "2021-10-01", "2022-02-14", "2022-07-01", "2023-07-01",
+    "2024-02-01", "2025-10-01",
+})
 # Operation-status URLs carry the api-version of the request that started them.
-ANY_KNOWN = GALLERY | COMPUTE | DISK | RESOURCES | STORAGE
+ANY_KNOWN = GALLERY | COMPUTE | DISK | RESOURCES | STORAGE | IMAGE_BUILDER
 
 
 def _checker(supported: frozenset[str], family: str):
@@ -55,6 +59,7 @@ def _checker(supported: frozenset[str], family: str):
                 code="InvalidApiVersionParameter", target="api-version")
         return api_version
 
+    check.supported = supported
     return check
 
 
@@ -63,4 +68,5 @@ compute_api = _checker(COMPUTE, "Microsoft.Compute/images")
 disk_api = _checker(DISK, "Microsoft.Compute/disks and snapshots")
 resources_api = _checker(RESOURCES, "Microsoft.Resources")
 storage_api = _checker(STORAGE, "Microsoft.Storage/storageAccounts")
+image_builder_api = _checker(IMAGE_BUILDER, "Microsoft.VirtualMachineImages/imageTemplates")
 operation_api = _checker(ANY_KNOWN, "Microsoft.Compute operations")

@@ -20,9 +20,10 @@ from ..store.content_repository import ContentRepository
 from ..store.database import make_engine, migrate
 from ..store.sql_store import SqlStore
 from . import uploads
+from .fast_reads import FastResourceReads
 from .paths import CanonicalPathMiddleware
 from .routes import content as content_routes
-from .routes import blobs, maintenance, operations, resource_groups, resources
+from .routes import blobs, image_templates, maintenance, operations, resource_groups, resources
 from .wire import error_response
 
 log = logging.getLogger("galley.api")
@@ -59,8 +60,11 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.state.worker = worker
     app.state.content = content
     app.state.max_body_bytes = settings.max_body_bytes
+    # Added last, runs first: paths are made canonical before the fast reads look at them.
+    app.add_middleware(FastResourceReads)
     app.add_middleware(CanonicalPathMiddleware)
     app.include_router(resources.build_router())
+    app.include_router(image_templates.router)
     app.include_router(resource_groups.router)
     app.include_router(operations.router)
     app.include_router(content_routes.router)

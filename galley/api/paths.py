@@ -10,7 +10,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Words that are followed by a name; 'providers' is followed by a namespace and then a word.
 _NAMED = {"subscriptions", "resourcegroups", "galleries", "images", "versions", "disks", "snapshots",
-          "locations", "operations", "operationresults", "storageaccounts"}
+          "locations", "operations", "operationresults", "storageaccounts", "imagetemplates",
+          "runoutputs"}
 
 
 def canonical_path(path: str) -> str:

@@ -21,6 +21,8 @@ COMPUTE = GROUP + "/providers/microsoft.compute"
 SUB_COMPUTE = SUB + "/providers/microsoft.compute"
 STORAGE = GROUP + "/providers/microsoft.storage"
 SUB_STORAGE = SUB + "/providers/microsoft.storage"
+IMAGE_BUILDER = GROUP + "/providers/microsoft.virtualmachineimages"
+SUB_IMAGE_BUILDER = SUB + "/providers/microsoft.virtualmachineimages"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,24 @@ class ResourceSpec:
     list_by_subscription: str | None = None
     list_by_parent: str | None = None
     expandable: bool = False
+    # Request fields beside location/tags/sku that the type keeps with its properties (identity).
+    top_level: tuple[str, ...] = ()
+
+    def inbound(self, body: dict) -> dict:
+        if not self.top_level:
+            return body
+        props = body.get("properties")
+        if props is not None and not isinstance(props, dict):
+            return body  # the service rejects it, naming 'properties'
+        props = {k: v for k, v in (props or {}).items() if k not in self.top_level}
+        props.update({k: body[k] for k in self.top_level if k in body})
+        return {**body, "properties": props}
+
+    def outbound(self, rendered: dict) -> dict:
+        for key in self.top_level:
+            if key in rendered["properties"]:
+                rendered[key] = rendered["properties"].pop(key)
+        return rendered
 
     @property
     def path_params(self) -> list[str]:
@@ -81,6 +101,10 @@ SPECS = [
                  ["accountName"], api_versions.storage_api, create_status=202, update_status=200,
                  list_by_group=STORAGE + "/storageaccounts",
                  list_by_subscription=SUB_STORAGE + "/storageaccounts"),
+    ResourceSpec(ids.IMAGE_TEMPLATE_TYPE, "VirtualMachineImageTemplates",
+                 IMAGE_BUILDER + "/imagetemplates/{imageTemplateName}", ["imageTemplateName"],
+                 api_versions.image_builder_api, list_by_group=IMAGE_BUILDER + "/imagetemplates",
+                 list_by_subscription=SUB_IMAGE_BUILDER + "/imagetemplates", top_level=("identity",)),
 ]
 
 
@@ -105,13 +129,14 @@ def register(router: APIRouter, spec: ResourceSpec) -> None:
     skiptoken = (str | None, Query(None, alias="$skiptoken"))
 
     def put(request: Request, api_version: str, body: dict, **params) -> Response:
-        accepted = service_of(request).put(spec.ref(params), body)
+        accepted = service_of(request).put(spec.ref(params), spec.inbound(body))
         status = spec.create_status if accepted.created else spec.update_status
-        return accepted_response(request, render(accepted.resource), accepted.operation, api_version, status)
+        return accepted_response(request, spec.outbound(render(accepted.resource)), accepted.operation,
+                                 api_version, status)
 
     def patch(request: Request, api_version: str, body: dict, **params) -> Response:
-        accepted = service_of(request).put(spec.ref(params), body, patch=True)
-        return accepted_response(request, render(accepted.resource), accepted.operation, api_version,
+        accepted = service_of(request).put(spec.ref(params), spec.inbound(body), patch=True)
+        return accepted_response(request, spec.outbound(render(accepted.resource)), accepted.operation, api_version,
                                  spec.patch_status)
 
     # Reads of one resource are a single indexed lookup: they run on the event loop, which saves
@@ -122,7 +147,7 @@ def register(router: APIRouter, spec: ResourceSpec) -> None:
         if spec.expandable and _wants_replication_status(expand):
             resource, regions = service.get_with_regions(ref.id)
             return json_response(render(resource, regions))
-        return json_response(render(service.get(ref.id, spec.type)))
+        return json_response(spec.outbound(render(service.get(ref.id, spec.type))))
 
     def delete(request: Request, api_version: str, **params) -> Response:
         operation = service_of(request).delete(spec.ref(params).id, spec.type)
@@ -157,7 +182,7 @@ def register(router: APIRouter, spec: ResourceSpec) -> None:
             if spec.expandable and _wants_replication_status(expand):
                 items = [render(*service.get_with_regions(r.id)) for r in page.items]
             else:
-                items = [render(r) for r in page.items]
+                items = [spec.outbound(render(r)) for r in page.items]
             return page_response(request, page, items)
         return list_items
 

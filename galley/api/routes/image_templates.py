@@ -1,0 +1,63 @@
+"""Image template actions beyond CRUD (which comes from its ResourceSpec): run, cancel, run outputs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from ...domain import builds, ids
+from ...domain.image_template import RUN_OUTPUT_TYPE, RunOutput
+from ...domain.names import check_resource_group_name, check_subscription_id
+from ..api_versions import image_builder_api
+from ..wire import accepted_response, json_response
+from .resources import IMAGE_BUILDER, service_of
+
+router = APIRouter(tags=["VirtualMachineImageTemplates"])
+ITEM = IMAGE_BUILDER + "/imagetemplates/{imageTemplateName}"
+
+
+def template_id(subscription_id: str, resource_group: str, name: str) -> str:
+    check_subscription_id(subscription_id)
+    check_resource_group_name(resource_group)
+    return (f"{ids.resource_group_id(subscription_id, resource_group)}/providers/"
+            f"{ids.IMAGE_TEMPLATE_TYPE}/{name}")
+
+
+def render_run_output(template_id_: str, output: RunOutput) -> dict:
+    return {"id": f"{template_id_}/runOutputs/{output.name}", "name": output.name, "type": RUN_OUTPUT_TYPE,
+            "properties": {k: v for k, v in (("artifactId", output.artifact_id),
+                                             ("artifactUri", output.artifact_uri),
+                                             ("provisioningState", output.provisioning_state))
+                           if v is not None}}
+
+
+@router.post(ITEM + "/run", operation_id="VirtualMachineImageTemplates_Run", status_code=202)
+def run(request: Request, subscriptionId: str, resourceGroupName: str, imageTemplateName: str,
+        api_version: str = Depends(image_builder_api)) -> Response:
+    operation = builds.start_run(service_of(request),
+                                 template_id(subscriptionId, resourceGroupName, imageTemplateName))
+    return accepted_response(request, None, operation, api_version, 202)
+
+
+@router.post(ITEM + "/cancel", operation_id="VirtualMachineImageTemplates_Cancel", status_code=202)
+def cancel(request: Request, subscriptionId: str, resourceGroupName: str, imageTemplateName: str,
+           api_version: str = Depends(image_builder_api)) -> Response:
+    operation = builds.cancel_run(service_of(request),
+                                  template_id(subscriptionId, resourceGroupName, imageTemplateName))
+    return accepted_response(request, None, operation, api_version, 202)
+
+
+@router.get(ITEM + "/runoutputs", operation_id="VirtualMachineImageTemplates_ListRunOutputs")
+def list_run_outputs(request: Request, subscriptionId: str, resourceGroupName: str, imageTemplateName: str,
+                     api_version: str = Depends(image_builder_api)) -> Response:
+    template, outputs = builds.run_outputs(
+        service_of(request), template_id(subscriptionId, resourceGroupName, imageTemplateName))
+    return json_response({"value": [render_run_output(template.id, o) for o in outputs]})
+
+
+@router.get(ITEM + "/runoutputs/{runOutputName}", operation_id="VirtualMachineImageTemplates_GetRunOutput")
+def get_run_output(request: Request, subscriptionId: str, resourceGroupName: str, imageTemplateName: str,
+                   runOutputName: str, api_version: str = Depends(image_builder_api)) -> Response:
+    template, output = builds.run_output(
+        service_of(request), template_id(subscriptionId, resourceGroupName, imageTemplateName), runOutputName)
+    return json_response(render_run_output(template.id, output))
