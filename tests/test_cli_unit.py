@@ -426,8 +426,8 @@ def test_list_follows_next_link_and_merges_pages(fake, monkeypatch):
 
 
 def test_global_options_before_or_after_the_command(fake, monkeypatch):
-    server = fake({("GET", f"/subscriptions/s1/resourcegroups"): ok({"value": []}),
-                   ("GET", f"/subscriptions/s2/resourcegroups"): ok({"value": []})})
+    server = fake({("GET", "/subscriptions/s1/resourcegroups"): ok({"value": []}),
+                   ("GET", "/subscriptions/s2/resourcegroups"): ok({"value": []})})
     monkeypatch.setenv("GALLEY_SUBSCRIPTION", "s1")
     assert run("group", "list").exit_code == 0
     assert run("--subscription", "s2", "group", "list").exit_code == 0

@@ -110,7 +110,7 @@ def test_random_bodies_never_cause_a_server_error(tmp_path):
         targets = [compute_url(running.url, f"galleries/gal/images/def/versions/2.0.0?{GALLERY_API}"),
                    compute_url(running.url, f"galleries/gal/images/def2?{GALLERY_API}"),
                    compute_url(running.url, f"snapshots/fuzz?{DISK_API}"),
-                   compute_url(running.url, f"images/fuzz?api-version=2026-04-01")]
+                   compute_url(running.url, "images/fuzz?api-version=2026-04-01")]
         client = httpx.Client()
 
         @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

@@ -196,7 +196,7 @@ class ContentEngine:
         deleted = 0
         for store_id, digest in self.repo.garbage_candidates(cutoff):
             store = self.locations.open(store_id)
-            if self.repo.delete_if_unreferenced(store_id, digest, cutoff, lambda: store.delete(digest)):
+            if self.repo.delete_if_unreferenced(store_id, digest, cutoff, lambda store=store, digest=digest: store.delete(digest)):
                 deleted += 1
         return {"contents_dropped": dropped, "chunks_deleted": deleted}
 
