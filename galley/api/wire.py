@@ -9,11 +9,14 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..domain.errors import ArmError
+from ..domain.ids import IMAGE_TEMPLATE_TYPE
 from ..domain.image_version import aggregated_state
 from ..domain.ports import Page
 from ..domain.resource import Operation, Resource, TargetRegion
 
 MAX_BODY_BYTES = 1_048_576
+# Fields ARM puts beside `properties` that Galley keeps among them (see ResourceSpec.top_level).
+TOP_LEVEL_FIELDS = {IMAGE_TEMPLATE_TYPE: ("identity",)}
 
 
 def json_response(body: object, status: int = 200, headers: dict | None = None) -> Response:
@@ -68,6 +71,9 @@ def render(resource: Resource, regions: list[TargetRegion] | None = None) -> dic
         }
     body = {"id": resource.id, "name": resource.name, "type": resource.type,
             "location": resource.location, "tags": resource.tags, "properties": properties}
+    for key in TOP_LEVEL_FIELDS.get(resource.type, ()):
+        if key in properties:
+            body[key] = properties.pop(key)
     if resource.sku is not None:
         body["sku"] = resource.sku
     return body

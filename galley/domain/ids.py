@@ -14,6 +14,7 @@ MANAGED_IMAGE_TYPE = "Microsoft.Compute/images"
 DISK_TYPE = "Microsoft.Compute/disks"
 SNAPSHOT_TYPE = "Microsoft.Compute/snapshots"
 STORAGE_ACCOUNT_TYPE = "Microsoft.Storage/storageAccounts"
+IMAGE_TEMPLATE_TYPE = "Microsoft.VirtualMachineImages/imageTemplates"
 
 # The collection segment of each type under the Microsoft.Compute provider.
 COMPUTE_COLLECTIONS = {"galleries": GALLERY_TYPE, "images": MANAGED_IMAGE_TYPE,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from . import disk, gallery, image_definition, image_version, managed_image, storage_account
+from . import (disk, gallery, image_definition, image_template, image_version, managed_image,
+               storage_account)
 
 KINDS = {
     kind.TYPE: kind
     for kind in (gallery, image_definition, image_version, managed_image, disk.DISK, disk.SNAPSHOT,
-                 storage_account)
+                 storage_account, image_template)
 }
 
 # Types whose children must be deleted first (the seed's galleries → definitions → versions).

@@ -191,6 +191,9 @@ class ResourceService:
                         f"{', '.join(children)}. Delete those first; then this delete succeeds at once.",
                         code="CannotDeleteResource",
                         target=resource.id)
+            check_delete = getattr(kind_of(resource.type), "check_delete", None)
+            if check_delete is not None:  # a kind's own reason to refuse (a template's running build)
+                check_delete(resource)
             building = tx.versions_building_from(resource.id)
             if building:
                 raise Conflict(f"Image version '{building[0].id}' is being created from '{resource.name}'; "

@@ -15,11 +15,17 @@ from ..domain.ids import IMAGE_VERSION_TYPE, RESOURCE_GROUP_TYPE, key_of, parent
 from ..domain.ports import DuplicateResource, Page
 from ..domain.resource import (CREATING, IN_PROGRESS, SUCCEEDED, UPDATING, Operation, Resource,
                                TargetRegion, iso, utc_now)
-from .tables import disk_contents, operations, resources, target_regions, upload_leases
+from ..domain.image_template import RunOutput
+from .tables import disk_contents, operations, resources, run_outputs, target_regions, upload_leases
 
 _R = resources.c
 _T = target_regions.c
 _O = operations.c
+_RO = run_outputs.c
+# Image template runs and cancels wait for the build pipeline's job handler; until jobs/handlers.py
+# finishes them, they stay queued rather than being "finished" by the generic metadata path.
+# The pipeline removes these actions from this list when its handler lands.
+UNCLAIMED_ACTIONS: tuple[str, ...] = ("run", "cancel")
 USABLE_STATES = (SUCCEEDED, UPDATING)
 # Built once: SQLAlchemy then reuses the compiled statement instead of rebuilding it per call.
 _GET_BY_KEY = select(resources).where(_R.key == bindparam("key"))
@@ -96,6 +102,12 @@ def _to_operation(row) -> Operation:
                      action=m["action"], region=m["region"], subscription_id=m["subscription_id"],
                      status=m["status"], error=orjson.loads(m["error"]) if m["error"] else None,
                      start_time=m["start_time"], end_time=m["end_time"])
+
+
+def _to_run_output(row) -> RunOutput:
+    m = row._mapping
+    return RunOutput(name=m["name"], provisioning_state=m["provisioning_state"],
+                     artifact_id=m["artifact_id"], artifact_uri=m["artifact_uri"])
 
 
 def encode_token(sort_key: str, key: str) -> str:
@@ -206,6 +218,7 @@ class SqlTransaction:
     def delete(self, resource_id: str) -> None:
         key = key_of(resource_id)
         self.c.execute(delete(target_regions).where(_T.version_key == key))
+        self.c.execute(delete(run_outputs).where(_RO.template_key == key))
         self.c.execute(delete(resources).where(_R.key == key))
 
     def save_target_regions(self, version_id: str, regions: list[TargetRegion]) -> None:
@@ -245,7 +258,8 @@ class SqlTransaction:
     def claim_operation(self, owner: str, lease_seconds: float) -> Operation | None:
         """Take the oldest queued operation whose lease is free or expired (a dead worker's)."""
         now = time.time()
-        candidates = self.c.execute(select(_O.id).where(_O.status == IN_PROGRESS, _O.lease_until < now)
+        candidates = self.c.execute(select(_O.id).where(_O.status == IN_PROGRESS, _O.lease_until < now,
+                                                        _O.action.not_in(UNCLAIMED_ACTIONS))
                                     .order_by(_O.start_time).limit(5)).scalars().all()
         for operation_id in candidates:
             claimed = self.c.execute(update(operations).where(
@@ -271,6 +285,28 @@ class SqlTransaction:
     def upload_leases(self) -> list[tuple[str, str, float]]:
         rows = self.c.execute(select(upload_leases))
         return [(row.resource_key, row.owner, row.until) for row in rows]
+
+    # ---- image template run outputs ------------------------------------------------------------
+    def run_outputs(self, template_id: str) -> list[RunOutput]:
+        rows = self.c.execute(select(run_outputs).where(_RO.template_key == key_of(template_id))
+                              .order_by(_RO.name_key))
+        return [_to_run_output(row) for row in rows]
+
+    def run_output(self, template_id: str, name: str) -> RunOutput | None:
+        row = self.c.execute(select(run_outputs).where(_RO.template_key == key_of(template_id),
+                                                       _RO.name_key == name.lower())).first()
+        return _to_run_output(row) if row else None
+
+    def save_run_output(self, template_id: str, output: RunOutput) -> None:
+        key = key_of(template_id)
+        self.c.execute(delete(run_outputs).where(_RO.template_key == key, _RO.name_key == output.name.lower()))
+        self.c.execute(insert(run_outputs).values(
+            template_key=key, name_key=output.name.lower(), name=output.name, artifact_id=output.artifact_id,
+            artifact_uri=output.artifact_uri, provisioning_state=output.provisioning_state,
+            updated_at=iso(utc_now())))
+
+    def drop_run_outputs(self, template_id: str) -> None:
+        self.c.execute(delete(run_outputs).where(_RO.template_key == key_of(template_id)))
 
     def renew_lease(self, operation_id: str, owner: str, lease_seconds: float) -> None:
         self.c.execute(update(operations).where(_O.id == operation_id, _O.lease_owner == owner)

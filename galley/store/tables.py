@@ -147,3 +147,15 @@ upload_leases = Table(
     Column("owner", String(256), nullable=False),  # host:pid of the process receiving the upload
     Column("until", Float, nullable=False),
 )
+
+# What each distribute target of an image template produced in its last run (runOutputName).
+run_outputs = Table(
+    "run_outputs", metadata,
+    Column("template_key", String(1024), primary_key=True),
+    Column("name_key", String(64), primary_key=True),  # lower-cased runOutputName
+    Column("name", String(64), nullable=False),
+    Column("artifact_id", Text),
+    Column("artifact_uri", Text),
+    Column("provisioning_state", String(32), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)

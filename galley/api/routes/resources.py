@@ -52,12 +52,6 @@ class ResourceSpec:
         props.update({k: body[k] for k in self.top_level if k in body})
         return {**body, "properties": props}
 
-    def outbound(self, rendered: dict) -> dict:
-        for key in self.top_level:
-            if key in rendered["properties"]:
-                rendered[key] = rendered["properties"].pop(key)
-        return rendered
-
     @property
     def path_params(self) -> list[str]:
         return ["subscriptionId", "resourceGroupName", *self.name_params]
@@ -131,13 +125,13 @@ def register(router: APIRouter, spec: ResourceSpec) -> None:
     def put(request: Request, api_version: str, body: dict, **params) -> Response:
         accepted = service_of(request).put(spec.ref(params), spec.inbound(body))
         status = spec.create_status if accepted.created else spec.update_status
-        return accepted_response(request, spec.outbound(render(accepted.resource)), accepted.operation,
+        return accepted_response(request, render(accepted.resource), accepted.operation,
                                  api_version, status)
 
     def patch(request: Request, api_version: str, body: dict, **params) -> Response:
         accepted = service_of(request).put(spec.ref(params), spec.inbound(body), patch=True)
-        return accepted_response(request, spec.outbound(render(accepted.resource)), accepted.operation, api_version,
-                                 spec.patch_status)
+        return accepted_response(request, render(accepted.resource), accepted.operation,
+                                 api_version, spec.patch_status)
 
     # Reads of one resource are a single indexed lookup: they run on the event loop, which saves
     # a thread-pool round trip on the busiest request there is.
@@ -147,7 +141,7 @@ def register(router: APIRouter, spec: ResourceSpec) -> None:
         if spec.expandable and _wants_replication_status(expand):
             resource, regions = service.get_with_regions(ref.id)
             return json_response(render(resource, regions))
-        return json_response(spec.outbound(render(service.get(ref.id, spec.type))))
+        return json_response(render(service.get(ref.id, spec.type)))
 
     def delete(request: Request, api_version: str, **params) -> Response:
         operation = service_of(request).delete(spec.ref(params).id, spec.type)
@@ -182,7 +176,7 @@ def register(router: APIRouter, spec: ResourceSpec) -> None:
             if spec.expandable and _wants_replication_status(expand):
                 items = [render(*service.get_with_regions(r.id)) for r in page.items]
             else:
-                items = [spec.outbound(render(r)) for r in page.items]
+                items = [render(r) for r in page.items]
             return page_response(request, page, items)
         return list_items
 
