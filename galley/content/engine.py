@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 
 from ..store.content_repository import ContentRepository
 from . import chunks
+from .allocator import keep_chunk_buffers_in_heap
 from .chunks import CHUNK_SIZE, ChunkCorrupt
 from .locations import Locations
 from .object_store import MissingObject
@@ -37,6 +38,7 @@ class ContentEngine:
         self.repo = repository
         self.locations = locations
         self.bandwidth = bandwidth
+        keep_chunk_buffers_in_heap()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="galley-io")
         # One batch is written (through the pool) while the ingest reads the next one.
         self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="galley-ingest")
