@@ -11,6 +11,9 @@ from azure.mgmt.compute import ComputeManagementClient
 from .postgres import PostgresServer
 from .servers import SUBSCRIPTION, ThreadServer
 
+# The `galley` fixture (the CLI run in-process) for the CLI test modules.
+pytest_plugins = ["tests.cli_runner"]
+
 _database_names = itertools.count()
 
 

@@ -17,17 +17,14 @@ import json
 import os
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 
-from galley.cli import common
-from galley.cli.client import API_GALLERY, ArmClient
-from galley.cli.main import main
+from galley.cli.client import API_GALLERY
 
+from .cli_runner import Result
 from .servers import SUBSCRIPTION, ThreadServer, free_port
 
 RG = "myGalleryRG"
@@ -41,16 +38,6 @@ DEFINITION_ID = f"{GALLERY_ID}/images/{DEFINITION}"
 SIG = ("-g", RG, "-r", GALLERY, "-i", DEFINITION)
 
 
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        return json.loads(self.stdout)
-
-
 @pytest.fixture
 def cli_server(tmp_path, monkeypatch):
     """A server with the default settings, whatever GALLEY_* variables earlier tests left behind
@@ -59,31 +46,6 @@ def cli_server(tmp_path, monkeypatch):
         monkeypatch.delenv(name)
     with ThreadServer(tmp_path) as running:
         yield running
-
-
-@pytest.fixture
-def galley(cli_server, capsys, monkeypatch):
-    """run(*args) -> Result: `galley args…` against the server. `check=True` (the default)
-    asserts exit code 0 and an empty stderr."""
-    monkeypatch.setenv("GALLEY_URL", cli_server.url)
-    monkeypatch.delenv("GALLEY_SUBSCRIPTION", raising=False)
-    monkeypatch.setattr(common, "make_client",
-                        lambda server: ArmClient(server, sleep=lambda seconds: time.sleep(min(seconds, 0.05))))
-
-    def run(*args: str, check: bool = True) -> Result:
-        capsys.readouterr()  # drop anything printed before this command
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        out, err = capsys.readouterr()
-        result = Result(code, out, err)
-        if check:
-            assert code == 0 and err == "", f"galley {' '.join(args)} -> {code}\n{out}\n{err}"
-        return result
-
-    return run
 
 
 def seed_gallery(galley, location: str = "westcentralus") -> None:

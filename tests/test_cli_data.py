@@ -12,21 +12,17 @@ by `qemu-img compare`.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import shutil
 import subprocess
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from galley.cli import common, transfer
-from galley.cli.client import ArmClient
-from galley.cli.main import main
+from galley.cli import transfer
 
+from .cli_runner import Result
 from .servers import SUBSCRIPTION, ThreadServer
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img")
@@ -41,16 +37,6 @@ GALLERY = "dataGallery"
 DEFINITION = "dataImage"
 COMPUTE = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/Microsoft.Compute"
 SIG = ("-g", RG, "-r", GALLERY, "-i", DEFINITION)
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        return json.loads(self.stdout)
 
 
 @pytest.fixture
@@ -78,31 +64,6 @@ def cli_server(tmp_path, monkeypatch, store_template):
         return
     with ThreadServer(tmp_path) as running:
         yield running
-
-
-@pytest.fixture
-def galley(cli_server, capsys, monkeypatch):
-    """run(*args) -> Result: `galley args…` against the server. `check=True` (the default)
-    asserts exit code 0 and an empty stderr (so no progress bar leaked into captured output)."""
-    monkeypatch.setenv("GALLEY_URL", cli_server.url)
-    monkeypatch.delenv("GALLEY_SUBSCRIPTION", raising=False)
-    monkeypatch.setattr(common, "make_client",
-                        lambda server: ArmClient(server, sleep=lambda seconds: time.sleep(min(seconds, 0.05))))
-
-    def run(*args: str, check: bool = True) -> Result:
-        capsys.readouterr()
-        try:
-            main([str(arg) for arg in args])
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        out, err = capsys.readouterr()
-        result = Result(code, out, err)
-        if check:
-            assert code == 0 and err == "", f"galley {' '.join(map(str, args))} -> {code}\n{out}\n{err}"
-        return result
-
-    return run
 
 
 @pytest.fixture
