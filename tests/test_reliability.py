@@ -182,3 +182,14 @@ def seed_definition_without_worker(base: str) -> dict[str, str]:
 def response_with_url(response: httpx.Response, old: str, new: str) -> httpx.Response:
     headers = {k: v.replace(old, new) for k, v in response.headers.items()}
     return httpx.Response(response.status_code, headers=headers)
+
+
+def test_content_endpoints_check_the_api_version(sqlite_server):
+    urls = seed_definition(sqlite_server.url)
+    snapshot = urls["snapshot"]
+    for response in (httpx.get(f"{snapshot}/download?api-version=2099-01-01"),
+                     httpx.put(f"{snapshot}/upload?api-version=2099-01-01", content=b"\0" * 512),
+                     httpx.get(f"{snapshot}/download")):
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] in ("InvalidApiVersionParameter", "MissingApiVersionParameter")
+    assert httpx.get(f"{snapshot}?{DISK_API}").json()["properties"]["diskState"] == "Unattached"

@@ -46,8 +46,7 @@ ANY_KNOWN = GALLERY | COMPUTE | DISK | RESOURCES | STORAGE | IMAGE_BUILDER
 def _checker(supported: frozenset[str], family: str):
     newest = sorted(supported)[-1]
 
-    # async: a pure check, so it runs on the event loop instead of taking a thread-pool round trip.
-    async def check(request: Request, api_version: str | None = Query(None, alias="api-version")) -> str:
+    def validate(api_version: str | None) -> str:
         if api_version is None:
             raise ArmError(f"The api-version query parameter (?api-version=) is required for all "
                            f"requests. The newest supported for {family} is '{newest}'.",
@@ -59,6 +58,11 @@ def _checker(supported: frozenset[str], family: str):
                 code="InvalidApiVersionParameter", target="api-version")
         return api_version
 
+    # async: a pure check, so it runs on the event loop instead of taking a thread-pool round trip.
+    async def check(request: Request, api_version: str | None = Query(None, alias="api-version")) -> str:
+        return validate(api_version)
+
+    check.validate = validate
     check.supported = supported
     return check
 

@@ -86,7 +86,7 @@ async def _spool(request: Request, directory: Path, renew=None) -> Path:
 def _register_upload(spec: ResourceSpec) -> None:
     async def upload(request: Request, subscriptionId: str, resourceGroupName: str, name: str,
                      format: str | None = Query(None, description="vhd, raw or qcow2; detected when omitted")):
-        spec.api(request, request.query_params.get("api-version"))
+        spec.api.validate(request.query_params.get("api-version"))
         if format is not None and format not in UPLOAD_FORMATS:
             raise InvalidParameter(f"Unknown upload format '{format}'; use one of {', '.join(UPLOAD_FORMATS)}.",
                                    target="format")
@@ -132,7 +132,7 @@ def _ingest(request: Request, resource, path: Path, fmt: str | None) -> int:
 def _register_download(spec: ResourceSpec) -> None:
     def download(request: Request, lun: int = Query(-1, description="-1 (default) is the OS disk"),
                  format: str = Query("raw"), region: str | None = Query(None), **params):
-        spec.api(request, request.query_params.get("api-version"))
+        spec.api.validate(request.query_params.get("api-version"))
         if format not in DOWNLOAD_FORMATS:
             raise InvalidParameter(f"Unknown download format '{format}'; use one of "
                                    f"{', '.join(DOWNLOAD_FORMATS)}.", target="format")
