@@ -15,7 +15,7 @@ from ..domain.ports import Page
 from ..domain.resource import Operation, Resource, TargetRegion
 
 MAX_BODY_BYTES = 1_048_576
-# Fields ARM puts beside `properties` that Galley keeps among them (see ResourceSpec.top_level).
+# Fields ARM puts beside `properties` that Galley keeps among them (see ResourceSpec.inbound).
 TOP_LEVEL_FIELDS = {IMAGE_TEMPLATE_TYPE: ("identity",)}
 
 

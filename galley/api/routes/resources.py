@@ -12,7 +12,7 @@ from ...domain import ids
 from ...domain.errors import ArmError
 from ...domain.service import ResourceRef, ResourceService
 from .. import api_versions
-from ..wire import accepted_response, json_body, json_response, page_response, render
+from ..wire import TOP_LEVEL_FIELDS, accepted_response, json_body, json_response, page_response, render
 from ._signature import with_parameters
 
 SUB = "/subscriptions/{subscriptionId}"
@@ -40,9 +40,12 @@ class ResourceSpec:
     list_by_parent: str | None = None
     expandable: bool = False
     # Request fields beside location/tags/sku that the type keeps with its properties (identity).
-    top_level: tuple[str, ...] = ()
+    @property
+    def top_level(self) -> tuple[str, ...]:
+        return TOP_LEVEL_FIELDS.get(self.type, ())
 
     def inbound(self, body: dict) -> dict:
+        """Fields ARM puts beside `properties` are kept among them (render() lifts them out)."""
         if not self.top_level:
             return body
         props = body.get("properties")
@@ -98,7 +101,7 @@ SPECS = [
     ResourceSpec(ids.IMAGE_TEMPLATE_TYPE, "VirtualMachineImageTemplates",
                  IMAGE_BUILDER + "/imagetemplates/{imageTemplateName}", ["imageTemplateName"],
                  api_versions.image_builder_api, list_by_group=IMAGE_BUILDER + "/imagetemplates",
-                 list_by_subscription=SUB_IMAGE_BUILDER + "/imagetemplates", top_level=("identity",)),
+                 list_by_subscription=SUB_IMAGE_BUILDER + "/imagetemplates"),
 ]
 
 
