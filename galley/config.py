@@ -42,6 +42,8 @@ class Settings:
     store_template: str = ""
     # Bytes per second that replication may move between stores (0: unlimited).
     replication_bandwidth: int = 0
+    # Image template builds that run at once on this server.
+    build_threads: int = 2
 
     @property
     def store_url_template(self) -> str:
@@ -81,4 +83,5 @@ def load_settings() -> Settings:
         zones=tuple(z.strip() for z in os.environ.get("GALLEY_ZONES", "1,2,3").split(",") if z.strip()),
         store_template=os.environ.get("GALLEY_STORE_TEMPLATE", ""),
         replication_bandwidth=_int_env("GALLEY_REPLICATION_BANDWIDTH", 0),
+        build_threads=_int_env("GALLEY_BUILD_THREADS", 2),
     )

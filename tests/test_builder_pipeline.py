@@ -1,9 +1,8 @@
 """The Image Builder's build pipeline: a real Debian image customized in the sandbox, generalized,
 checked file by file (debugfs, no mount) and booted.
 
-The slow tests need root and build one Debian 12 image per session from the debootstrap cache
-in $GALLEY_TEST_CACHE (default /var/cache/galley-tests), as tests/test_builder_blocks.py does;
-the apt-get customizer reaches deb.debian.org.
+The slow tests need root and build from the Debian 12 image that tests/debian_base.py makes once
+per machine; the apt-get customizer reaches deb.debian.org.
 """
 from __future__ import annotations
 
@@ -23,18 +22,17 @@ from pathlib import Path
 
 import pytest
 
+from .debian_base import debian_base_image
+
 from galley.builder.boot import boot_test
 from galley.builder.customize import (FILE_MAX_BYTES, CustomizerInputError, InvalidCustomizer, destination_problem,
                                       parse_customizers, plan_customizer)
-from galley.builder.debian import build_debian_image
 from galley.builder.generalize import added_users
 from galley.builder.pipeline import (BuildCancelled, BuildSpec, BuildTimedOut, CustomizerFailed, InvalidBuildSpec,
                                      run_build)
 
 GIB = 1024 ** 3
 PARTITION_OFFSET = 1024 * 1024
-HOST_TOOLS = ("debootstrap", "mkfs.ext4", "sfdisk", "grub-mkimage", "qemu-system-x86_64", "debugfs", "unshare",
-              "losetup", "resize2fs")
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[")
 
 
@@ -45,24 +43,8 @@ def _sha256(data: bytes) -> str:
 # --------------------------------------------------------------------------- fixtures and helpers
 
 @pytest.fixture(scope="session")
-def base_image(tmp_path_factory):
-    missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
-    if not Path("/usr/lib/grub/i386-pc/boot.img").is_file():
-        missing.append("grub-pc-bin")
-    if os.geteuid() != 0:
-        missing.append("root")
-    if missing:
-        message = f"the build pipeline needs {', '.join(missing)}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    cache = Path(os.environ.get("GALLEY_TEST_CACHE", "/var/cache/galley-tests"))
-    folder = tmp_path_factory.mktemp("pipeline-base")
-    out = folder / "debian12.raw"
-    metadata = build_debian_image(out, cache_dir=cache, size_gib=2)
-    print(f"\nbase image {out}: {metadata['seconds']} s")
-    yield out
-    shutil.rmtree(folder, ignore_errors=True)
+def base_image():
+    return debian_base_image()
 
 
 @pytest.fixture

@@ -96,7 +96,9 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    with ThreadServer(tmp_path_factory.mktemp("image-templates")) as running:
+    # No build threads: runs stay queued, so these API tests see run/cancel states without a build
+    # racing them (tests/test_builds.py runs real builds).
+    with ThreadServer(tmp_path_factory.mktemp("image-templates"), build_threads=0) as running:
         running.chain = Chain(running.url)
         yield running
 
@@ -492,7 +494,7 @@ def test_run_is_queued_and_a_second_run_or_a_delete_is_refused(env):
     run_status = get_template(env.url, "runner").json()["properties"]["lastRunStatus"]
     assert run_status["runState"] == "Running" and run_status["runSubState"] == "Queued"
     assert run_status["startTime"].endswith("Z")
-    # No build handler yet: the run is not claimed and stays queued (the worker polls every 0.5 s).
+    # This server runs no builds: the run is not claimed and stays queued (workers poll every 0.5 s).
     time.sleep(max(0.0, 1.2 - (time.time() - before)))
     assert httpx.get(status).json()["status"] == "InProgress"
     assert get_template(env.url, "runner").json()["properties"]["lastRunStatus"]["runSubState"] == "Queued"

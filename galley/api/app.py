@@ -15,15 +15,17 @@ from ..content.engine import ContentEngine
 from ..content.locations import Locations
 from ..domain.errors import ArmError
 from ..domain.service import ResourceService
+from ..jobs.build.run import run_template
 from ..jobs.worker import Worker
 from ..store.content_repository import ContentRepository
 from ..store.database import make_engine, migrate
-from ..store.sql_store import SqlStore
-from . import uploads
+from ..store.sql_store import BUILD_ACTIONS, SqlStore
+from .. import uploads
 from .fast_reads import FastResourceReads
 from .paths import CanonicalPathMiddleware
 from .routes import content as content_routes
 from .routes import blobs, image_templates, maintenance, operations, resource_groups, resources
+from .routes import platform_images
 from .wire import error_response
 
 log = logging.getLogger("galley.api")
@@ -37,17 +39,27 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     store = SqlStore(engine)
     locations = Locations(settings)
     content = ContentEngine(ContentRepository(store), locations, bandwidth=settings.replication_bandwidth)
-    worker = Worker(store, content, settings.worker_poll_seconds)
-    service = ResourceService(store, settings, on_queued=worker.wake)
+    worker = Worker(store, content, settings.worker_poll_seconds, extras={"home": settings.home})
+    builds = Worker(store, content, settings.worker_poll_seconds, threads=settings.build_threads,
+                    actions=BUILD_ACTIONS, handler=run_template, name="builder")
+
+    def wake_workers() -> None:
+        worker.wake()
+        builds.wake()
+
+    service = ResourceService(store, settings, on_queued=wake_workers)
+    builds.extras.update(service=service, home=settings.home)
     service.release_dead_uploads(uploads.owner_alive)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         if run_worker:
             worker.start()
+            builds.start()
         try:
             yield
         finally:
+            builds.stop()
             worker.stop()
             engine.dispose()
 
@@ -58,6 +70,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.state.store = store
     app.state.service = service
     app.state.worker = worker
+    app.state.builds = builds
     app.state.content = content
     app.state.max_body_bytes = settings.max_body_bytes
     # Added last, runs first: paths are made canonical before the fast reads look at them.
@@ -70,6 +83,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.include_router(content_routes.router)
     app.include_router(blobs.router)
     app.include_router(maintenance.router)
+    app.include_router(platform_images.router)
     _install_error_handlers(app)
     return app
 

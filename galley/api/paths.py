@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 # Words that are followed by a name; 'providers' is followed by a namespace and then a word.
 _NAMED = {"subscriptions", "resourcegroups", "galleries", "images", "versions", "disks", "snapshots",
           "locations", "operations", "operationresults", "storageaccounts", "imagetemplates",
-          "runoutputs"}
+          "runoutputs", "publishers", "offers", "skus"}
 
 
 def canonical_path(path: str) -> str:

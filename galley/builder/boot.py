@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ class BootTimeout(BootTestError, TimeoutError):
     """No result before the timeout; QEMU was killed."""
 
 
+class BootCancelled(BootTestError):
+    """The cancel event was set; QEMU was killed."""
+
+
 def boot_test(
     image_path: str | os.PathLike,
     script: str,
@@ -78,6 +83,7 @@ def boot_test(
     cpus: int | None = None,
     accel: str | None = None,
     work_dir: str | os.PathLike | None = None,
+    cancel: threading.Event | None = None,
 ) -> BootResult:
     """Boot `image_path`, run `script` in it as root, and return its exit code and output.
 
@@ -86,6 +92,7 @@ def boot_test(
     `script_timeout` seconds (default: 60 % of `timeout`). `extra_files` maps names on the
     validation disk (next to validate.sh, the script's working folder) to their content or a
     host file. `accel` forces "kvm" or "tcg"; by default KVM is used only if it really boots.
+    Setting `cancel` kills QEMU and raises BootCancelled.
     """
     image = Path(image_path).resolve()
     if not image.is_file():
@@ -110,7 +117,8 @@ def boot_test(
         make_validation_disk(validation_disk, script, extra_files=extra_files,
                              settings={"TIMEOUT": str(script_timeout)}, work=tmp)
         run = functools.partial(_run_vm, image=image, drive_format=drive_format, validation_disk=validation_disk,
-                                tmp=tmp, timeout=timeout, deadline=deadline, memory_mib=memory_mib, cpus=cpus)
+                                tmp=tmp, timeout=timeout, deadline=deadline, memory_mib=memory_mib, cpus=cpus,
+                                cancel=cancel or threading.Event())
         if forced is not None:
             return run(accel=forced, probe=False)
         if kvm_usable():
@@ -150,7 +158,7 @@ def kvm_usable() -> bool:
 
 
 def _run_vm(*, accel: str, probe: bool, image: Path, drive_format: str, validation_disk: Path, tmp: Path,
-            timeout: float, deadline: float, memory_mib: int, cpus: int) -> BootResult:
+            timeout: float, deadline: float, memory_mib: int, cpus: int, cancel: threading.Event) -> BootResult:
     serial = tmp / f"serial-{accel}.log"
     qemu_errors = tmp / f"qemu-{accel}.stderr"
     command = [
@@ -165,13 +173,14 @@ def _run_vm(*, accel: str, probe: bool, image: Path, drive_format: str, validati
     with open(qemu_errors, "wb") as errors:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=errors, stderr=errors)
     try:
-        return _wait_for_result(process, serial, qemu_errors, started, timeout, deadline, accel, probe)
+        return _wait_for_result(process, serial, qemu_errors, started, timeout, deadline, accel, probe, cancel)
     finally:
         _stop(process)
 
 
 def _wait_for_result(process: subprocess.Popen, serial: Path, qemu_errors: Path,
-                     started: float, timeout: float, deadline: float, accel: str, probe: bool) -> BootResult:
+                     started: float, timeout: float, deadline: float, accel: str, probe: bool,
+                     cancel: threading.Event) -> BootResult:
     booting_seen_at = None
     while True:
         text = _read_console(serial)
@@ -203,6 +212,10 @@ def _wait_for_result(process: subprocess.Popen, serial: Path, qemu_errors: Path,
             raise BootTestError(f"QEMU ({accel}) exited with code {process.returncode} before the validation result"
                                 + (f": {stderr}" if stderr else ""),
                                 serial_log=text, seconds=round(now - started, 2))
+        if cancel.is_set():
+            _stop(process)
+            raise BootCancelled(f"the boot test was cancelled after {now - started:.0f} s; QEMU was killed",
+                                serial_log=_read_console(serial), seconds=round(now - started, 2))
         if now >= deadline:
             _stop(process)
             raise BootTimeout(f"no validation result within {timeout:.0f} s ({accel}); QEMU was killed",

@@ -79,6 +79,7 @@ class Operation:
     error: dict | None = None
     start_time: str = field(default_factory=lambda: iso(utc_now()))
     end_time: str | None = None
+    attempts: int = 0  # how many times a worker claimed it (more than one: a worker died on it)
 
     @property
     def resource_key(self) -> str:

@@ -151,7 +151,9 @@ class ResourceService:
 
     # ---- resources ---------------------------------------------------------------------------
 
-    def put(self, ref: ResourceRef, body: dict, *, patch: bool = False) -> Accepted:
+    def put(self, ref: ResourceRef, body: dict, *, patch: bool = False, create_only: bool = False) -> Accepted:
+        """Create or update (merge) the resource; with `create_only`, an existing one is a
+        conflict (code ResourceExists) and stays as it is."""
         kind = kind_of(ref.type)
         check_subscription_id(ref.subscription_id)
         check_resource_group_name(ref.resource_group)
@@ -169,6 +171,9 @@ class ResourceService:
                     raise self._not_found(ref.id, ref.type)
                 resource = self._create(ctx, kind, ref, body, body_props, tags)
                 action = "create"
+            elif create_only:
+                raise Conflict(f"{kind.KIND.capitalize()} '{existing.id}' already exists.", code="ResourceExists",
+                               target=existing.id)
             else:
                 resource = self._update(ctx, kind, existing, body, body_props, tags)
                 action = "update"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..content.engine import ContentEngine
 from ..content.locations import Locations
 from ..store.sql_store import SqlStore
+
+if TYPE_CHECKING:
+    from ..domain.service import ResourceService
 
 
 @dataclass
@@ -16,3 +20,6 @@ class JobContext:
     content: ContentEngine
     locations: Locations
     heartbeat: Callable[[], None] = lambda: None
+    # Only the build worker's handler uses these: it creates resources the way a user would.
+    service: Optional["ResourceService"] = None
+    home: Optional[Path] = None

@@ -7,10 +7,14 @@ resumes instead of starting over.
 
 from __future__ import annotations
 
-from ..domain.ids import (DISK_TYPE, IMAGE_DEFINITION_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE,
-                          RESOURCE_GROUP_TYPE, SNAPSHOT_TYPE, STORAGE_ACCOUNT_TYPE)
+import shutil
+
+from ..domain.ids import (DISK_TYPE, IMAGE_DEFINITION_TYPE, IMAGE_TEMPLATE_TYPE, IMAGE_VERSION_TYPE,
+                          MANAGED_IMAGE_TYPE, RESOURCE_GROUP_TYPE, SNAPSHOT_TYPE, STORAGE_ACCOUNT_TYPE)
 from ..domain.resource import FAILED, SUCCEEDED, Operation
 from . import content_work
+from .build import workspace
+from .build.distribute import TEMPLATE_TAG
 from .context import JobContext
 
 # Deepest first, so that a resource group's contents go before what contains them.
@@ -47,10 +51,29 @@ def _delete(ctx: JobContext, operation: Operation) -> None:
         if resource.type == RESOURCE_GROUP_TYPE:
             contents = tx.resources_in_group(resource.subscription_id, resource.resource_group)
             doomed = sorted(contents, key=lambda r: _DELETE_ORDER.get(r.type, 2))
+        elif resource.type == IMAGE_TEMPLATE_TYPE:
+            doomed = _staging_leftovers(tx, resource)
+            tx.drop_run_outputs(resource.id)
         for item in [*doomed, resource]:
             tx.delete(item.id)
+    if resource.type == IMAGE_TEMPLATE_TYPE and ctx.home is not None:
+        shutil.rmtree(workspace.run_dir(ctx.home, resource.id), ignore_errors=True)
     for item in [*doomed, resource]:
         ctx.content.repo.drop_resource(item.key)
         if item.type == STORAGE_ACCOUNT_TYPE:
             ctx.content.repo.drop_prefix(item.key + "/containers/")
     ctx.content.collect_garbage()
+
+
+def _staging_leftovers(tx, template) -> list:
+    """What a template's runs made in its staging resource group (its VHDs; snapshots left by a
+    crash): the whole group when Galley created it for the template, else only what is tagged."""
+    group_id = template.properties.get("exactStagingResourceGroup")
+    group = tx.get(group_id) if group_id else None
+    if group is None:
+        return []
+    made = [r for r in tx.resources_in_group(group.subscription_id, group.resource_group)
+            if (r.tags or {}).get(TEMPLATE_TAG, "").lower() == template.id.lower()]
+    if (group.tags or {}).get(TEMPLATE_TAG, "").lower() == template.id.lower():
+        return [*made, group]
+    return made

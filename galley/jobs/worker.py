@@ -11,10 +11,11 @@ import logging
 import threading
 import time
 import uuid
+from typing import Callable
 
 from ..content.engine import ContentEngine
-from ..domain.resource import FAILED, SUCCEEDED, iso, utc_now
-from ..store.sql_store import SqlStore
+from ..domain.resource import FAILED, SUCCEEDED, Operation, iso, utc_now
+from ..store.sql_store import BUILD_ACTIONS, SqlStore
 from . import handlers
 from .context import JobContext
 
@@ -23,13 +24,22 @@ LEASE_SECONDS = 10.0
 
 
 class Worker:
+    """Claims operations and finishes them with `handler`: by default every kind but image
+    template runs; a second Worker with `actions=BUILD_ACTIONS` and the build handler runs those."""
+
     def __init__(self, store: SqlStore, content: ContentEngine, poll_seconds: float = 0.5,
-                 threads: int = 2) -> None:
+                 threads: int = 2, *, actions: tuple[str, ...] | None = None,
+                 handler: Callable[[JobContext, Operation], None] = handlers.finish,
+                 name: str = "worker", extras: dict | None = None) -> None:
         self.store = store
         self.content = content
         self.poll_seconds = poll_seconds
         self.threads = threads
-        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        self.actions = actions
+        self.handler = handler
+        self.name = name
+        self.extras = extras if extras is not None else {}  # what the handler needs besides store/content
+        self.owner = f"{name}-{uuid.uuid4().hex[:12]}"
         self._wake = threading.Condition()
         self._pending_wakes = 0
         self._stop = threading.Event()
@@ -42,7 +52,7 @@ class Worker:
 
     def start(self) -> None:
         for number in range(self.threads):
-            thread = threading.Thread(target=self._loop, name=f"galley-worker-{number}", daemon=True)
+            thread = threading.Thread(target=self._loop, name=f"galley-{self.name}-{number}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -72,7 +82,7 @@ class Worker:
 
     def _run_one(self) -> bool:
         with self.store.write() as tx:
-            operation = tx.claim_operation(self.owner, LEASE_SECONDS)
+            operation = tx.claim_operation(self.owner, LEASE_SECONDS, self.actions)
         if operation is None:
             return False
         last_renewal = [time.monotonic()]
@@ -83,9 +93,9 @@ class Worker:
                     tx.renew_lease(operation.id, self.owner, LEASE_SECONDS)
                 last_renewal[0] = time.monotonic()
 
-        context = JobContext(self.store, self.content, self.content.locations, heartbeat)
+        context = JobContext(self.store, self.content, self.content.locations, heartbeat, **self.extras)
         try:
-            handlers.finish(context, operation)
+            self.handler(context, operation)
             with self.store.write() as tx:
                 operation.status = SUCCEEDED
                 operation.end_time = iso(utc_now())
@@ -99,7 +109,8 @@ class Worker:
     def _fail(self, operation, error: Exception) -> None:
         with self.store.write() as tx:
             resource = tx.get(operation.resource_id)
-            if resource is not None:
+            if resource is not None and operation.action not in BUILD_ACTIONS:
+                # A failed build is reported in the template's lastRunStatus, not its provisioning.
                 resource.provisioning_state = FAILED
                 tx.save(resource)
             operation.status = FAILED

@@ -16,16 +16,19 @@ from ..domain.ports import DuplicateResource, Page
 from ..domain.resource import (CREATING, IN_PROGRESS, SUCCEEDED, UPDATING, Operation, Resource,
                                TargetRegion, iso, utc_now)
 from ..domain.image_template import RunOutput
-from .tables import disk_contents, operations, resources, run_outputs, target_regions, upload_leases
+from ..domain.platform_images import PlatformImage
+from .tables import (disk_contents, operations, platform_images, resources, run_outputs, target_regions,
+                     upload_leases)
 
 _R = resources.c
 _T = target_regions.c
 _O = operations.c
 _RO = run_outputs.c
-# Image template runs and cancels wait for the build pipeline's job handler; until jobs/handlers.py
-# finishes them, they stay queued rather than being "finished" by the generic metadata path.
-# The pipeline removes these actions from this list when its handler lands.
-UNCLAIMED_ACTIONS: tuple[str, ...] = ("run", "cancel")
+_PI = platform_images.c
+# Image template runs are claimed only by the build worker (builds take minutes and must not hold
+# up other operations). A cancel is never claimed: the run it stops closes it when the run ends.
+BUILD_ACTIONS: tuple[str, ...] = ("run",)
+UNCLAIMED_ACTIONS: tuple[str, ...] = BUILD_ACTIONS + ("cancel",)
 USABLE_STATES = (SUCCEEDED, UPDATING)
 # Built once: SQLAlchemy then reuses the compiled statement instead of rebuilding it per call.
 _GET_BY_KEY = select(resources).where(_R.key == bindparam("key"))
@@ -101,13 +104,21 @@ def _to_operation(row) -> Operation:
     return Operation(id=m["id"], resource_id=m["resource_id"], resource_type=m["resource_type"],
                      action=m["action"], region=m["region"], subscription_id=m["subscription_id"],
                      status=m["status"], error=orjson.loads(m["error"]) if m["error"] else None,
-                     start_time=m["start_time"], end_time=m["end_time"])
+                     start_time=m["start_time"], end_time=m["end_time"], attempts=m["attempts"] or 0)
 
 
 def _to_run_output(row) -> RunOutput:
     m = row._mapping
     return RunOutput(name=m["name"], provisioning_state=m["provisioning_state"],
                      artifact_id=m["artifact_id"], artifact_uri=m["artifact_uri"])
+
+
+def _to_platform_image(row) -> PlatformImage:
+    m = row._mapping
+    return PlatformImage(publisher=m["publisher"], offer=m["offer"], sku=m["sku"], version=m["version"],
+                         os_type=m["os_type"], hyper_v_generation=m["hyper_v_generation"],
+                         architecture=m["architecture"], virtual_size=m["virtual_size"],
+                         created_at=m["created_at"])
 
 
 def encode_token(sort_key: str, key: str) -> str:
@@ -135,6 +146,10 @@ class SqlTransaction:
         rows = self.c.execute(select(_R.name, _R.type).where(_R.parent_key == key_of(parent_id_))
                               .order_by(_R.sort_key).limit(limit))
         return [f"{row.type.rsplit('/', 1)[-1].rstrip('s')} '{row.name}'" for row in rows]
+
+    def version_names(self, definition_id: str) -> list[str]:
+        return list(self.c.execute(select(_R.name).where(_R.parent_key == key_of(definition_id),
+                                                         _R.type == IMAGE_VERSION_TYPE)).scalars())
 
     def count_in_region(self, subscription_id: str, resource_type: str, location: str) -> int:
         return self.c.execute(select(func.count()).select_from(resources).where(
@@ -255,11 +270,13 @@ class SqlTransaction:
             error=orjson.dumps(operation.error).decode() if operation.error else None))
 
     # ---- job claims (used by the worker) ----------------------------------------------------
-    def claim_operation(self, owner: str, lease_seconds: float) -> Operation | None:
-        """Take the oldest queued operation whose lease is free or expired (a dead worker's)."""
+    def claim_operation(self, owner: str, lease_seconds: float,
+                        actions: tuple[str, ...] | None = None) -> Operation | None:
+        """Take the oldest queued operation whose lease is free or expired (a dead worker's):
+        one of `actions`, or by default any but the build worker's and cancels."""
         now = time.time()
-        candidates = self.c.execute(select(_O.id).where(_O.status == IN_PROGRESS, _O.lease_until < now,
-                                                        _O.action.not_in(UNCLAIMED_ACTIONS))
+        wanted = _O.action.in_(actions) if actions else _O.action.not_in(UNCLAIMED_ACTIONS)
+        candidates = self.c.execute(select(_O.id).where(_O.status == IN_PROGRESS, _O.lease_until < now, wanted)
                                     .order_by(_O.start_time).limit(5)).scalars().all()
         for operation_id in candidates:
             claimed = self.c.execute(update(operations).where(
@@ -268,6 +285,11 @@ class SqlTransaction:
             if claimed.rowcount == 1:
                 return self.get_operation(operation_id)
         return None
+
+    def open_operations(self, resource_id: str, action: str) -> list[Operation]:
+        rows = self.c.execute(select(operations).where(_O.resource_key == key_of(resource_id),
+                                                       _O.action == action, _O.status == IN_PROGRESS))
+        return [_to_operation(row) for row in rows]
 
 
     def upload_lease(self, resource_id: str) -> tuple[str, float] | None:
@@ -311,6 +333,39 @@ class SqlTransaction:
     def renew_lease(self, operation_id: str, owner: str, lease_seconds: float) -> None:
         self.c.execute(update(operations).where(_O.id == operation_id, _O.lease_owner == owner)
                        .values(lease_until=time.time() + lease_seconds))
+
+    # ---- platform image catalog -----------------------------------------------------------------
+    def platform_images(self, publisher: str | None = None, offer: str | None = None,
+                        sku: str | None = None) -> list[PlatformImage]:
+        """Catalog entries, the given names matched case-insensitively, oldest first."""
+        query = select(platform_images)
+        for column, value in ((_PI.publisher, publisher), (_PI.offer, offer), (_PI.sku, sku)):
+            if value is not None:
+                query = query.where(func.lower(column) == value.lower())
+        rows = self.c.execute(query.order_by(_PI.created_at, _PI.key))
+        return [_to_platform_image(row) for row in rows]
+
+    def platform_image(self, publisher: str, offer: str, sku: str, version: str) -> PlatformImage | None:
+        row = self.c.execute(select(platform_images).where(
+            _PI.key == PlatformImage(publisher, offer, sku, version).key)).first()
+        return _to_platform_image(row) if row else None
+
+    def save_platform_image(self, image: PlatformImage) -> None:
+        """Add a catalog entry; entries never change, so an existing one is a DuplicateResource."""
+        try:
+            with self.c.begin_nested():
+                self.c.execute(insert(platform_images).values(
+                    key=image.key, publisher=image.publisher, offer=image.offer, sku=image.sku,
+                    version=image.version, os_type=image.os_type, hyper_v_generation=image.hyper_v_generation,
+                    architecture=image.architecture, virtual_size=image.virtual_size,
+                    created_at=image.created_at or iso(utc_now())))
+        except IntegrityError as error:
+            raise DuplicateResource(image.urn) from error
+
+    def delete_platform_image(self, publisher: str, offer: str, sku: str, version: str) -> bool:
+        gone = self.c.execute(delete(platform_images).where(
+            _PI.key == PlatformImage(publisher, offer, sku, version).key))
+        return gone.rowcount == 1
 
 
 class SqlStore:

@@ -159,3 +159,18 @@ run_outputs = Table(
     Column("provisioning_state", String(32), nullable=False),
     Column("updated_at", String(40), nullable=False),
 )
+
+# The platform image catalog (publisher:offer:sku:version); content under "platform/..." keys.
+platform_images = Table(
+    "platform_images", metadata,
+    Column("key", String(300), primary_key=True),  # lower-cased publisher/offer/sku/version
+    Column("publisher", String(64), nullable=False),
+    Column("offer", String(64), nullable=False),
+    Column("sku", String(64), nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("os_type", String(16), nullable=False),
+    Column("hyper_v_generation", String(8), nullable=False),
+    Column("architecture", String(16), nullable=False),
+    Column("virtual_size", BigInteger, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)

@@ -22,7 +22,7 @@ from ...content.object_store import StoreFull
 from ...content.vhd import VhdFooter
 from ...domain import ids
 from ...domain.errors import ArmError, InvalidParameter, NotFound
-from .. import uploads
+from ... import uploads
 from ..wire import json_response, render
 from ._signature import with_parameters
 from .resources import SPECS, ResourceSpec, service_of

@@ -1,11 +1,14 @@
-"""Image template actions beyond CRUD (which comes from its ResourceSpec): run, cancel, run outputs."""
+"""Image template actions beyond CRUD (which comes from its ResourceSpec): run, cancel, run outputs,
+and (Galley's extension) the last run's customization.log."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from ...domain import builds, ids
+from ...domain.errors import NotFound
+from ...jobs.build import workspace
 from ...domain.image_template import RUN_OUTPUT_TYPE, RunOutput
 from ...domain.names import check_resource_group_name, check_subscription_id
 from ..api_versions import image_builder_api
@@ -61,3 +64,28 @@ def get_run_output(request: Request, subscriptionId: str, resourceGroupName: str
     template, output = builds.run_output(
         service_of(request), template_id(subscriptionId, resourceGroupName, imageTemplateName), runOutputName)
     return json_response(render_run_output(template.id, output))
+
+
+LOG_READ_LIMIT = 4 * 1024 * 1024
+
+
+@router.get(ITEM + "/logs", operation_id="VirtualMachineImageTemplates_GetLog")
+def get_log(request: Request, subscriptionId: str, resourceGroupName: str, imageTemplateName: str,
+            offset: int = Query(0, ge=0, description="the byte of customization.log to start from"),
+            api_version: str = Depends(image_builder_api)) -> Response:
+    """customization.log of the last run, from `offset` (up to 4 MiB a call). The headers say how
+    long the log is now and the run's state, so a client can follow it while the build runs."""
+    template = service_of(request).get(template_id(subscriptionId, resourceGroupName, imageTemplateName),
+                                       ids.IMAGE_TEMPLATE_TYPE)
+    path = workspace.log_path(request.app.state.settings.home, template.id)
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(min(offset, size))
+            data = f.read(LOG_READ_LIMIT)
+    except FileNotFoundError:
+        raise NotFound(f"Image template '{template.name}' has no build log yet: start a run (POST "
+                       f".../imageTemplates/{template.name}/run).", target="logs") from None
+    run_state = (template.properties.get("lastRunStatus") or {}).get("runState", "")
+    return Response(data, media_type="text/plain; charset=utf-8",
+                    headers={"X-Galley-Log-Size": str(size), "X-Galley-Run-State": run_state})

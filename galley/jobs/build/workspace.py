@@ -1,0 +1,90 @@
+"""Where a template's build works on this host, and clearing what a dead build left there.
+
+Each template has one folder, `$GALLEY_HOME/builds/{digest of the template id}`: the source
+exported as raw, the image being built, and customization.log, which outlives the run so that
+`logs` can show it until the next run starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from ...builder.pipeline import LOG_NAME
+
+BUILDS = "builds"
+
+
+def run_dir(home: Path, template_id: str) -> Path:
+    digest = hashlib.sha256(template_id.lower().encode()).hexdigest()[:24]
+    return home / BUILDS / digest
+
+
+def log_path(home: Path, template_id: str) -> Path:
+    return run_dir(home, template_id) / LOG_NAME
+
+
+def clear(folder: Path) -> list[str]:
+    """Remove `folder` and what a build killed with its server left in it: sandbox processes
+    rooted there, mounts below it, loop devices on its files. Returns what had to be undone."""
+    undone: list[str] = []
+    if not folder.exists():
+        return undone
+    inside = str(folder.resolve())
+    for pid in _processes_rooted_in(inside):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            undone.append(f"killed process {pid}")
+        except ProcessLookupError:
+            pass
+    for mount_point in sorted(_mounts_below(inside), key=len, reverse=True):
+        for _ in range(20):
+            if subprocess.run(["umount", mount_point], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.25)
+        else:
+            subprocess.run(["umount", "--lazy", mount_point], capture_output=True)
+        undone.append(f"unmounted {mount_point}")
+    for device in _loops_backed_below(inside):
+        subprocess.run(["losetup", "--detach", device], capture_output=True)
+        undone.append(f"detached {device}")
+    shutil.rmtree(folder, ignore_errors=True)
+    return undone
+
+
+def _processes_rooted_in(folder: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            root = os.readlink(entry / "root")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if any(p == folder or p.startswith(folder + "/") for p in (root, cwd)):
+            found.append(int(entry.name))
+    return found
+
+
+def _mounts_below(folder: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].replace("\\040", " ") for line in f]
+    return [p for p in points if p.startswith(folder + "/")]
+
+
+def _loops_backed_below(folder: str) -> list[str]:
+    found = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            name = backing.read_text().strip().removesuffix(" (deleted)")
+        except OSError:
+            continue
+        if name.startswith(folder + "/"):
+            found.append("/dev/" + backing.parent.parent.name)
+    return found

@@ -1,0 +1,350 @@
+"""Image template runs end to end: a server builds real images from the Debian platform image,
+validates them booted under QEMU and distributes them, driven through azure-mgmt-imagebuilder.
+
+How we know:
+- what a build did is checked inside the result: by booting it (inVMValidations, and
+  `galley vm boot-test` on the distributed image) and by reading its files with debugfs;
+- distributed artifacts are checked through the API (replication status, run outputs) and their
+  chunks compared with each other (the VHD, the version and the managed image hold one image);
+- cancel and restart leave nothing behind: no mount, loop device or process in the build folder.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from galley.jobs.build import workspace
+
+from .debian_base import debian_base_image
+from .sdk_helpers import RG, create_definition, create_gallery, make_group, quick_polls, resource_id
+from .servers import SUBSCRIPTION, ProcessServer, ThreadServer
+from .conftest import sdk_client
+from .test_image_templates import API, builder_client, template_url
+
+pytestmark = pytest.mark.slow
+
+PLATFORM = {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"}
+PLATFORM_VERSION = "0.20261122.1"
+PARTITION_OFFSET = 1024 * 1024
+ACTIVE = ("Running", "Canceling")
+
+
+def register_platform_image(url: str, image: Path) -> None:
+    with open(image, "rb") as body:
+        response = httpx.put(f"{url}/providers/Galley.Platform/publishers/Debian/offers/debian-12/skus/12/"
+                             f"versions/{PLATFORM_VERSION}", params={"osType": "Linux", "format": "raw"},
+                             content=body, timeout=600)
+    assert response.status_code == 201, response.text
+
+
+def prepare(url: str, image: Path) -> None:
+    register_platform_image(url, image)
+    compute = quick_polls(sdk_client(url))
+    make_group(url)
+    create_gallery(compute)
+    create_definition(compute)
+    create_definition(compute, name="def2", sku="sku2")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    image = debian_base_image()
+    with ThreadServer(tmp_path_factory.mktemp("builds")) as server:
+        prepare(server.url, image)
+        server.builder = builder_client(server.url)
+        yield server
+
+
+def definition_id(name: str = "def") -> str:
+    return resource_id(f"galleries/gal/images/{name}")
+
+
+def template_body(customize: list, distribute: list, **properties) -> dict:
+    return {"location": "eastus", "properties": {"source": PLATFORM, "customize": customize,
+                                                 "distribute": distribute, **properties}}
+
+
+def shared_image(name: str = "sig", definition: str = "def", regions=("eastus",)) -> dict:
+    return {"type": "SharedImage", "galleryImageId": definition_id(definition), "runOutputName": name,
+            "replicationRegions": list(regions)}
+
+
+def create_template(url: str, name: str, body: dict) -> None:
+    response = httpx.put(template_url(url, name), params={"api-version": API}, json=body)
+    assert response.status_code == 201, response.text
+    deadline = time.time() + 15
+    while get_template(url, name)["properties"]["provisioningState"] != "Succeeded":
+        assert time.time() < deadline
+        time.sleep(0.1)
+
+
+def get_template(url: str, name: str) -> dict:
+    return httpx.get(template_url(url, name), params={"api-version": API}).json()
+
+
+def start_run(url: str, name: str) -> None:
+    response = httpx.post(f"{template_url(url, name)}/run", params={"api-version": API})
+    assert response.status_code == 202, response.text
+
+
+def wait_run(url: str, name: str, timeout: float = 600) -> tuple[dict, list[str]]:
+    """The final lastRunStatus, and every runSubState seen on the way."""
+    seen: list[str] = []
+    deadline = time.time() + timeout
+    while True:
+        status = get_template(url, name)["properties"]["lastRunStatus"]
+        sub_state = status.get("runSubState")
+        if sub_state and (not seen or seen[-1] != sub_state):
+            seen.append(sub_state)
+        if status["runState"] not in ACTIVE:
+            return status, seen
+        assert time.time() < deadline, f"run of {name} still {status} after {timeout} s"
+        time.sleep(0.2)
+
+
+def build_log(url: str, name: str) -> str:
+    response = httpx.get(f"{template_url(url, name)}/logs", params={"api-version": API})
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def wait_for_log(url: str, name: str, text: str, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while True:
+        response = httpx.get(f"{template_url(url, name)}/logs", params={"api-version": API})
+        if response.status_code == 200 and text in response.text:
+            return
+        assert time.time() < deadline, f"'{text}' never appeared in the log of {name}"
+        time.sleep(0.3)
+
+
+def download_raw(url: str, artifact_id: str, out: Path, region: str | None = None) -> Path:
+    params = {"api-version": "2026-03-03", "format": "raw", **({"region": region} if region else {})}
+    with httpx.stream("GET", f"{url}{artifact_id}/download", params=params, timeout=600) as response:
+        assert response.status_code == 200
+        with open(out, "wb") as f:
+            for piece in response.iter_bytes(4 * 1024 * 1024):
+                f.write(piece)
+    return out
+
+
+def read_in_image(image: Path, path: str) -> str | None:
+    done = subprocess.run(["debugfs", "-R", f"cat {path}", f"{image}?offset={PARTITION_OFFSET}"],
+                          capture_output=True, text=True)
+    return None if "File not found" in done.stderr else done.stdout
+
+
+def leftovers(home: Path) -> list[str]:
+    """Mounts, loop devices and processes that still use a build folder under `home`."""
+    builds = str((home / workspace.BUILDS).resolve())
+    found = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+             if line.split()[4].startswith(builds)]
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        if backing.read_text().startswith(builds):
+            found.append(str(backing))
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "root").startswith(builds) or os.readlink(entry / "cwd").startswith(builds):
+                    found.append(f"process {entry.name}")
+            except OSError:
+                continue
+    return found
+
+
+def contents_of(server, resource_key: str) -> list:
+    repo = server.app.state.content.repo
+    return sorted(repo.manifest(repo.disk_contents(resource_key.lower())[-1]).items())
+
+
+# ---- the whole path --------------------------------------------------------------------------------
+
+VALIDATION = [
+    "test \"$(cat /etc/galley-proof)\" = 'built by galley'",
+    "test \"$(cat /etc/app.conf)\" = 'setting=1'",
+    "! ls /etc/ssh/ssh_host_* 2>/dev/null",
+    "! getent passwd buildtemp",
+    "test ! -e /root/.bash_history",
+    "echo validated-inside-the-guest",
+]
+
+
+def test_a_run_customizes_validates_and_distributes(env, tmp_path):
+    url = env.url
+    storage = httpx.put(f"{url}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/Microsoft.Storage/"
+                        "storageAccounts/buildfiles", params={"api-version": "2023-05-01"},
+                        json={"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"})
+    assert storage.status_code in (200, 201, 202), storage.text
+    time.sleep(1)
+    uploaded = httpx.put(f"{url}/blob/buildfiles/files/app.conf", params={"format": "raw"}, content=b"setting=1\n")
+    assert uploaded.status_code in (200, 201), uploaded.text
+    managed_id = resource_id("images/built")
+    body = template_body(
+        customize=[
+            {"type": "Shell", "name": "proof", "inline": [
+                "echo 'built by galley' > /etc/galley-proof",
+                "useradd -m buildtemp", "echo 'history' > /root/.bash_history", "echo customizer-ran"]},
+            {"type": "File", "name": "conf", "sourceUri": "https://buildfiles.blob.core.windows.net/files/app.conf",
+             "destination": "/tmp/app.conf"},
+            {"type": "Shell", "name": "place", "inline": ["mv /tmp/app.conf /etc/app.conf"]}],
+        distribute=[shared_image(regions=("eastus", "westus2")),
+                    {"type": "ManagedImage", "imageId": managed_id, "location": "westus2", "runOutputName": "managed",
+                     "artifactTags": {"team": "platform"}},
+                    {"type": "VHD", "runOutputName": "vhd"}],
+        validate={"inVMValidations": [{"type": "Shell", "name": "inside", "inline": VALIDATION}]})
+    templates = env.builder.virtual_machine_image_templates
+    templates.begin_create_or_update(RG, "full", body).result()
+    started = time.time()
+    templates.begin_run(RG, "full").result(timeout=600)
+    status, seen = wait_run(url, "full", timeout=60)
+    print(f"\nrun took {time.time() - started:.1f} s; sub-states seen: {seen}")
+    assert status["runState"] == "Succeeded", (status, build_log(url, "full")[-3000:])
+
+    log = build_log(url, "full")
+    for sub_state in ("Building", "Customizing", "Validating", "Distributing"):
+        assert f"runSubState {sub_state}" in log
+    assert "[proof] customizer-ran" in log and "validated-inside-the-guest" in log
+    assert "platform image Debian:debian-12:12:" + PLATFORM_VERSION in log
+    assert get_template(url, "full")["properties"]["source"]["exactVersion"] == PLATFORM_VERSION
+
+    outputs = {o.name: o for o in templates.list_run_outputs(RG, "full")}
+    version_id = definition_id() + "/versions/1.0.0"
+    assert outputs["sig"].artifact_id == version_id and outputs["sig"].provisioning_state == "Succeeded"
+    assert outputs["managed"].artifact_id == managed_id
+    assert outputs["vhd"].artifact_uri.startswith("https://galleyvhd") and outputs["vhd"].artifact_uri.endswith(".vhd")
+
+    compute = sdk_client(url)
+    version = compute.gallery_image_versions.get(RG, "gal", "def", "1.0.0", expand="ReplicationStatus")
+    assert version.replication_status.aggregated_state == "Completed"
+    assert {s.region for s in version.replication_status.summary} == {"eastus", "westus2"}
+    assert compute.images.get(RG, "built").tags == {"team": "platform"}
+    # The three artifacts hold the one built image: the same chunks.
+    vhd_account, vhd_path = outputs["vhd"].artifact_uri.removeprefix("https://").split(".blob.core.windows.net/")
+    listed = httpx.get(f"{url}/blob/{vhd_account}/{vhd_path.split('/')[0]}").json()
+    assert [b["name"] for b in listed["value"]] == [vhd_path.split("/", 1)[1]]
+    assert contents_of(env, version_id) == contents_of(env, managed_id)
+    # Staging snapshots are gone; the staging group keeps only the VHD's storage account.
+    staging = get_template(url, "full")["properties"]["exactStagingResourceGroup"]
+    snapshots = httpx.get(f"{url}{staging}/providers/Microsoft.Compute/snapshots", params={"api-version": "2026-03-02"})
+    assert snapshots.json()["value"] == []
+    assert leftovers(env.app.state.settings.home) == []
+    assert sorted(p.name for p in workspace.run_dir(env.app.state.settings.home, template_id("full")).iterdir()) == \
+        ["customization.log"]
+
+    # The distributed version boots from its westus2 replica, on its own, through the CLI.
+    script = tmp_path / "check.sh"
+    script.write_text("\n".join(VALIDATION) + "\n")
+    done = subprocess.run([sys.executable, "-m", "galley.cli.main", "--server", url, "--subscription", SUBSCRIPTION, "vm", "boot-test", version_id,
+                           "--script", str(script), "--location", "westus2"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "validated-inside-the-guest" in done.stdout
+
+    # Deleting the template deletes its VHD (and staging group), not its other outputs.
+    templates.begin_delete(RG, "full").result()
+    assert httpx.get(f"{url}{staging}", params={"api-version": "2024-11-01"}).status_code == 404
+    assert compute.images.get(RG, "built").id.lower() == managed_id.lower()
+
+
+def template_id(name: str) -> str:
+    return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/Microsoft.VirtualMachineImages/imageTemplates/{name}"
+
+
+def test_two_templates_build_at_once_and_versions_count_up(env, tmp_path):
+    url = env.url
+    host_marker = tmp_path / "host-file"
+    host_marker.write_text("untouched\n")
+    for name in ("left", "right"):
+        create_template(url, name, template_body(
+            customize=[{"type": "Shell", "name": "mark", "inline": [
+                f"echo {name} > /etc/built-by", "sleep 3",
+                f"echo pwned > {host_marker} || true", f"echo {name} >> /etc/built-by"]}],
+            distribute=[shared_image(definition="def2")]))
+    for name in ("left", "right"):
+        start_run(url, name)
+    results = {name: wait_run(url, name)[0] for name in ("left", "right")}
+    assert all(r["runState"] == "Succeeded" for r in results.values()), results
+    assert host_marker.read_text() == "untouched\n"
+    compute = sdk_client(url)
+    assert sorted(v.name for v in compute.gallery_image_versions.list_by_gallery_image(RG, "gal", "def2")) == \
+        ["1.0.0", "1.0.1"]
+    for name in ("left", "right"):
+        version_id = env.builder.virtual_machine_image_templates.get_run_output(RG, name, "sig").artifact_id
+        raw = download_raw(url, version_id, tmp_path / f"{name}.raw")
+        assert read_in_image(raw, "/etc/built-by") == f"{name}\n{name}\n"
+        assert read_in_image(raw, "/etc/machine-id") == ""  # generalized (a boot would make a new one)
+        raw.unlink()
+    # A second run of one template takes the next patch number.
+    start_run(url, "left")
+    assert wait_run(url, "left")[0]["runState"] == "Succeeded"
+    assert env.builder.virtual_machine_image_templates.get_run_output(RG, "left", "sig").artifact_id.endswith("/1.0.2")
+
+
+def test_a_failing_customizer_fails_the_run_with_its_exit_code(env):
+    create_template(env.url, "failing", template_body(
+        customize=[{"type": "Shell", "name": "breaks", "inline": ["echo about to fail", "exit 7"]},
+                   {"type": "Shell", "name": "never", "inline": ["echo never-runs"]}],
+        distribute=[shared_image()]))
+    start_run(env.url, "failing")
+    status, _ = wait_run(env.url, "failing")
+    assert status["runState"] == "Failed"
+    assert "'breaks'" in status["message"] and "exit code 7" in status["message"]
+    log = build_log(env.url, "failing")
+    assert "[breaks] about to fail" in log and "never-runs" not in log
+    assert list(env.builder.virtual_machine_image_templates.list_run_outputs(RG, "failing")) == []
+    assert leftovers(env.app.state.settings.home) == []
+
+
+def test_cancel_stops_the_build_and_delete_waits_for_it(env):
+    url = env.url
+    create_template(url, "long", template_body(
+        customize=[{"type": "Shell", "name": "slow", "inline": ["echo sleeping", "sleep 600"]}],
+        distribute=[shared_image()]))
+    start_run(url, "long")
+    wait_for_log(url, "long", "[slow] sleeping")
+    refused = httpx.delete(template_url(url, "long"), params={"api-version": API})
+    assert refused.status_code == 409 and "cancel" in refused.json()["error"]["message"].lower()
+    asked = time.time()
+    cancel = httpx.post(f"{template_url(url, 'long')}/cancel", params={"api-version": API})
+    assert cancel.status_code == 202
+    status, _ = wait_run(url, "long", timeout=60)
+    assert status["runState"] == "Canceled", status
+    assert time.time() - asked < 15
+    operation = httpx.get(cancel.headers["azure-asyncoperation"]).json()
+    assert operation["status"] == "Succeeded"
+    assert leftovers(env.app.state.settings.home) == []
+    assert subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True).returncode == 1
+    done = httpx.delete(template_url(url, "long"), params={"api-version": API})
+    assert done.status_code == 202
+
+
+def test_a_restart_during_a_build_starts_it_over(tmp_path):
+    image = debian_base_image()
+    (tmp_path / "home").mkdir()
+    server = ProcessServer(tmp_path / "home").start()
+    try:
+        prepare(server.url, image)
+        marker = uuid.uuid4().hex
+        create_template(server.url, "restarted", template_body(
+            customize=[{"type": "Shell", "name": "slow", "inline": [f"echo started {marker}", "sleep 8"]}],
+            distribute=[shared_image()]))
+        start_run(server.url, "restarted")
+        wait_for_log(server.url, "restarted", f"started {marker}")
+        server.kill()
+        # The killed server's sandbox is still there (its own process group, a loop device, a mount).
+        assert leftovers(tmp_path / "home")
+        server.start()
+        status, _ = wait_run(server.url, "restarted", timeout=300)
+        assert status["runState"] == "Succeeded", (status, build_log(server.url, "restarted")[-2000:])
+        log = build_log(server.url, "restarted")
+        assert "the server stopped during this run" in log and log.count(f"started {marker}") == 1
+        assert leftovers(tmp_path / "home") == []
+    finally:
+        server.stop()
