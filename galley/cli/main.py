@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from galley.cli import disk, group, image, image_definition, image_version, maintenance, serve, sig, snapshot, storage
+from galley.cli import disk, group, image, image_builder, image_definition, image_version, maintenance, platform, serve, sig, snapshot, storage, vm
 from galley.cli.argv import expand_argv, option_names
 from galley.cli.common import OutputOpt, ServerOpt, SubscriptionOpt, arm_command
 
@@ -45,6 +45,7 @@ def root(
 
 sig.app.add_typer(image_definition.app, name="image-definition")
 sig.app.add_typer(image_version.app, name="image-version")
+image.app.add_typer(image_builder.app, name="builder")
 app.add_typer(group.app, name="group")
 app.add_typer(sig.app, name="sig")
 app.add_typer(image.app, name="image")
@@ -52,6 +53,8 @@ app.add_typer(disk.app, name="disk")
 app.add_typer(snapshot.app, name="snapshot")
 app.add_typer(storage.app, name="storage")
 app.add_typer(maintenance.store_app, name="store")
+app.add_typer(vm.app, name="vm")
+app.add_typer(platform.app, name="platform")
 arm_command(app, "usage")(maintenance.usage)
 app.command("serve")(serve.serve)
 
