@@ -77,12 +77,14 @@ class _Run:
     def say(self, text: str) -> None:
         self.log.write("galley", text)
 
-    def phase(self, sub_state: str) -> None:
+    def phase(self, sub_state: str, *, announce: bool = True) -> None:
+        """Enter runSubState `sub_state` (the build pipeline announces its own in the log)."""
         if self._phase is not None and self._phase[0] == sub_state:
             return
         self._close_phase()
         self._phase = (sub_state, time.monotonic())
-        self.say(f"runState Running, runSubState {sub_state}")
+        if announce:
+            self.say(f"runState Running, runSubState {sub_state}")
         status.enter_phase(self.ctx, self.template_id, sub_state)
 
     def _close_phase(self) -> None:
@@ -155,7 +157,7 @@ class _Run:
                                      (props.get("vmProfile") or {}).get("osDiskSizeGB") or 0,
                                      max(0.1, (deadline - time.monotonic()) / 60), fetch),
                            work_dir=self.folder, cancel=watch.event,
-                           on_phase=lambda _state, sub_state: self.phase(sub_state))
+                           on_phase=lambda _state, sub_state: self.phase(sub_state, announce=False))
         source_path.unlink(missing_ok=True)
         failure = None
         if validators:
