@@ -10,9 +10,13 @@ How we know:
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -51,6 +55,7 @@ def prepare(url: str, image: Path) -> None:
     create_gallery(compute)
     create_definition(compute)
     create_definition(compute, name="def2", sku="sku2")
+    create_definition(compute, name="def3", sku="sku3")
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +169,39 @@ def contents_of(server, resource_key: str) -> list:
     return sorted(repo.manifest(repo.disk_contents(resource_key.lower())[-1]).items())
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+class ScriptServer:
+    """Files served over plain HTTP on 127.0.0.1, for scriptUri and sourceUri."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def add(self, name: str, data: bytes) -> None:
+        (self.folder / name).write_bytes(data)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+    def sha256(self, name: str) -> str:
+        return hashlib.sha256((self.folder / name).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def script_server(tmp_path):
+    folder = tmp_path / "served"
+    folder.mkdir()
+    server = ScriptServer(folder)
+    yield server
+    server.httpd.shutdown()
+
+
 # ---- the whole path --------------------------------------------------------------------------------
 
 VALIDATION = [
@@ -172,12 +210,14 @@ VALIDATION = [
     "! ls /etc/ssh/ssh_host_* 2>/dev/null",
     "! getent passwd buildtemp",
     "test ! -e /root/.bash_history",
+    "test \"$(cat /etc/fetched-by-uri)\" = 'from a script'",
     "echo validated-inside-the-guest",
 ]
 
 
-def test_a_run_customizes_validates_and_distributes(env, tmp_path):
+def test_a_run_customizes_validates_and_distributes(env, tmp_path, script_server):
     url = env.url
+    script_server.add("setup.sh", b"#!/bin/sh\necho 'from a script' > /etc/fetched-by-uri\n")
     storage = httpx.put(f"{url}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/Microsoft.Storage/"
                         "storageAccounts/buildfiles", params={"api-version": "2023-05-01"},
                         json={"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"})
@@ -193,8 +233,11 @@ def test_a_run_customizes_validates_and_distributes(env, tmp_path):
                 "useradd -m buildtemp", "echo 'history' > /root/.bash_history", "echo customizer-ran"]},
             {"type": "File", "name": "conf", "sourceUri": "https://buildfiles.blob.core.windows.net/files/app.conf",
              "destination": "/tmp/app.conf"},
-            {"type": "Shell", "name": "place", "inline": ["mv /tmp/app.conf /etc/app.conf"]}],
+            {"type": "Shell", "name": "place", "inline": ["mv /tmp/app.conf /etc/app.conf"]},
+            {"type": "Shell", "name": "fetched", "scriptUri": script_server.url("setup.sh"),
+             "sha256Checksum": script_server.sha256("setup.sh")}],
         distribute=[shared_image(regions=("eastus", "westus2")),
+                    {**shared_image("by-source", definition="def3"), "versioning": {"scheme": "Source"}},
                     {"type": "ManagedImage", "imageId": managed_id, "location": "westus2", "runOutputName": "managed",
                      "artifactTags": {"team": "platform"}},
                     {"type": "VHD", "runOutputName": "vhd"}],
@@ -217,6 +260,7 @@ def test_a_run_customizes_validates_and_distributes(env, tmp_path):
     outputs = {o.name: o for o in templates.list_run_outputs(RG, "full")}
     version_id = definition_id() + "/versions/1.0.0"
     assert outputs["sig"].artifact_id == version_id and outputs["sig"].provisioning_state == "Succeeded"
+    assert outputs["by-source"].artifact_id == definition_id("def3") + "/versions/" + PLATFORM_VERSION
     assert outputs["managed"].artifact_id == managed_id
     assert outputs["vhd"].artifact_uri.startswith("https://galleyvhd") and outputs["vhd"].artifact_uri.endswith(".vhd")
 
@@ -285,6 +329,28 @@ def test_two_templates_build_at_once_and_versions_count_up(env, tmp_path):
     start_run(url, "left")
     assert wait_run(url, "left")[0]["runState"] == "Succeeded"
     assert env.builder.virtual_machine_image_templates.get_run_output(RG, "left", "sig").artifact_id.endswith("/1.0.2")
+
+
+@pytest.fixture(scope="module")
+def postgres_env(tmp_path_factory, postgres):
+    image = debian_base_image()
+    url = postgres.create_database(f"galley_builds_{uuid.uuid4().hex[:8]}")
+    with ThreadServer(tmp_path_factory.mktemp("builds-pg"), database_url=url) as server:
+        prepare(server.url, image)
+        server.builder = builder_client(server.url)
+        yield server
+
+
+@pytest.mark.postgres
+def test_a_run_on_postgresql(postgres_env):
+    create_template(postgres_env.url, "pg", template_body(
+        customize=[{"type": "Shell", "name": "mark", "inline": ["echo pg > /etc/built-on"]}],
+        distribute=[shared_image(), shared_image("again", definition="def2")]))
+    start_run(postgres_env.url, "pg")
+    status, _ = wait_run(postgres_env.url, "pg")
+    assert status["runState"] == "Succeeded", status
+    outputs = {o.name: o.artifact_id for o in postgres_env.builder.virtual_machine_image_templates.list_run_outputs(RG, "pg")}
+    assert outputs == {"sig": definition_id() + "/versions/1.0.0", "again": definition_id("def2") + "/versions/1.0.0"}
 
 
 def test_a_failing_customizer_fails_the_run_with_its_exit_code(env):
