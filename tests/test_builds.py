@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from azure.core.exceptions import HttpResponseError
 
 from galley.jobs.build import workspace
 
@@ -358,7 +359,10 @@ def test_a_failing_customizer_fails_the_run_with_its_exit_code(env):
         customize=[{"type": "Shell", "name": "breaks", "inline": ["echo about to fail", "exit 7"]},
                    {"type": "Shell", "name": "never", "inline": ["echo never-runs"]}],
         distribute=[shared_image()]))
-    start_run(env.url, "failing")
+    poller = env.builder.virtual_machine_image_templates.begin_run(RG, "failing")
+    with pytest.raises(HttpResponseError) as raised:  # the run's operation fails with the run, as Azure's
+        poller.result(timeout=300)
+    assert "exit code 7" in str(raised.value)
     status, _ = wait_run(env.url, "failing")
     assert status["runState"] == "Failed"
     assert "'breaks'" in status["message"] and "exit code 7" in status["message"]
@@ -373,7 +377,8 @@ def test_cancel_stops_the_build_and_delete_waits_for_it(env):
     create_template(url, "long", template_body(
         customize=[{"type": "Shell", "name": "slow", "inline": ["echo sleeping", "sleep 600"]}],
         distribute=[shared_image()]))
-    start_run(url, "long")
+    run = httpx.post(f"{template_url(url, 'long')}/run", params={"api-version": API})
+    assert run.status_code == 202
     wait_for_log(url, "long", "[slow] sleeping")
     refused = httpx.delete(template_url(url, "long"), params={"api-version": API})
     assert refused.status_code == 409 and "cancel" in refused.json()["error"]["message"].lower()
@@ -383,8 +388,8 @@ def test_cancel_stops_the_build_and_delete_waits_for_it(env):
     status, _ = wait_run(url, "long", timeout=60)
     assert status["runState"] == "Canceled", status
     assert time.time() - asked < 15
-    operation = httpx.get(cancel.headers["azure-asyncoperation"]).json()
-    assert operation["status"] == "Succeeded"
+    assert httpx.get(cancel.headers["azure-asyncoperation"]).json()["status"] == "Succeeded"
+    assert httpx.get(run.headers["azure-asyncoperation"]).json()["status"] == "Canceled"
     assert leftovers(env.app.state.settings.home) == []
     assert subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True).returncode == 1
     done = httpx.delete(template_url(url, "long"), params={"api-version": API})
@@ -412,5 +417,15 @@ def test_a_restart_during_a_build_starts_it_over(tmp_path):
         log = build_log(server.url, "restarted")
         assert "the server stopped during this run" in log and log.count(f"started {marker}") == 1
         assert leftovers(tmp_path / "home") == []
+        # Deleting the template's resource group deletes the staging group made for it as well.
+        staging = get_template(server.url, "restarted")["properties"]["exactStagingResourceGroup"]
+        assert httpx.get(f"{server.url}{staging}", params={"api-version": "2024-11-01"}).status_code == 200
+        deleted = httpx.delete(f"{server.url}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}",
+                               params={"api-version": "2024-11-01"})
+        assert deleted.status_code == 202
+        deadline = time.time() + 30
+        while httpx.get(f"{server.url}{staging}", params={"api-version": "2024-11-01"}).status_code != 404:
+            assert time.time() < deadline, "the staging group outlived its template's resource group"
+            time.sleep(0.2)
     finally:
         server.stop()

@@ -50,15 +50,19 @@ def _delete(ctx: JobContext, operation: Operation) -> None:
         doomed = []
         if resource.type == RESOURCE_GROUP_TYPE:
             contents = tx.resources_in_group(resource.subscription_id, resource.resource_group)
-            doomed = sorted(contents, key=lambda r: _DELETE_ORDER.get(r.type, 2))
+            for template in [r for r in contents if r.type == IMAGE_TEMPLATE_TYPE]:
+                contents += _staging_leftovers(tx, template)
+                tx.drop_run_outputs(template.id)
+            unique = {r.key: r for r in contents if r.key != resource.key}
+            doomed = sorted(unique.values(), key=lambda r: _DELETE_ORDER.get(r.type, 2))
         elif resource.type == IMAGE_TEMPLATE_TYPE:
             doomed = _staging_leftovers(tx, resource)
             tx.drop_run_outputs(resource.id)
         for item in [*doomed, resource]:
             tx.delete(item.id)
-    if resource.type == IMAGE_TEMPLATE_TYPE and ctx.home is not None:
-        shutil.rmtree(workspace.run_dir(ctx.home, resource.id), ignore_errors=True)
     for item in [*doomed, resource]:
+        if item.type == IMAGE_TEMPLATE_TYPE and ctx.home is not None:
+            shutil.rmtree(workspace.run_dir(ctx.home, item.id), ignore_errors=True)
         ctx.content.repo.drop_resource(item.key)
         if item.type == STORAGE_ACCOUNT_TYPE:
             ctx.content.repo.drop_prefix(item.key + "/containers/")

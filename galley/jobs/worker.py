@@ -113,7 +113,7 @@ class Worker:
                 # A failed build is reported in the template's lastRunStatus, not its provisioning.
                 resource.provisioning_state = FAILED
                 tx.save(resource)
-            operation.status = FAILED
+            operation.status = getattr(error, "operation_status", FAILED)
             operation.end_time = iso(utc_now())
-            operation.error = {"code": type(error).__name__, "message": str(error)}
+            operation.error = {"code": getattr(error, "code", type(error).__name__), "message": str(error)}
             tx.save_operation(operation)

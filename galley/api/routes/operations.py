@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from ...domain.resource import FAILED, IN_PROGRESS
+from ...domain.resource import CANCELED, FAILED, IN_PROGRESS
 from ..api_versions import operation_api
 from ..wire import json_response, operation_urls, render, render_operation
 from .resources import service_of
@@ -29,7 +29,7 @@ def result(request: Request, subscriptionId: str, location: str, operationId: st
     operation = service.operation(operationId)
     if operation.status == IN_PROGRESS:
         return Response(status_code=202, headers=operation_urls(request, operation, api_version))
-    if operation.status == FAILED:
+    if operation.status in (FAILED, CANCELED):
         return json_response({"error": operation.error}, 409)
     if operation.action == "delete":
         return Response(status_code=204)

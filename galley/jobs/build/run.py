@@ -22,7 +22,7 @@ from pathlib import Path
 from ...builder.boot import BootCancelled
 from ...builder.pipeline import LOG_NAME, BuildCancelled, BuildError, BuildLog, BuildSpec, BuildTimedOut, run_build
 from ...domain.image_template import CANCELING, RUNNING
-from ...domain.resource import Operation
+from ...domain.resource import CANCELED, FAILED, Operation
 from ..context import JobContext
 from . import distribute, source, status, validate, workspace
 from .fetch import fetcher
@@ -36,11 +36,21 @@ class RunCanceled(Exception):
     pass
 
 
+class RunNotSucceeded(Exception):
+    """Raised when a run ended Failed or Canceled, so that its `run` operation ends the same way
+    (Azure's run LRO fails with the run, and the SDK's begin_run().result() raises)."""
+
+    def __init__(self, run_state: str, message: str) -> None:
+        super().__init__(message)
+        self.code = "ImageTemplateRunCanceled" if run_state == status.CANCELED_RUN else "ImageTemplateRunFailed"
+        self.operation_status = CANCELED if run_state == status.CANCELED_RUN else FAILED
+
+
 def run_template(ctx: JobContext, operation: Operation) -> None:
     template_id = operation.resource_id
     last = status.current(ctx, template_id)
-    if last is None:
-        return  # the template was deleted
+    if last is None or last.get("runState") not in (RUNNING, CANCELING):
+        return  # the template was deleted, or this run has already ended
     folder = workspace.run_dir(ctx.home, template_id)
     undone = workspace.clear(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -49,10 +59,8 @@ def run_template(ctx: JobContext, operation: Operation) -> None:
         if operation.attempts > 1:
             run.say(f"the server stopped during this run (attempt {operation.attempts} of {MAX_ATTEMPTS}); "
                     f"cleared what it left ({'; '.join(undone) or 'nothing'}) and starting over")
-        if last.get("runState") == CANCELING:
+        if last["runState"] == CANCELING:
             run.end(status.CANCELED_RUN, "The run was canceled before its build started.")
-        elif last.get("runState") != RUNNING:
-            run.say(f"nothing to do: the run is already {last.get('runState')}")
         elif operation.attempts > MAX_ATTEMPTS:
             run.end(status.FAILED_RUN, f"The server stopped during this build {operation.attempts - 1} times; "
                                        "giving up. Look at the server's log, then run the template again.")
@@ -60,6 +68,8 @@ def run_template(ctx: JobContext, operation: Operation) -> None:
             run.execute()
     finally:
         run.close()
+    if run.final_state in (status.FAILED_RUN, status.CANCELED_RUN):
+        raise RunNotSucceeded(run.final_state, run.final_message)
 
 
 class _Run:
@@ -72,7 +82,8 @@ class _Run:
         self.phases: dict[str, float] = {}
         self._phase: tuple[str, float] | None = None
         self.started = time.monotonic()
-        self.ended = False
+        self.final_state: str | None = None
+        self.final_message = ""
 
     def say(self, text: str) -> None:
         self.log.write("galley", text)
@@ -99,12 +110,11 @@ class _Run:
         if self.phases:
             self.say(f"phases: {json.dumps(self.phases)} total {time.monotonic() - self.started:.2f} s")
         status.finish(self.ctx, self.template_id, run_state, message)
-        self.ended = True
+        self.final_state, self.final_message = run_state, message
 
     def close(self) -> None:
-        if not self.ended:  # an error nobody caught: never leave the run Running
-            status.finish(self.ctx, self.template_id, status.FAILED_RUN, "The run stopped on an internal error; "
-                          "see the server's log.")
+        if self.final_state is None:  # an error nobody caught: never leave the run Running
+            self.end(status.FAILED_RUN, "The run stopped on an internal error; see the server's log.")
         for name in (SOURCE_NAME, "image.raw"):
             (self.folder / name).unlink(missing_ok=True)
         self.log.close()
