@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import datetime
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -454,3 +457,26 @@ def test_deleting_children_then_parent_works_at_once(server, compute):
     # The source is free again once nothing is built from it.
     compute.snapshots.begin_delete(RG, "snap").result()
     assert list(compute.snapshots.list()) == []
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_concurrent_creates_never_go_over_a_quota(tmp_path, request, database):
+    """Twelve galleries created at once against a quota of three: exactly three are made (each
+    create counts and inserts under a lock: BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL)."""
+    url = None
+    if database == "postgres":
+        url = request.getfixturevalue("postgres").create_database(f"galley_quota_{uuid.uuid4().hex[:8]}")
+    with ThreadServer(tmp_path, database_url=url, limits=Limits(galleries=3)) as server:
+        make_group(server.url)
+        barrier = threading.Barrier(12)
+
+        def create(number: int) -> int:
+            barrier.wait()
+            return httpx.put(f"{compute_url(server.url, f'galleries/q{number}')}?api-version={GALLERY_API}",
+                             json={"location": "eastus"}, timeout=30).status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            codes = sorted(pool.map(create, range(12)))
+        assert codes == [201] * 3 + [409] * 9, codes
+        listed = httpx.get(f"{compute_url(server.url, 'galleries')}?api-version={GALLERY_API}").json()["value"]
+        assert len(listed) == 3

@@ -364,6 +364,7 @@ class ResourceService:
         if quota_name is None:
             return
         limit = getattr(self.settings.limits, quota_name)
+        tx.lock(f"quota/{resource.subscription_id}/{resource.type}/{resource.location}".lower())
         used = tx.count_in_region(resource.subscription_id, resource.type, resource.location)
         if used >= limit:
             raise QuotaExceeded(

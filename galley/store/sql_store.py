@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..domain.ids import IMAGE_VERSION_TYPE, RESOURCE_GROUP_TYPE, key_of, parent_id
@@ -150,6 +150,12 @@ class SqlTransaction:
     def version_names(self, definition_id: str) -> list[str]:
         return list(self.c.execute(select(_R.name).where(_R.parent_key == key_of(definition_id),
                                                          _R.type == IMAGE_VERSION_TYPE)).scalars())
+
+    def lock(self, name: str) -> None:
+        """Hold the lock `name` until this transaction ends. PostgreSQL needs it for a count-then-
+        insert (a quota); SQLite writers are serialized already (BEGIN IMMEDIATE)."""
+        if self.c.dialect.name == "postgresql":
+            self.c.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": name})
 
     def count_in_region(self, subscription_id: str, resource_type: str, location: str) -> int:
         return self.c.execute(select(func.count()).select_from(resources).where(
