@@ -424,6 +424,35 @@ def test_source_in_use_by_a_version_being_created_is_refused_until_it_ends(tmp_p
         assert again.status_code == 201, again.text
 
 
+def test_a_data_disk_source_is_in_use_too(tmp_path):
+    with ThreadServer(tmp_path, run_worker=False) as server:
+        make_group(server.url)
+        put_and_finish(server, "galleries/gal", {"location": "eastus"})
+        put_and_finish(server, "galleries/gal/images/def", {"location": "eastus", "properties": {
+            "osType": "Linux", "osState": "Generalized", "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}})
+        for name, os_type in (("os", "Linux"), ("data", None)):
+            put_and_finish(server, f"snapshots/{name}", {"location": "eastus", "properties": {
+                "creationData": {"createOption": "Empty"}, "diskSizeGB": 4,
+                **({"osType": os_type} if os_type else {})}}, "2026-03-02")
+        body = version_body(resource_id("snapshots/os"))
+        body["properties"]["storageProfile"]["dataDiskImages"] = [
+            {"lun": 0, "source": {"id": resource_id("snapshots/data")}}]
+        first = arm_put(server.url, "galleries/gal/images/def/versions/1.0.0", body, GALLERY_API)
+        assert first.status_code == 201, first.text
+
+        deleting = httpx.delete(f"{compute_url(server.url, 'snapshots/data')}?api-version=2026-03-02")
+        assert_arm_error(deleting, 409, mentions="1.0.0")
+        other = arm_put(server.url, "galleries/gal/images/def/versions/1.0.1",
+                        version_body(resource_id("snapshots/data")), GALLERY_API)
+        assert_arm_error(other, 409, mentions="1.0.0")
+        assert arm_get(server.url, "snapshots/data", "2026-03-02").json()["properties"]["provisioningState"] == \
+            "Succeeded"
+
+        assert server.app.state.worker.run_pending() >= 1
+        deleted = httpx.delete(f"{compute_url(server.url, 'snapshots/data')}?api-version=2026-03-02")
+        assert deleted.status_code == 202, deleted.text
+
+
 # ---- deleting parents and children -----------------------------------------------------------------------
 
 def test_gallery_with_a_definition_cannot_be_deleted(server, compute):

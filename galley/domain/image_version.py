@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import enums, fields, sources
 from .errors import Conflict, InvalidParameter
-from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE, parent_id)
+from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE, key_of, parent_id)
 from .names import parse_version_name
 from .ports import Context
 from .regions import normalize_region
@@ -173,12 +173,7 @@ def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
                 f"The source '{primary.id}' holds a {actual_os} OS disk but image definition "
                 f"'{definition.name}' is for {expected_os}.", target="properties.storageProfile",
                 code="InvalidParameter")
-        building = [v for v in ctx.tx.versions_building_from(primary.id) if v.key != resource.key]
-        if building:
-            raise Conflict(
-                f"Image version '{building[0].id}' is still being created from '{primary.id}'. Wait "
-                "until that creation ends before creating another version from the same source.",
-                target="properties.storageProfile", code="OperationNotAllowed")
+        _refuse_busy_source(ctx, resource, primary, "properties.storageProfile")
         resource.source_key = primary.key
 
     data_images = []
@@ -197,6 +192,7 @@ def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
         entry_source, disk = _disk_source(ctx, resource, source_ref, f"{target}.source")
         if disk is not None:
             _check_source_region(ctx, resource, disk, f"{target}.source.id")
+            _refuse_busy_source(ctx, resource, disk, f"{target}.source.id")
         size = sources.size_gb_of(disk) if disk is not None else None
         data_luns[lun] = size
         data_images.append(fields.drop_nones({
@@ -213,6 +209,21 @@ def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
     if data_images:
         result["dataDiskImages"] = data_images
     return result
+
+
+def _refuse_busy_source(ctx: Context, resource: Resource, source: Resource, target: str) -> None:
+    building = [v for v in ctx.tx.versions_building_from(source.id) if v.key != resource.key]
+    if building:
+        raise Conflict(
+            f"Image version '{building[0].id}' is still being created from '{source.id}'. Wait "
+            "until that creation ends before creating another version from the same source.",
+            target=target, code="OperationNotAllowed")
+
+
+def data_disk_source_keys(version: Resource) -> set[str]:
+    """The disks and snapshots a version's data disks are made from (by key)."""
+    images = version.properties.get("storageProfile", {}).get("dataDiskImages", [])
+    return {key_of(d["source"]["id"]) for d in images if d.get("source", {}).get("id")}
 
 
 def _check_source_region(ctx: Context, resource: Resource, source: Resource, target: str) -> None:

@@ -16,6 +16,7 @@ from ..domain.ports import DuplicateResource, Page
 from ..domain.resource import (CREATING, IN_PROGRESS, SUCCEEDED, UPDATING, Operation, Resource,
                                TargetRegion, iso, utc_now)
 from ..domain.image_template import RunOutput
+from ..domain.image_version import data_disk_source_keys
 from ..domain.platform_images import PlatformImage
 from .tables import (disk_contents, operations, platform_images, resources, run_outputs, target_regions,
                      upload_leases)
@@ -168,10 +169,13 @@ class SqlTransaction:
         return _to_resource(row) if row else None
 
     def versions_building_from(self, source_id: str) -> list[Resource]:
-        rows = self.c.execute(select(resources).where(
-            _R.source_key == key_of(source_id), _R.type == IMAGE_VERSION_TYPE,
-            _R.provisioning_state == CREATING))
-        return [_to_resource(r) for r in rows]
+        """Versions being created whose OS disk (indexed by source_key) or a data disk comes from
+        `source_id`; data disks are looked up among the few versions being created."""
+        key = key_of(source_id)
+        rows = self.c.execute(select(resources).where(_R.type == IMAGE_VERSION_TYPE,
+                                                      _R.provisioning_state == CREATING))
+        creating = [_to_resource(r) for r in rows]
+        return [v for v in creating if v.source_key == key or key in data_disk_source_keys(v)]
 
     def target_regions(self, version_id: str) -> list[TargetRegion]:
         rows = self.c.execute(select(target_regions).where(_T.version_key == key_of(version_id))

@@ -37,7 +37,7 @@ resources = Table(
     Index("ix_resources_sub_type_sort", "subscription_id", "type", "sort_key"),
     Index("ix_resources_sub_type_location", "subscription_id", "type", "location"),
     Index("ix_resources_latest", "parent_key", "version_major", "version_minor", "version_patch"),
-    Index("ix_resources_source_state", "source_key", "provisioning_state"),
+    Index("ix_resources_type_state", "type", "provisioning_state"),
 )
 
 target_regions = Table(
