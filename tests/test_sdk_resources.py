@@ -463,3 +463,20 @@ def test_locations_lists_the_configured_regions(server):
     regions = [item["name"] for item in response.json()["value"]]
     assert regions == list(server.app.state.settings.regions)
     assert {"eastus", "westus2"} <= set(regions)
+
+
+def test_storage_account_kind_is_kept(server):
+    make_group(server.url)
+    url = f"{server.url}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts"
+    params = {"api-version": "2023-05-01"}
+    bad = httpx.put(f"{url}/badkind", params=params, json={"location": "eastus", "kind": "Tape"})
+    assert assert_arm_error(bad, 400)["target"] == "kind"
+    assert httpx.get(f"{url}/badkind", params=params).status_code == 404
+    for name, body, expected in (("blobs", {"kind": "BlobStorage"}, "BlobStorage"), ("plain", {}, "StorageV2")):
+        created = httpx.put(f"{url}/{name}", params=params, json={"location": "eastus", **body})
+        assert created.status_code in (200, 201, 202), created.text
+        got = httpx.get(f"{url}/{name}", params=params).json()
+        assert got["kind"] == expected and "kind" not in got["properties"]
+    # An update that leaves kind out keeps it.
+    httpx.patch(f"{url}/blobs", params=params, json={"tags": {"a": "b"}})
+    assert httpx.get(f"{url}/blobs", params=params).json()["kind"] == "BlobStorage"

@@ -9,14 +9,14 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..domain.errors import ArmError
-from ..domain.ids import IMAGE_TEMPLATE_TYPE
+from ..domain.ids import IMAGE_TEMPLATE_TYPE, STORAGE_ACCOUNT_TYPE
 from ..domain.image_version import aggregated_state
 from ..domain.ports import Page
 from ..domain.resource import Operation, Resource, TargetRegion
 
 MAX_BODY_BYTES = 1_048_576
 # Fields ARM puts beside `properties` that Galley keeps among them (see ResourceSpec.inbound).
-TOP_LEVEL_FIELDS = {IMAGE_TEMPLATE_TYPE: ("identity",)}
+TOP_LEVEL_FIELDS = {IMAGE_TEMPLATE_TYPE: ("identity",), STORAGE_ACCOUNT_TYPE: ("kind",)}
 
 
 def json_response(body: object, status: int = 200, headers: dict | None = None) -> Response:

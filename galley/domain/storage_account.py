@@ -18,6 +18,7 @@ READ_ONLY = frozenset({"provisioningState", "primaryEndpoints", "creationTime", 
                        "statusOfPrimary"})
 SKUS = ("Standard_LRS", "Standard_GRS", "Standard_RAGRS", "Standard_ZRS", "Premium_LRS", "Premium_ZRS",
         "Standard_GZRS", "Standard_RAGZRS")
+KINDS = ("StorageV2", "Storage", "BlobStorage", "BlockBlobStorage", "FileStorage")
 _NAME = re.compile(r"^[a-z0-9]{3,24}$")
 
 
@@ -37,7 +38,10 @@ def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource 
         if twin is not None:
             raise Conflict(f"The storage account named {resource.name} is already taken.",
                            code="StorageAccountAlreadyTaken", target="accountName")
+    kept_kind = existing.properties.get("kind", "StorageV2") if existing is not None else "StorageV2"
     return {
+        # `kind` is sent beside properties; kept among them, and rendered beside them again.
+        "kind": enums.normalize(props.get("kind"), KINDS, "kind", default=kept_kind),
         "primaryEndpoints": {"blob": blob_endpoint(resource.name)},
         "primaryLocation": resource.location,
         "statusOfPrimary": "available",
