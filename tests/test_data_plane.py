@@ -160,7 +160,7 @@ def test_broken_vhds_are_rejected_and_leave_the_disk_as_it_was(sqlite_server, im
     gallery_chain(compute, url)
     size = 24 * MiB
     old = random_raw(images / "old.raw", size, seed=31)
-    disk = create_upload_disk(compute, "d1", size)
+    disk = create_upload_disk(compute, "d1", 32 * MiB)  # room for the second, bigger image
     upload_ok(url, disk.id, old)
     before = compute.disks.get(RG, "d1")
     out = images / "out.raw"
@@ -428,6 +428,21 @@ def test_replication_resumes_after_kill_9(tmp_path, images):
 
 
 @pytest.mark.slow
+def test_an_upload_larger_than_its_disk_is_refused(sqlite_server, images):
+    url = sqlite_server.url
+    compute = compute_client(url)
+    gallery_chain(compute, url)
+    disk = create_upload_disk(compute, "small", 20 * MiB)
+    big = random_raw(images / "big.raw", 24 * MiB, seed=5, pieces=[(0, MiB)])
+    response = upload(url, disk.id, big)
+    error = assert_arm_error(response, 400, "InvalidUploadSize")
+    assert "uploadSizeBytes" in error["message"]
+    got = compute.disks.get(RG, "small")
+    assert got.disk_size_bytes == 20 * MiB and got.disk_state == "Unattached"
+    fits = random_raw(images / "fits.raw", 20 * MiB, seed=6, pieces=[(0, MiB)])
+    assert upload_ok(url, disk.id, fits)["properties"]["diskSizeBytes"] == 20 * MiB
+
+
 def test_upload_cut_off_by_kill_9_does_not_lock_the_disk(tmp_path, images):
     home = tmp_path / "home"
     home.mkdir()

@@ -117,6 +117,7 @@ def _ingest(request: Request, resource, path: Path, fmt: str | None) -> int:
     content = request.app.state.content
     try:
         with open_disk(path, fmt, tmp_dir=_tmp_dir(request)) as image:
+            _check_declared_size(resource, image.virtual_size)
             content.ingest(image, content.locations.home_store(resource.location), (resource.key, -1))
             return image.virtual_size
     except DiskFormatError as error:
@@ -127,6 +128,17 @@ def _ingest(request: Request, resource, path: Path, fmt: str | None) -> int:
             raise InsufficientStorage(f"The region store ran out of space during the upload; the disk "
                                       f"keeps its previous content. ({error})") from None
         raise
+
+
+def _check_declared_size(resource, virtual_size: int) -> None:
+    """A disk created for upload holds at most what it declared (uploadSizeBytes counts the VHD
+    footer's 512 bytes); a smaller image is accepted and sets the disk's size."""
+    declared = (resource.properties.get("creationData") or {}).get("uploadSizeBytes")
+    if declared is not None and virtual_size > declared - 512:
+        raise InvalidParameter(f"The uploaded image holds {virtual_size:,} bytes but '{resource.name}' was created "
+                               f"with uploadSizeBytes {declared:,} (room for {declared - 512:,} bytes of disk "
+                               "plus the 512-byte VHD footer). Create the disk with a larger uploadSizeBytes.",
+                               target="body", code="InvalidUploadSize")
 
 
 def _register_download(spec: ResourceSpec) -> None:
