@@ -101,7 +101,8 @@ def _register_upload(spec: ResourceSpec) -> None:
         try:
             spooled = await _spool(request, _tmp_dir(request),
                                    lambda: service.renew_upload(resource_id, owner, uploads.LEASE_SECONDS))
-            virtual_size = await run_in_threadpool(_ingest, request, resource, spooled, format)
+            virtual_size = await run_in_threadpool(_ingest, request, resource, spooled, format,
+                                                   _check_declared_size)
         finally:
             if spooled is not None:
                 spooled.unlink(missing_ok=True)
@@ -113,11 +114,13 @@ def _register_upload(spec: ResourceSpec) -> None:
                          upload, methods=["PUT"], operation_id=f"{spec.operation_prefix}_Upload")
 
 
-def _ingest(request: Request, resource, path: Path, fmt: str | None) -> int:
+def _ingest(request: Request, resource, path: Path, fmt: str | None, check=None) -> int:
+    """Store the image at `path` as `resource`'s OS disk; `check(resource, virtual_size)` may refuse it first."""
     content = request.app.state.content
     try:
         with open_disk(path, fmt, tmp_dir=_tmp_dir(request)) as image:
-            _check_declared_size(resource, image.virtual_size)
+            if check is not None:
+                check(resource, image.virtual_size)
             content.ingest(image, content.locations.home_store(resource.location), (resource.key, -1))
             return image.virtual_size
     except DiskFormatError as error:
