@@ -27,7 +27,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from galley_server import ROOT, Server
+
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -354,58 +354,7 @@ def summarize_profile(raw: Path, top: int = 8) -> dict:
     return {"threads": out}
 
 
-# ---- the HTTP server ------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`galley serve` (API and worker) on 127.0.0.1, stopped by its own process id."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-        self.log_path = home / "server.log"
-
-    def start(self, timeout: float = 60.0) -> "Server":
-        import httpx
-
-        self.home.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GALLEY_")}
-        env["GALLEY_HOME"] = str(self.home)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "galley.cli.main", "serve", "--port", str(self.port)],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.log_path, "ab"))
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"galley serve exited with {self.process.returncode}:\n"
-                                   f"{self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/openapi.json", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"galley serve did not answer at {self.url}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
+# ---- the HTTP server (galley_server.Server) ---------------------------------------------------------
 
 def http_upload(bench: Bench, source: Path) -> dict:
     """Create a disk over HTTP and `PUT {disk}/upload?format=raw` the source with curl."""
