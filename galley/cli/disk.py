@@ -15,8 +15,7 @@ from galley.cli.kinds import Kind, compute_kind
 from galley.cli.output import GROUP, LOCATION, NAME, STATE, Getter, field
 from galley.cli.sources import creation_data, resolve_source, source_kind
 from galley.cli.transfer import (
-    DOWNLOAD_COLUMNS, DownloadFormatOpt, InFileOpt, OutFileOpt, UploadFormat, UploadFormatOpt, download_resource,
-    upload_file, upload_size_bytes,
+    InFileOpt, UploadFormat, UploadFormatOpt, upload_file, upload_size_bytes,
 )
 
 app = typer.Typer(help="Manage managed disks.", no_args_is_help=True)
@@ -209,15 +208,4 @@ def upload(
                        hyper_v_generation=hyper_v_generation, sku=sku, tags=tags)
 
 
-@arm_command(app, "download", DOWNLOAD_COLUMNS)
-def download(
-    session: Session,
-    *,
-    resource_group: ResourceGroupOpt,
-    name: NameOpt,
-    file: OutFileOpt,
-    fmt: DownloadFormatOpt = None,
-):
-    """Download a managed disk's content as raw, VHD or qcow2."""
-    return download_resource(session, DISKS.path(session.subscription, resource_group, name), DISKS.api,
-                             file, fmt, name)
+DISKS.add_download("Download a managed disk's content as raw, VHD or qcow2.")

@@ -12,7 +12,6 @@ from galley.cli.common import (
 from galley.cli.kinds import compute_kind
 from galley.cli.output import GROUP, LOCATION, NAME, STATE, field
 from galley.cli.sources import image_disk_reference, os_type_of, resolve_source
-from galley.cli.transfer import DOWNLOAD_COLUMNS, DownloadFormatOpt, LunOpt, OutFileOpt, download_resource
 
 app = typer.Typer(help="Manage managed images.", no_args_is_help=True)
 
@@ -85,17 +84,5 @@ def update(
 IMAGES.add_delete("Delete a managed image.")
 
 
-@arm_command(app, "download", DOWNLOAD_COLUMNS)
-def download(
-    session: Session,
-    *,
-    resource_group: ResourceGroupOpt,
-    name: NameOpt,
-    file: OutFileOpt,
-    fmt: DownloadFormatOpt = None,
-    lun: LunOpt = None,
-):
-    """Download one disk of a managed image (the OS disk unless --lun) as raw, VHD or qcow2."""
-    path = IMAGES.path(session.subscription, resource_group, name)
-    return download_resource(session, path, API_IMAGE, file, fmt, name if lun is None else f"{name} LUN {lun}",
-                             lun=lun)
+IMAGES.add_download("Download one disk of a managed image (the OS disk unless --lun) as raw, VHD or qcow2.",
+                    with_lun=True)

@@ -1,8 +1,9 @@
-"""The commands every resource kind has in the same shape: show, list, delete.
+"""The commands every resource kind has in the same shape: show, list, delete, and for kinds
+that hold disk content, download.
 
 A `Kind` knows the options that name one resource of its type (in path
 order), how their values become the resource's ARM path, and how `list`
-finds the collection. `add_show`, `add_list` and `add_delete` register those
+finds the collection. `add_show`, `add_list`, `add_delete` and `add_download` register those
 commands on the kind's Typer app, with the options given as if each command
 had been written out by hand."""
 
@@ -15,6 +16,7 @@ import typer
 from galley.cli import paths
 from galley.cli.common import NameOpt, NoWaitOpt, OptionalResourceGroupOpt, ResourceGroupOpt, Session, arm_command
 from galley.cli.output import Columns
+from galley.cli.transfer import DOWNLOAD_COLUMNS, DownloadFormatOpt, LunOpt, OutFileOpt, download_resource
 
 Path = Callable[..., str]  # path(subscription, *option values) -> ARM path
 
@@ -60,8 +62,21 @@ class Kind:
         self._add("delete", doc, (*self.keys, NO_WAIT), lambda session, options: session.client.delete(
             self.resource_path(session, options), self.api, no_wait=options["no_wait"]), table=False)
 
+    def add_download(self, doc: str, *, with_lun: bool = False) -> None:
+        """`download --file F [--format]` (and `--lun` for kinds with data disks)."""
+        params = (*self.keys, option("file", OutFileOpt), option("fmt", DownloadFormatOpt, None))
+        if with_lun:
+            params += (option("lun", LunOpt, None),)
+
+        def run(session: Session, options: dict) -> Any:
+            name, lun = options["name"], options.get("lun")
+            return download_resource(session, self.resource_path(session, options), self.api, options["file"],
+                                     options["fmt"], name if lun is None else f"{name} LUN {lun}", lun=lun)
+
+        self._add("download", doc, params, run, columns=DOWNLOAD_COLUMNS)
+
     def _add(self, name: str, doc: str, params: tuple[inspect.Parameter, ...],
-             run: Callable[[Session, dict], Any], table: bool = True) -> None:
+             run: Callable[[Session, dict], Any], table: bool = True, columns: Optional[Columns] = None) -> None:
         def command(session: Session, **options: Any) -> Any:
             return run(session, options)
 
@@ -69,7 +84,7 @@ class Kind:
         command.__doc__ = doc
         session = inspect.Parameter("session", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Session)
         command.__signature__ = inspect.Signature([session, *params])  # type: ignore[attr-defined]
-        arm_command(self.app, name, self.columns if table else None)(command)
+        arm_command(self.app, name, (columns or self.columns) if table else None)(command)
 
 
 def compute_kind(app: typer.Typer, collection: str, api: str, columns: Columns) -> Kind:

@@ -12,7 +12,7 @@ from galley.cli.disk import (
 from galley.cli.kinds import compute_kind
 from galley.cli.output import field
 from galley.cli.transfer import (
-    DOWNLOAD_COLUMNS, DownloadFormatOpt, InFileOpt, OutFileOpt, UploadFormatOpt, download_resource,
+    InFileOpt, UploadFormatOpt,
 )
 
 app = typer.Typer(help="Manage snapshots of managed disks.", no_args_is_help=True)
@@ -85,15 +85,4 @@ def upload(
                        hyper_v_generation=hyper_v_generation, sku=sku, tags=tags)
 
 
-@arm_command(app, "download", DOWNLOAD_COLUMNS)
-def download(
-    session: Session,
-    *,
-    resource_group: ResourceGroupOpt,
-    name: NameOpt,
-    file: OutFileOpt,
-    fmt: DownloadFormatOpt = None,
-):
-    """Download a snapshot's content as raw, VHD or qcow2."""
-    return download_resource(session, SNAPSHOTS.path(session.subscription, resource_group, name),
-                             SNAPSHOTS.api, file, fmt, name)
+SNAPSHOTS.add_download("Download a snapshot's content as raw, VHD or qcow2.")
