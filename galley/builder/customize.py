@@ -217,12 +217,20 @@ def fetch_checked(c: Customizer, uri: str, fetch: Fetch | None, *, max_bytes: in
         raise CustomizerInputError(c, f"{uri} is {len(data):,} bytes; the File customizer takes files up to "
                                       f"{max_bytes:,} bytes (20 MB): download bigger files with a Shell customizer "
                                       "(curl or wget)")
-    if c.sha256 is not None:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != c.sha256:
-            raise CustomizerInputError(c, f"sha256 mismatch for {uri}: sha256Checksum is {c.sha256} but the "
-                                          f"downloaded file's sha256 is {actual}")
+    mismatch = sha256_mismatch(data, c.sha256, uri)
+    if mismatch:
+        raise CustomizerInputError(c, mismatch)
     return data
+
+
+def sha256_mismatch(data: bytes, expected: str | None, uri: str) -> str | None:
+    """What is wrong when `data` (downloaded from `uri`) does not have the sha256Checksum `expected`."""
+    if expected is None:
+        return None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual == expected.lower():
+        return None
+    return f"sha256 mismatch for {uri}: sha256Checksum is {expected} but the downloaded file's sha256 is {actual}"
 
 
 # --------------------------------------------------------------------------- around the customizers

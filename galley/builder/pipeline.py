@@ -537,23 +537,28 @@ def _filesystem_type(b: _Build, p: _Partition) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def _is_mounted(path: Path) -> bool:
-    target = str(path)
+def mount_points() -> list[str]:
     with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4].replace("\\040", " ") == target for line in f)
+        return [line.split()[4].replace("\\040", " ") for line in f]
+
+
+def loop_backing_files() -> dict[str, str]:
+    """Each attached loop device (/dev/loopN) and its backing file (also when deleted meanwhile)."""
+    found = {}
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            found["/dev/" + backing.parent.parent.name] = backing.read_text().strip().removesuffix(" (deleted)")
+        except OSError:
+            continue
+    return found
+
+
+def _is_mounted(path: Path) -> bool:
+    return str(path) in mount_points()
 
 
 def _loops_of(image: Path) -> list[str]:
-    """Loop devices whose backing file is `image` (also when it was deleted meanwhile)."""
-    found = []
-    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
-        try:
-            name = backing.read_text().strip()
-        except OSError:
-            continue
-        if name.removesuffix(" (deleted)") == str(image):
-            found.append("/dev/" + backing.parent.parent.name)
-    return found
+    return [device for device, name in loop_backing_files().items() if name == str(image)]
 
 
 def _unmount(b: _Build, mount_point: Path) -> None:

@@ -7,12 +7,12 @@ copied to its destination. The first one that fails ends the script with its exi
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...builder.boot import BootCancelled, BootTestError, boot_test
+from ...builder.customize import sha256_mismatch
 
 MAX_BOOT_SECONDS = 900
 
@@ -76,8 +76,7 @@ def _download(step: dict, uri: str, fetch) -> bytes:
         data = fetch(uri)
     except Exception as failed:
         raise ValidationFailed(f"validator '{step.get('name', step['type'])}': cannot download {uri}: {failed}")
-    expected = step.get("sha256Checksum")
-    if expected and hashlib.sha256(data).hexdigest() != expected.lower():
-        raise ValidationFailed(f"validator '{step.get('name', step['type'])}': sha256 of {uri} is "
-                               f"{hashlib.sha256(data).hexdigest()}, not the sha256Checksum {expected}")
+    mismatch = sha256_mismatch(data, step.get("sha256Checksum"), uri)
+    if mismatch:
+        raise ValidationFailed(f"validator '{step.get('name', step['type'])}': {mismatch}")
     return data

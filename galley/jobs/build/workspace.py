@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ...builder.pipeline import LOG_NAME
+from ...builder.pipeline import LOG_NAME, loop_backing_files, mount_points
 
 BUILDS = "builds"
 
@@ -73,18 +73,8 @@ def _processes_rooted_in(folder: str) -> list[int]:
 
 
 def _mounts_below(folder: str) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4].replace("\\040", " ") for line in f]
-    return [p for p in points if p.startswith(folder + "/")]
+    return [p for p in mount_points() if p.startswith(folder + "/")]
 
 
 def _loops_backed_below(folder: str) -> list[str]:
-    found = []
-    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
-        try:
-            name = backing.read_text().strip().removesuffix(" (deleted)")
-        except OSError:
-            continue
-        if name.startswith(folder + "/"):
-            found.append("/dev/" + backing.parent.parent.name)
-    return found
+    return [device for device, name in loop_backing_files().items() if name.startswith(folder + "/")]
