@@ -32,15 +32,6 @@ FAILED_RUN_STATES = ("Failed", "Canceled")
 app = typer.Typer(help="Manage and build image builder templates.", no_args_is_help=True)
 
 
-def compute_types(resource_id: str) -> Optional[list[str]]:
-    """The resource type words of a Microsoft.Compute id, lower case: ['images'],
-    ['galleries', 'images', 'versions'], ...; None for other ids."""
-    parts = resource_id.split("/")
-    if len(parts) < 9 or len(parts) % 2 == 0 or [p.lower() for p in parts[5:7]] != ["providers", "microsoft.compute"]:
-        return None
-    return [part.lower() for part in parts[7::2]]
-
-
 def template_path(sub: str, rg: Optional[str], name: Optional[str] = None) -> str:
     """A template, or the collection of a group (or of the subscription when rg is None)."""
     base = f"/subscriptions/{sub}/resourceGroups/{rg}" if rg else f"/subscriptions/{sub}"
@@ -71,7 +62,7 @@ def image_source(sub: str, rg: str, value: str) -> dict:
     """--image-source: a URN Publisher:Offer:Sku:Version (PlatformImage), a gallery image version id
     (SharedImageVersion), or a managed image id or name in -g (ManagedImage)."""
     if paths.is_resource_id(value):
-        types = compute_types(value)
+        types = paths.compute_types(value)
         if types == ["galleries", "images", "versions"]:
             return {"type": "SharedImageVersion", "imageVersionId": value}
         if types == ["images"]:

@@ -54,3 +54,12 @@ def resource_group_of(resource_id: Optional[str]) -> str:
 
 def is_resource_id(value: str) -> bool:
     return value.startswith("/subscriptions/")
+
+
+def compute_types(resource_id: str) -> Optional[list[str]]:
+    """The resource type words of a Microsoft.Compute id, lower case: ['images'],
+    ['galleries', 'images', 'versions'], ...; None for other ids."""
+    parts = resource_id.split("/")
+    if len(parts) < 9 or len(parts) % 2 == 0 or [p.lower() for p in parts[5:7]] != ["providers", "microsoft.compute"]:
+        return None
+    return [part.lower() for part in parts[7::2]]

@@ -12,8 +12,8 @@ from typing import Annotated, Optional
 import typer
 
 from galley.cli.client import API_DISK, API_GALLERY, API_IMAGE, ArmError
+from galley.cli import paths
 from galley.cli.common import Session, arm_command, usage_error
-from galley.cli.image_builder import compute_types
 from galley.cli.output import emit, field
 from galley.cli.transfer import download_file, local_file_errors
 
@@ -32,7 +32,7 @@ BOOT_COLUMNS = (("ExitCode", field("exitCode")), ("Seconds", field("seconds")), 
 
 def download_api(source: str) -> str:
     """The api-version to download SOURCE's disk with; a usage error for ids of other kinds."""
-    api = DOWNLOAD_APIS.get(tuple(compute_types(source) or ()))
+    api = DOWNLOAD_APIS.get(tuple(paths.compute_types(source) or ()))
     if api is None:
         raise usage_error(f"SOURCE must be the id of a managed image, disk, snapshot or gallery image version "
                           f"(/subscriptions/.../providers/Microsoft.Compute/...), not {source!r}.")

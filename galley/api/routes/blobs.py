@@ -17,10 +17,10 @@ from starlette.concurrency import run_in_threadpool
 
 from ...content.vhd import VhdFooter
 from ...domain import ids
-from ...domain.errors import InvalidParameter, NotFound
+from ...domain.errors import NotFound
 from ...domain.resource import Resource
 from ..wire import json_response
-from .content import UPLOAD_FORMATS, VHD_FIXED_TYPE, _ingest, _ranged, _spool, _tmp_dir
+from .content import VHD_FIXED_TYPE, _ingest, _ranged, _spool, _tmp_dir, check_upload_format
 from .resources import service_of
 
 router = APIRouter(tags=["Blobs"])
@@ -58,9 +58,7 @@ def _describe(request: Request, account: Resource, container: str, blob: str, vi
 @router.put(PATH, operation_id="Blobs_Upload")
 async def upload(request: Request, account: str, container: str, blob: str,
                  format: str | None = Query(None)) -> Response:
-    if format is not None and format not in UPLOAD_FORMATS:
-        raise InvalidParameter(f"Unknown upload format '{format}'; use one of {', '.join(UPLOAD_FORMATS)}.",
-                               target="format")
+    check_upload_format(format)
     owner = await run_in_threadpool(_account, request, account)
     stand_in = _blob_resource(owner, container, blob)
     spooled = await _spool(request, _tmp_dir(request))

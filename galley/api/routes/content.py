@@ -83,13 +83,17 @@ async def _spool(request: Request, directory: Path, renew=None) -> Path:
     return Path(handle.name)
 
 
+def check_upload_format(fmt: str | None) -> None:
+    if fmt is not None and fmt not in UPLOAD_FORMATS:
+        raise InvalidParameter(f"Unknown upload format '{fmt}'; use one of {', '.join(UPLOAD_FORMATS)}.",
+                               target="format")
+
+
 def _register_upload(spec: ResourceSpec) -> None:
     async def upload(request: Request, subscriptionId: str, resourceGroupName: str, name: str,
                      format: str | None = Query(None, description="vhd, raw or qcow2; detected when omitted")):
         spec.api.validate(request.query_params.get("api-version"))
-        if format is not None and format not in UPLOAD_FORMATS:
-            raise InvalidParameter(f"Unknown upload format '{format}'; use one of {', '.join(UPLOAD_FORMATS)}.",
-                                   target="format")
+        check_upload_format(format)
         resource_id = spec.ref({"subscriptionId": subscriptionId, "resourceGroupName": resourceGroupName,
                                 spec.name_params[0]: name}).id
         service = service_of(request)

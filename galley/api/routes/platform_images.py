@@ -38,7 +38,7 @@ from ...domain.platform_images import PlatformImage
 from ...domain.resource import iso, utc_now
 from ..api_versions import compute_api
 from ..wire import json_response
-from .content import UPLOAD_FORMATS, _ingest, _spool, _tmp_dir
+from .content import _ingest, _spool, _tmp_dir, check_upload_format
 
 router = APIRouter(tags=["PlatformImages"])
 GIB = 1024 ** 3
@@ -208,9 +208,7 @@ async def register(request: Request, publisher: str, offer: str, sku: str, versi
                    architecture: str | None = Query(None),
                    format: str | None = Query(None, description="raw, vhd or qcow2; detected when omitted")
                    ) -> Response:
-    if format is not None and format not in UPLOAD_FORMATS:
-        raise InvalidParameter(f"Unknown upload format '{format}'; use one of {', '.join(UPLOAD_FORMATS)}.",
-                               target="format")
+    check_upload_format(format)
     image = catalog.new_image(publisher, offer, sku, version, os_type=osType,
                               hyper_v_generation=hyperVGeneration, architecture=architecture)
     owner = uploads.this_process()
