@@ -7,8 +7,7 @@ from __future__ import annotations
 import httpx
 
 from ...domain.errors import ArmError
-from ...domain.ids import STORAGE_ACCOUNT_TYPE, blob_key
-from ...domain.sources import parse_blob_uri
+from ..content_work import blob_content_key
 from ..context import JobContext
 
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
@@ -24,20 +23,16 @@ def fetcher(ctx: JobContext):
 
 def _galley_blob(ctx: JobContext, uri: str) -> bytes | None:
     try:
-        account_name, container, name = parse_blob_uri(uri, "uri")
-    except ArmError:
-        return None
-    with ctx.sql.read() as tx:
-        account = tx.find_named(STORAGE_ACCOUNT_TYPE, account_name)
-    if account is None:
-        return None  # not one of ours: fetch it like any URI
-    content_id = ctx.content.repo.disk_contents(blob_key(account.id, container, name)).get(-1)
+        key = blob_content_key(ctx, uri)
+    except (ArmError, LookupError):
+        return None  # not a blob URI, or not one of our storage accounts: fetch it like any URI
+    content_id = ctx.content.repo.disk_contents(key).get(-1)
     if content_id is None:
-        raise FileNotFoundError(f"blob {container}/{name} does not exist in storage account {account_name}")
+        raise FileNotFoundError(f"blob {uri} does not exist")
     reader = ctx.content.reader(content_id, ctx.content.repo.placements(content_id))
     try:
         if reader.virtual_size > MAX_DOWNLOAD_BYTES:
-            raise ValueError(f"blob {container}/{name} is {reader.virtual_size:,} bytes, more than a customizer "
+            raise ValueError(f"blob {uri} is {reader.virtual_size:,} bytes, more than a customizer "
                              f"can take ({MAX_DOWNLOAD_BYTES:,})")
         return reader.read(0, reader.virtual_size)
     finally:
