@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_REGIONS = (
     "eastus",
@@ -44,6 +45,27 @@ class Settings:
     replication_bandwidth: int = 0
     # Image template builds that run at once on this server.
     build_threads: int = 2
+    # Where clients reach this server (its ARM endpoint and its authority); the first origin is
+    # canonical, the others (other names of the same server) are accepted as issuers and audiences.
+    public_url: str = "https://127.0.0.1:8070"
+    alternate_urls: tuple[str, ...] = ()
+    token_lifetime: int = 3600
+    # External OIDC issuers whose tokens are accepted too, and the CA bundle to reach them with.
+    trusted_issuers: tuple[str, ...] = ()
+    issuer_ca_bundle: str | None = None
+    extra_audiences: tuple[str, ...] = ()
+    # The id of the subscription made on first start (a random GUID when empty).
+    default_subscription_id: str | None = None
+    # The CA clients should trust (recorded in credentials.json on first start).
+    ca_bundle: str | None = None
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        found = [self.public_url.rstrip("/")]
+        for url in self.alternate_urls or loopback_alternates(self.public_url):
+            if url.rstrip("/") not in found:
+                found.append(url.rstrip("/"))
+        return tuple(found)
 
     @property
     def store_url_template(self) -> str:
@@ -52,6 +74,19 @@ class Settings:
     @property
     def region_set(self) -> frozenset[str]:
         return frozenset(self.regions)
+
+
+def loopback_alternates(public_url: str) -> tuple[str, ...]:
+    """The same server by its other loopback names, when it is reached on a loopback address."""
+    parsed = urlsplit(public_url)
+    if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return ()
+    port = f":{parsed.port}" if parsed.port else ""
+    return tuple(f"{parsed.scheme}://{host}{port}" for host in ("127.0.0.1", "localhost", "[::1]"))
+
+
+def _list_env(name: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in os.environ.get(name, "").split(",") if v.strip())
 
 
 def _int_env(name: str, default: int) -> int:
@@ -84,4 +119,12 @@ def load_settings() -> Settings:
         store_template=os.environ.get("GALLEY_STORE_TEMPLATE", ""),
         replication_bandwidth=_int_env("GALLEY_REPLICATION_BANDWIDTH", 0),
         build_threads=_int_env("GALLEY_BUILD_THREADS", 2),
+        public_url=os.environ.get("GALLEY_PUBLIC_URL") or "https://127.0.0.1:8070",
+        alternate_urls=_list_env("GALLEY_ALTERNATE_URLS"),
+        token_lifetime=_int_env("GALLEY_TOKEN_LIFETIME", 3600),
+        trusted_issuers=_list_env("GALLEY_OIDC_ISSUERS"),
+        issuer_ca_bundle=os.environ.get("GALLEY_OIDC_CA_BUNDLE") or None,
+        extra_audiences=_list_env("GALLEY_TOKEN_AUDIENCES"),
+        default_subscription_id=os.environ.get("GALLEY_DEFAULT_SUBSCRIPTION_ID") or None,
+        ca_bundle=os.environ.get("GALLEY_CA_BUNDLE") or None,
     )

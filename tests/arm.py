@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
+from . import admin_http as httpx
 
 from .servers import SUBSCRIPTION
 

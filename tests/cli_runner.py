@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import pytest
 
 from galley.cli import common
-from galley.cli.client import ArmClient
 from galley.cli.main import main
 
 
@@ -24,14 +23,19 @@ class Result:
 
 
 @pytest.fixture
-def galley(cli_server, capsys, monkeypatch):
-    """run(*args) -> Result: `galley args…` against the module's `cli_server`. `check=True` (the
-    default) asserts exit code 0 and an empty stderr (so no progress bar leaked into the output).
-    The CLI's pause between status polls is capped at 50 ms to keep the tests quick."""
+def galley(cli_server, capsys, monkeypatch, tmp_path_factory):
+    """run(*args) -> Result: `galley args…` against the module's `cli_server`, signed in as its
+    administrator the way a user on the server's machine is: through $GALLEY_HOME/credentials.json
+    (and a CLI home of its own, so no `galley login` of the developer's interferes). `check=True`
+    (the default) asserts exit code 0 and an empty stderr (so no progress bar leaked into the
+    output). The CLI's pause between status polls is capped at 50 ms to keep the tests quick."""
     monkeypatch.setenv("GALLEY_URL", cli_server.url)
+    monkeypatch.setenv("GALLEY_HOME", str(cli_server.home))
+    monkeypatch.setenv("GALLEY_CLI_HOME", str(tmp_path_factory.mktemp("cli-home")))
     monkeypatch.delenv("GALLEY_SUBSCRIPTION", raising=False)
-    monkeypatch.setattr(common, "make_client",
-                        lambda server: ArmClient(server, sleep=lambda seconds: time.sleep(min(seconds, 0.05))))
+    real_make_client = common.make_client
+    monkeypatch.setattr(common, "make_client", lambda server, **options: real_make_client(
+        server, **{"sleep": lambda seconds: time.sleep(min(seconds, 0.05)), **options}))
 
     def run(*args, check: bool = True) -> Result:
         capsys.readouterr()  # drop anything printed before this command

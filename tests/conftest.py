@@ -8,6 +8,7 @@ from azure.core.credentials import AccessToken
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.compute import ComputeManagementClient
 
+from . import admin_http
 from .postgres import PostgresServer
 from .servers import SUBSCRIPTION, ThreadServer
 
@@ -17,18 +18,25 @@ pytest_plugins = ["tests.cli_runner"]
 _database_names = itertools.count()
 
 
-class FixedCredential:
-    """A token credential for a server that does not check tokens yet."""
+class AdminCredential:
+    """The test server's administrator token (got from its token endpoint when it started)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
 
     def get_token(self, *scopes, **kwargs):
-        return AccessToken("galley-test", int(time.time()) + 3600)
+        return AccessToken(admin_http.token_for(self.url), int(time.time()) + 3000)
 
 
-class StaticToken(SansIOHTTPPolicy):
-    """Plain-HTTP stand-in for ARM's bearer policy (which insists on HTTPS)."""
+class AdminBearer(SansIOHTTPPolicy):
+    """ARM's bearer policy for plain HTTP on loopback (the SDK's own insists on HTTPS; the tests
+    that use it and azure-identity for real run the server on HTTPS: test_identity_clients.py)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
 
     def on_request(self, request):
-        request.http_request.headers["Authorization"] = "Bearer galley-test"
+        request.http_request.headers["Authorization"] = f"Bearer {admin_http.token_for(self.url)}"
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +66,8 @@ def sqlite_server(tmp_path):
 
 
 def sdk_client(url: str) -> ComputeManagementClient:
-    return ComputeManagementClient(credential=FixedCredential(), subscription_id=SUBSCRIPTION, base_url=url,
-                                   authentication_policy=StaticToken(), polling_interval=1)
+    return ComputeManagementClient(credential=AdminCredential(url), subscription_id=SUBSCRIPTION, base_url=url,
+                                   authentication_policy=AdminBearer(url), polling_interval=1)
 
 
 @pytest.fixture

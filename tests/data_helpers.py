@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import blake3
-import httpx
+from . import admin_http as httpx
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute import models as m
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
+from . import admin_http as httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
@@ -47,6 +47,15 @@ def compute_url(url: str, path: str, rg: str = RG, sub: str = SUBSCRIPTION) -> s
 
 def resource_id(path: str, rg: str = RG, sub: str = SUBSCRIPTION) -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/{path}"
+
+
+def make_subscription(url: str, subscription_id: str, tenant_id: str | None = None) -> dict:
+    """A subscription of the administrator's tenant (or `tenant_id`), made through the authority."""
+    body = {"displayName": f"sub-{subscription_id[:8]}", "subscriptionId": subscription_id,
+            **({"tenantId": tenant_id} if tenant_id else {})}
+    response = httpx.post(f"{url}/providers/Galley.Identity/subscriptions", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
 
 
 def make_group(url: str, rg: str = RG, location: str = "eastus", sub: str = SUBSCRIPTION) -> None:

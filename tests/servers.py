@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+
+from . import admin_http
 
 from galley.api.app import create_app
 from galley.config import load_settings
@@ -39,15 +42,34 @@ def wait_ready(url: str, timeout: float = 30.0) -> None:
     raise TimeoutError(f"Galley did not answer at {url}")
 
 
+def credentials(home: Path) -> dict:
+    return json.loads((home / "credentials.json").read_text())
+
+
+def admin_token(url: str, home: Path, verify: str | bool = True) -> str:
+    """A token for the server's administrator, through its real token endpoint."""
+    creds = credentials(home)
+    response = httpx.post(f"{url}/{creds['tenantId']}/oauth2/v2.0/token", verify=verify, data={
+        "grant_type": "client_credentials", "client_id": creds["clientId"],
+        "client_secret": creds["clientSecret"], "scope": f"{url}/.default"})
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
 class ThreadServer:
+    """An in-process server on plain HTTP (loopback), its first subscription SUBSCRIPTION; its
+    administrator's token is registered with admin_http once it answers."""
+
     def __init__(self, home: Path, database_url: str | None = None, run_worker: bool = True,
                  **overrides) -> None:
-        settings = load_settings()
-        settings = replace(settings, home=home,
-                           database_url=database_url or f"sqlite:///{home / 'galley.db'}", **overrides)
-        self.app = create_app(settings, run_worker=run_worker)
+        self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        settings = load_settings()
+        overrides.setdefault("default_subscription_id", SUBSCRIPTION)
+        settings = replace(settings, home=home, public_url=self.url, alternate_urls=(),
+                           database_url=database_url or f"sqlite:///{home / 'galley.db'}", **overrides)
+        self.app = create_app(settings, run_worker=run_worker)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 access_log=False)
         self._server = uvicorn.Server(config)
@@ -56,6 +78,8 @@ class ThreadServer:
     def __enter__(self) -> "ThreadServer":
         self._thread.start()
         wait_ready(self.url)
+        self.token = admin_token(self.url, self.home)
+        admin_http.register(self.url, self.token)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -72,17 +96,20 @@ class ProcessServer:
         self.worker = worker
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "GALLEY_HOME": str(home), **(extra_env or {})}
+        self.env = {**os.environ, "GALLEY_HOME": str(home), "GALLEY_DEFAULT_SUBSCRIPTION_ID": SUBSCRIPTION,
+                    **(extra_env or {})}
         if database_url:
             self.env["GALLEY_DATABASE_URL"] = database_url
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "ProcessServer":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "galley.cli.main", "serve", "--port", str(self.port),
+            [sys.executable, "-m", "galley.cli.main", "serve", "--port", str(self.port), "--http",
              "--worker" if self.worker else "--no-worker"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.home / "server.log", "ab"))
         wait_ready(self.url)
+        self.token = admin_token(self.url, self.home)
+        admin_http.register(self.url, self.token)
         return self
 
     def kill(self) -> None:

@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+from . import admin_http as httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
 

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
-import httpx
+from . import admin_http as httpx
 import pytest
 
 from galley.cli.client import API_GALLERY
@@ -415,7 +415,8 @@ def test_connection_refused_gives_a_clear_message():
 
 def test_entry_point_as_a_process(cli_server):
     """`python -m galley.cli.main` rewrites az-style multi-value options itself."""
-    env = {**os.environ, "GALLEY_URL": cli_server.url}
+    env = {**os.environ, "GALLEY_URL": cli_server.url, "GALLEY_HOME": str(cli_server.home),
+           "GALLEY_CLI_HOME": str(cli_server.home / "cli")}
     completed = subprocess.run([sys.executable, "-m", "galley.cli.main", "group", "create", "-n", RG,
                                 "-l", "eastus", "--tags", "a=1", "b=2"],
                                env=env, capture_output=True, text=True, timeout=60)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from . import admin_http as httpx
 import pytest
 
 from galley.builder import boot
@@ -210,7 +210,8 @@ def bounded_waits(galley, monkeypatch):
         assert time.monotonic() < deadline, "still waiting after 60 s"
         time.sleep(min(seconds, 0.05))
 
-    monkeypatch.setattr(common, "make_client", lambda server: ArmClient(server, sleep=sleep))
+    real_make_client = common.make_client
+    monkeypatch.setattr(common, "make_client", lambda server: real_make_client(server, sleep=sleep))
 
 
 def test_run_waits_for_the_build_and_logs_tell_how_it_went(galley, chain, bounded_waits):

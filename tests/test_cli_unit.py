@@ -220,7 +220,6 @@ def test_image_version_create_sends_az_body(fake):
     assert result.exit_code == 0, result.output
     [put] = [r for r in server.requests if r.method == "PUT"]
     assert put.url.params["api-version"] == API_GALLERY
-    assert put.headers["Authorization"] == "Bearer galley"
     assert json.loads(put.content) == {
         "location": "eastus",
         "properties": {
@@ -455,6 +454,7 @@ def test_serve_sets_environment_and_calls_server(monkeypatch):
         monkeypatch.delenv(name)
     result = run("serve", "--port", "9000", "--home", "/tmp/g", "--regions", "eastus, westus2", "--no-worker")
     assert result.exit_code == 0, result.output
-    assert calls == [{"host": "127.0.0.1", "port": 9000, "worker": False}]
+    assert calls == [{"host": "127.0.0.1", "port": 9000, "worker": False, "http": False, "tls_cert": None,
+                      "tls_key": None, "tls_names": (), "public_url": None}]
     assert os.environ["GALLEY_HOME"] == "/tmp/g" and os.environ["GALLEY_REGIONS"] == "eastus,westus2"
     assert "GALLEY_DATABASE_URL" not in os.environ

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+from . import admin_http as httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.compute import models as m

@@ -3,7 +3,7 @@ everything else (errors, $expand, odd query strings) to the regular routes."""
 
 from __future__ import annotations
 
-import httpx
+from . import admin_http as httpx
 
 from .arm import GALLERY_API, compute_url, seed_definition, put_and_wait, version_body
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-import httpx
+from . import admin_http as httpx
 
 from .data_helpers import (MiB, compute_client, create_upload_disk, create_version, gallery_chain,
                            random_raw, sha256_file, target, upload_ok, version_download_sha, disk_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import time
 
-import httpx
+from . import admin_http as httpx
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.compute import models as cm
@@ -19,7 +19,7 @@ from azure.mgmt.imagebuilder import models as m
 
 from galley.domain.image_template import RunOutput
 
-from .conftest import FixedCredential, StaticToken, sdk_client
+from .conftest import AdminBearer, AdminCredential, sdk_client
 from .sdk_helpers import (RG, assert_arm_error, create_definition, create_gallery, create_snapshot,
                           create_version, group_url, make_group, quick_polls, resource_id, sdk_rejects)
 from .servers import SUBSCRIPTION, ThreadServer
@@ -34,8 +34,8 @@ SHA = "3b4f3a1f2b7c9d0e5a6b8c7d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f"
 
 
 def builder_client(url: str) -> ImageBuilderClient:
-    client = ImageBuilderClient(credential=FixedCredential(), subscription_id=SUBSCRIPTION, base_url=url,
-                                authentication_policy=StaticToken(), polling_interval=1)
+    client = ImageBuilderClient(credential=AdminCredential(url), subscription_id=SUBSCRIPTION, base_url=url,
+                                authentication_policy=AdminBearer(url), polling_interval=1)
     return quick_polls(client)
 
 

@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-import httpx
+from . import admin_http as httpx
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 

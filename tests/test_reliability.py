@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from urllib.parse import quote
 
-import httpx
+from . import admin_http as httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

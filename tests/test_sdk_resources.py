@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import time
 
-import httpx
+from . import admin_http as httpx
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.compute import models as m

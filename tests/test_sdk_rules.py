@@ -8,7 +8,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+from . import admin_http as httpx
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.compute import models as m
@@ -18,7 +18,7 @@ from galley.config import Limits
 from .conftest import sdk_client
 from .sdk_helpers import (GALLERY_API, RG, arm_get, arm_put, assert_arm_error, compute_url,
                           create_definition, create_gallery, create_snapshot, create_version,
-                          image_chain, make_group, quick_polls, resource_id, sdk_rejects, version_body)
+                          image_chain, make_group, make_subscription, quick_polls, resource_id, sdk_rejects, version_body)
 from .servers import ThreadServer
 
 FUTURE = datetime.datetime(2040, 6, 1, tzinfo=datetime.timezone.utc)
@@ -281,6 +281,7 @@ def test_gallery_quota_per_subscription_per_region(tmp_path):
         assert names(compute.galleries.list()) == ["g1", "g2"]
         assert create_gallery(compute, "g4", location="westus2").properties.provisioning_state == "Succeeded"
         # Another subscription has its own quota.
+        make_subscription(server.url, OTHER_SUBSCRIPTION)
         make_group(server.url, sub=OTHER_SUBSCRIPTION)
         response = httpx.put(f"{compute_url(server.url, 'galleries/g5', sub=OTHER_SUBSCRIPTION)}"
                              f"?api-version={GALLERY_API}", json={"location": "eastus"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -21,11 +22,17 @@ from ..store.content_repository import ContentRepository
 from ..store.database import make_engine, migrate
 from ..store.sql_store import BUILD_ACTIONS, SqlStore
 from .. import uploads
+from ..identity.authority import Authority
+from ..identity.external import ExternalIssuers
+from ..identity.keys import KeyRing
+from ..identity.tokens import Audience, Tokens
+from ..store.identity_store import IdentityStore
+from .authentication import Authentication
 from .fast_reads import FastResourceReads
 from .paths import CanonicalPathMiddleware
 from .routes import content as content_routes
 from .routes import blobs, image_templates, maintenance, operations, resource_groups, resources
-from .routes import platform_images
+from .routes import accounts, authority, platform_images
 from .wire import error_response
 
 log = logging.getLogger("galley.api")
@@ -50,6 +57,14 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     service = ResourceService(store, settings, on_queued=wake_workers)
     builds.extras.update(service=service, home=settings.home)
     service.release_dead_uploads(uploads.owner_alive)
+    identity_store = IdentityStore(engine)
+    keys = KeyRing(identity_store, settings.token_lifetime)
+    tokens = Tokens(identity_store, keys, Audience(settings.origins, settings.extra_audiences),
+                    settings.token_lifetime, ExternalIssuers(settings.trusted_issuers, settings.issuer_ca_bundle))
+    identity = Authority(identity_store, keys, tokens)
+    credentials = identity.bootstrap(settings.home, settings.public_url,
+                                     Path(settings.ca_bundle) if settings.ca_bundle else None,
+                                     settings.default_subscription_id)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -73,9 +88,18 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.state.builds = builds
     app.state.content = content
     app.state.max_body_bytes = settings.max_body_bytes
-    # Added last, runs first: paths are made canonical before the fast reads look at them.
+    app.state.identity_store = identity_store
+    app.state.keys = keys
+    app.state.tokens = tokens
+    app.state.authority = identity
+    app.state.credentials_written = credentials
+    # Added last, runs first: paths are made canonical, then the caller is authenticated, then
+    # the fast reads may answer.
     app.add_middleware(FastResourceReads)
+    app.add_middleware(Authentication)
     app.add_middleware(CanonicalPathMiddleware)
+    app.include_router(authority.router)
+    app.include_router(accounts.router)
     app.include_router(resources.build_router())
     app.include_router(image_templates.router)
     app.include_router(resource_groups.router)

@@ -37,6 +37,11 @@ class CanonicalPathMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("//"):
+            # az joins an endpoint ending in '/' with a path starting with one ('//metadata/...').
+            scope = dict(scope)
+            scope["path"] = "/" + scope["path"].lstrip("/")
+            scope["raw_path"] = scope["path"].encode()
         if scope["type"] == "http" and scope["path"][:15].lower() == "/subscriptions/":
             scope = dict(scope)
             scope["path"] = canonical_path(scope["path"])

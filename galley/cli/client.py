@@ -7,6 +7,7 @@ through `nextLink`, and waiting for long-running operations
 It knows nothing about particular resource types.
 """
 
+import ssl
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -24,7 +25,7 @@ API_STORAGE = "2023-05-01"  # storage accounts (Microsoft.Storage/storageAccount
 # storing it, and builds a dynamic VHD or qcow2 before it answers a download.
 DATA_TIMEOUT = httpx.Timeout(60.0, read=3600.0, write=3600.0)
 
-DEFAULT_URL = "http://127.0.0.1:8070"
+DEFAULT_URL = "https://127.0.0.1:8070"
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 
 TERMINAL_STATES = {"succeeded", "failed", "canceled"}
@@ -104,14 +105,18 @@ class ArmClient:
         transport: Optional[httpx.BaseTransport] = None,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 60.0,
+        auth: Optional[httpx.Auth] = None,
+        verify: "ssl.SSLContext | bool" = True,
     ):
         self.base_url = base_url.rstrip("/")
         self.sleep = sleep
         self.http = httpx.Client(
             base_url=self.base_url,
-            headers={"Authorization": "Bearer galley", "Accept": "application/json"},
+            headers={"Accept": "application/json"},
             transport=transport,
             timeout=timeout,
+            auth=auth,
+            verify=verify,
         )
 
     def close(self) -> None:

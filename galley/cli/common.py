@@ -14,7 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from galley.cli import paths
+from galley.cli import paths, signin
 from galley.cli.client import API_GROUP, DEFAULT_SUBSCRIPTION, DEFAULT_URL, ArmClient, ArmError
 from galley.cli.output import Columns, emit
 
@@ -142,9 +142,13 @@ class Session:
         self.client.close()
 
 
-def make_client(server: str) -> ArmClient:
-    """Builds the HTTP client; unit tests replace this to inject a transport."""
-    return ArmClient(server)
+def make_client(server: str, **options: Any) -> ArmClient:
+    """The HTTP client, signed in with the current profile (signin.py) when there is one; unit
+    tests replace this to inject a transport."""
+    profile = signin.load_profile()
+    verify = signin.verify_setting(profile)
+    auth = signin.ProfileAuth(server, profile, verify) if profile else None
+    return ArmClient(server, auth=auth, verify=verify, **options)
 
 
 def resolve_settings(
@@ -153,9 +157,11 @@ def resolve_settings(
     """Command option, else the same option given before the command (`root`),
     else environment, else default."""
     root = root or {}
-    server = server or root.get("server") or os.environ.get("GALLEY_URL") or DEFAULT_URL
-    subscription = (subscription or root.get("subscription")
-                    or os.environ.get("GALLEY_SUBSCRIPTION") or DEFAULT_SUBSCRIPTION)
+    profile = signin.load_profile()
+    server = (server or root.get("server") or os.environ.get("GALLEY_URL")
+              or (profile.server if profile else None) or DEFAULT_URL)
+    subscription = (subscription or root.get("subscription") or os.environ.get("GALLEY_SUBSCRIPTION")
+                    or (profile.subscriptionId if profile else None) or DEFAULT_SUBSCRIPTION)
     output = output or root.get("output") or OutputFormat.json
     return server, subscription, OutputFormat(output).value
 

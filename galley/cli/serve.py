@@ -1,5 +1,11 @@
-"""`galley serve`: run the Galley server (API and, by default, the job worker)."""
+"""`galley serve`: run the Galley server (API and, by default, the job worker).
 
+HTTPS by default: on first start a private CA and a server certificate are made under
+$GALLEY_HOME/tls/ (or --tls-cert/--tls-key name the operator's own). Plain HTTP needs --http and a
+loopback address, since bearer tokens must not cross a network in clear.
+"""
+
+import ipaddress
 import os
 from typing import Annotated, Optional
 
@@ -13,13 +19,37 @@ def serve(
     database_url: Annotated[Optional[str], typer.Option("--database-url", help="SQLAlchemy database URL. Sets GALLEY_DATABASE_URL.")] = None,
     regions: Annotated[Optional[str], typer.Option("--regions", help="Comma-separated regions to serve, e.g. eastus,westus2. Sets GALLEY_REGIONS.")] = None,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Also run the job worker (replication, builds) in this process.")] = True,
+    http: Annotated[bool, typer.Option("--http", help="Serve plain HTTP instead of HTTPS (only on a loopback address).")] = False,
+    tls_cert: Annotated[Optional[str], typer.Option("--tls-cert", help="PEM certificate (chain) to serve instead of Galley's own.")] = None,
+    tls_key: Annotated[Optional[str], typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
+    tls_san: Annotated[Optional[list[str]], typer.Option("--tls-san", help="Another DNS name or IP address for Galley's own certificate (repeatable).")] = None,
+    public_url: Annotated[Optional[str], typer.Option("--public-url", help="The URL clients use, e.g. behind a load balancer. Sets GALLEY_PUBLIC_URL.")] = None,
+    trust_issuer: Annotated[Optional[list[str]], typer.Option("--trust-issuer", help="An external OIDC issuer whose tokens are accepted too (repeatable). Adds to GALLEY_OIDC_ISSUERS.")] = None,
 ):
     """Run the Galley server."""
+    if http and not _is_loopback(host):
+        raise typer.BadParameter(f"plain HTTP is served only on a loopback address, not {host!r}; "
+                                 "drop --http to serve HTTPS", param_hint="--http")
+    if bool(tls_cert) != bool(tls_key):
+        raise typer.BadParameter("give --tls-cert and --tls-key together", param_hint="--tls-cert")
     for name, value in server_environment(home, database_url, regions).items():
         os.environ[name] = value
+    if trust_issuer:
+        known = [i for i in os.environ.get("GALLEY_OIDC_ISSUERS", "").split(",") if i.strip()]
+        os.environ["GALLEY_OIDC_ISSUERS"] = ",".join(known + list(trust_issuer))
     from galley.api.server import run  # imported late: the client must not need the server's dependencies
 
-    run(host=host, port=port, worker=worker)
+    run(host=host, port=port, worker=worker, http=http, tls_cert=tls_cert, tls_key=tls_key,
+        tls_names=tuple(tls_san or ()), public_url=public_url)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def server_environment(home: Optional[str], database_url: Optional[str], regions: Optional[str]) -> dict:

@@ -100,10 +100,13 @@ class ResourceService:
                            target=definition_id)
         return found
 
-    def operation(self, operation_id: str) -> Operation:
+    def operation(self, operation_id: str, subscription_id: str | None = None) -> Operation:
+        """The operation, if it belongs to `subscription_id` (when given): an operation id from
+        another subscription is not found, whoever guessed it."""
         with self.store.read() as tx:
             found = tx.get_operation(operation_id)
-        if found is None:
+        if found is None or (subscription_id is not None
+                             and found.subscription_id.lower() != subscription_id.lower()):
             raise NotFound(f"Operation '{operation_id}' was not found.", code="OperationNotFound")
         return found
 

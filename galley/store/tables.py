@@ -174,3 +174,60 @@ platform_images = Table(
     Column("virtual_size", BigInteger, nullable=False),
     Column("created_at", String(40), nullable=False),
 )
+
+# ---- identity: the authority's tenants, subscriptions, principals and signing keys --------------
+
+tenants = Table(
+    "tenants", metadata,
+    Column("id", String(64), primary_key=True),  # lower-case GUID (or an external issuer's tid)
+    Column("display_name", String(256), nullable=False),
+    Column("issuer", String(1024)),  # None: Galley's own authority signs its tokens
+    Column("is_home", Boolean, nullable=False, default=False),  # the installation's administrators
+    Column("created_at", String(40), nullable=False),
+)
+
+subscriptions = Table(
+    "subscriptions", metadata,
+    Column("id", String(64), primary_key=True),  # lower-case GUID
+    Column("tenant_id", String(64), nullable=False),
+    Column("display_name", String(256), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Index("ix_subscriptions_tenant", "tenant_id"),
+)
+
+principals = Table(
+    "principals", metadata,
+    Column("id", String(64), primary_key=True),  # object id (the token's oid)
+    Column("app_id", String(64), nullable=False, unique=True),  # client id
+    Column("tenant_id", String(64), nullable=False),
+    Column("display_name", String(256), nullable=False),
+    Column("kind", String(32), nullable=False),  # ServicePrincipal
+    Column("failed_sign_ins", Integer, nullable=False, default=0),
+    Column("locked_until", Float, nullable=False, default=0.0),
+    Column("created_at", String(40), nullable=False),
+    Index("ix_principals_tenant", "tenant_id"),
+)
+
+# Secrets are kept only as slow salted hashes (identity/secrets.py); `hint` is their first characters.
+principal_secrets = Table(
+    "principal_secrets", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("principal_id", String(64), nullable=False),
+    Column("secret_hash", String(512), nullable=False),
+    Column("hint", String(8), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("expires_at", Float),  # None: never
+    Index("ix_principal_secrets_principal", "principal_id"),
+)
+
+# Token signing keys, shared by every node on the database. A retired key still verifies the
+# tokens it signed until `valid_until`; after that it is gone from the JWKS and refused.
+signing_keys = Table(
+    "signing_keys", metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("private_pem", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("retired_at", Float),
+    Column("valid_until", Float),
+)

@@ -17,7 +17,7 @@ BASE = "/subscriptions/{subscriptionId}/providers/microsoft.compute/locations/{l
 @router.get(BASE + "/operations/{operationId}", operation_id="Operations_GetStatus")
 def status(request: Request, subscriptionId: str, location: str, operationId: str,
            api_version: str = Depends(operation_api)) -> Response:
-    operation = service_of(request).operation(operationId)
+    operation = service_of(request).operation(operationId, subscriptionId)
     headers = {"Retry-After": "1"} if operation.status == IN_PROGRESS else None
     return json_response(render_operation(operation), headers=headers)
 
@@ -26,7 +26,7 @@ def status(request: Request, subscriptionId: str, location: str, operationId: st
 def result(request: Request, subscriptionId: str, location: str, operationId: str,
            api_version: str = Depends(operation_api)) -> Response:
     service = service_of(request)
-    operation = service.operation(operationId)
+    operation = service.operation(operationId, subscriptionId)
     if operation.status == IN_PROGRESS:
         return Response(status_code=202, headers=operation_urls(request, operation, api_version))
     if operation.status in (FAILED, CANCELED):

@@ -1,0 +1,79 @@
+"""`galley ad sp …`: service principals of the server's authority, shaped like `az ad sp`."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from galley.cli.common import Session, arm_command
+from galley.cli.output import field
+
+app = typer.Typer(help="Manage the authority's identities.", no_args_is_help=True)
+sp_app = typer.Typer(help="Manage service principals.", no_args_is_help=True)
+credential_app = typer.Typer(help="Manage a service principal's secrets.", no_args_is_help=True)
+app.add_typer(sp_app, name="sp")
+sp_app.add_typer(credential_app, name="credential")
+
+PRINCIPALS = "/providers/Galley.Identity/servicePrincipals"
+COLUMNS = (("DisplayName", field("displayName")), ("AppId", field("appId")), ("Id", field("id")),
+           ("Tenant", field("appOwnerOrganizationId")))
+IdOpt = Annotated[str, typer.Option("--id", help="The service principal's appId or object id.")]
+YearsOpt = Annotated[Optional[float], typer.Option("--years", help="Years the secret is valid (default 1).")]
+EndDateOpt = Annotated[Optional[str], typer.Option("--end-date", help="When the secret stops working (ISO 8601); instead of --years.")]
+
+
+def _secret_answer(body: dict) -> dict:
+    """What az prints for a new secret: appId, displayName, password, tenant."""
+    return {"appId": body["appId"], "displayName": body["displayName"], "password": body["password"],
+            "tenant": body["tenant"]}
+
+
+@arm_command(sp_app, "create-for-rbac")
+def create_for_rbac(
+    session: Session,
+    *,
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Display name of the service principal.")] = None,
+    tenant: Annotated[Optional[str], typer.Option("--tenant", help="Tenant to create it in (default: yours).")] = None,
+    years: YearsOpt = None,
+    end_date: EndDateOpt = None,
+):
+    """Create a service principal with a secret. The secret is printed once: keep it safe."""
+    body = {k: v for k, v in (("displayName", name), ("tenantId", tenant), ("years", years),
+                              ("endDate", end_date)) if v is not None}
+    return _secret_answer(session.client.send("POST", PRINCIPALS, body=body).json())
+
+
+@arm_command(sp_app, "list", COLUMNS)
+def list_principals(
+    session: Session,
+    *,
+    tenant: Annotated[Optional[str], typer.Option("--tenant", help="Only this tenant's.")] = None,
+):
+    """List the service principals you may manage."""
+    return session.client.list(PRINCIPALS, "", params={"tenantId": tenant} if tenant else None)
+
+
+@arm_command(sp_app, "show", COLUMNS)
+def show(session: Session, *, id: IdOpt):
+    """Show a service principal and its secrets' hints and end dates (never the secrets)."""
+    return session.client.get(f"{PRINCIPALS}/{id}", "")
+
+
+@arm_command(sp_app, "delete")
+def delete(session: Session, *, id: IdOpt):
+    """Delete a service principal: its tokens stop working within seconds."""
+    session.client.send("DELETE", f"{PRINCIPALS}/{id}")
+
+
+@arm_command(credential_app, "reset")
+def reset(
+    session: Session,
+    *,
+    id: Annotated[str, typer.Option("--id", "--name", help="The service principal's appId or object id.")],
+    append: Annotated[bool, typer.Option("--append", help="Keep the existing secrets too.")] = False,
+    years: YearsOpt = None,
+    end_date: EndDateOpt = None,
+):
+    """Give a service principal a new secret (replacing the old ones unless --append)."""
+    body = {"append": append, **({"years": years} if years is not None else {}),
+            **({"endDate": end_date} if end_date else {})}
+    return _secret_answer(session.client.send("POST", f"{PRINCIPALS}/{id}/resetCredential", body=body).json())

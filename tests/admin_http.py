@@ -1,0 +1,69 @@
+"""httpx, signed in as the administrator of whichever test server a URL names.
+
+Test servers register their administrator's token here when they start (servers.py), by origin;
+requests to that origin then carry it unless they set their own Authorization header. Tests that
+check what an anonymous or foreign caller gets use plain `httpx` instead.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import partial
+
+import httpx as _httpx
+from httpx import *  # noqa: F401,F403 - Response, TransportError, ... as httpx has them
+
+TOKENS: dict[str, str] = {}
+
+
+def origin_of(url: str | _httpx.URL) -> str:
+    url = _httpx.URL(str(url))
+    return f"{url.scheme}://{url.host}:{url.port}"
+
+
+def register(url: str, token: str) -> None:
+    port = _httpx.URL(url).port
+    scheme = _httpx.URL(url).scheme
+    for host in ("127.0.0.1", "localhost"):
+        TOKENS[f"{scheme}://{host}:{port}"] = token
+
+
+def token_for(url: str) -> str:
+    return TOKENS[origin_of(url)]
+
+
+class AdminAuth(_httpx.Auth):
+    def auth_flow(self, request: _httpx.Request):
+        token = TOKENS.get(origin_of(request.url))
+        if token and "authorization" not in request.headers:
+            request.headers["Authorization"] = f"Bearer {token}"
+        yield request
+
+
+ADMIN = AdminAuth()
+
+
+def request(method: str, url, **kwargs) -> _httpx.Response:
+    kwargs.setdefault("auth", ADMIN)
+    return _httpx.request(method, url, **kwargs)
+
+
+get = partial(request, "GET")
+put = partial(request, "PUT")
+post = partial(request, "POST")
+patch = partial(request, "PATCH")
+delete = partial(request, "DELETE")
+head = partial(request, "HEAD")
+
+
+@contextmanager
+def stream(method: str, url, **kwargs):
+    kwargs.setdefault("auth", ADMIN)
+    with _httpx.stream(method, url, **kwargs) as response:
+        yield response
+
+
+class Client(_httpx.Client):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("auth", ADMIN)
+        super().__init__(*args, **kwargs)
