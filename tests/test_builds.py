@@ -441,3 +441,42 @@ def test_a_restart_during_a_build_starts_it_over(tmp_path):
             time.sleep(0.2)
     finally:
         server.stop()
+
+
+def test_customizers_cannot_reach_the_servers_credentials_keys_or_database(env):
+    """A customizer of a real run looks for what would let it act as the server: the
+    administrator's credentials.json, the TLS keys, the database (which holds the token signing
+    keys) at their real paths, and the API over the host's loopback without a token."""
+    home = env.home
+    secret = __import__("json").loads((home / "credentials.json").read_text())["clientSecret"]
+    port = env.port
+
+    def attempt(what: str, command: str) -> str:
+        return f"if {command}; then echo 'REACHED: {what}'; else echo 'blocked: {what}'; fi"
+
+    inline = [
+        attempt("credentials.json", f"cat {home}/credentials.json"),
+        attempt("the database (signing keys)", f"test -e {home}/galley.db"),
+        attempt("the TLS keys", f"ls {home}/tls"),
+        attempt("the server's home", f"ls {home}"),
+        attempt("through /proc/1/root", f"cat /proc/1/root{home}/credentials.json"),
+        # the pattern is put together at run time, so the script itself does not hold it
+        f"half='{secret[:6]}'",
+        attempt("the secret anywhere in the sandbox",
+                f"grep -rqs --exclude-dir=proc --exclude-dir=sys -e \"$half\"'{secret[6:12]}' / 2>/dev/null"),
+        # The network is still the host's (issue: access): without a token the API refuses.
+        f"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}; printf \"GET /subscriptions?api-version=2022-12-01 "
+        f"HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n\" >&3; head -n 1 <&3' | sed 's/^/api answered: /'",
+        "echo attempts done",
+    ]
+    create_template(env.url, "snoop", template_body(
+        [{"type": "Shell", "name": "snoop", "inline": inline}], [shared_image("snoop", "def3")]))
+    start_run(env.url, "snoop")
+    status, _ = wait_run(env.url, "snoop")
+    log = build_log(env.url, "snoop")
+    assert status["runState"] == "Succeeded", (status, log)
+    assert "attempts done" in log
+    assert "REACHED" not in log, log
+    assert log.count("blocked: ") == 6
+    assert "api answered: HTTP/1.1 401" in log
+    assert secret not in log

@@ -24,6 +24,7 @@ from ..store.identity_store import IdentityStore
 ALGORITHM = "RS256"
 REFRESH_SECONDS = 30.0
 MARGIN_SECONDS = 300.0
+MISSING_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class KeyRing:
         self.token_lifetime = token_lifetime
         self._keys: dict[str, SigningKey] = {}
         self._loaded_at = 0.0
+        self._missing: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def ensure(self) -> None:
@@ -98,10 +100,19 @@ class KeyRing:
         return max(current, key=lambda k: k.created_at)
 
     def find(self, kid: str) -> SigningKey | None:
+        """The key `kid`; one this node has not seen yet (another node just rotated) is read from
+        the database at once, while a kid found missing is not looked up again for a few seconds
+        (tokens with made-up kids must not turn into a query each)."""
         key = self._fresh().get(kid)
-        if key is None and time.monotonic() - self._loaded_at > 1.0:
-            self._load()
-            key = self._keys.get(kid)
+        if key is None:
+            missed = self._missing.get(kid)
+            if missed is None or time.monotonic() - missed > MISSING_RETRY_SECONDS:
+                self._load()
+                key = self._keys.get(kid)
+                if key is None:
+                    if len(self._missing) > 10_000:
+                        self._missing.clear()
+                    self._missing[kid] = time.monotonic()
         return key
 
     def jwks(self) -> dict:
