@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -30,11 +31,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, timeout: float = 30.0) -> None:
+def wait_ready(url: str, timeout: float = 30.0, ca: Path | None = None) -> None:
+    """Until GET /openapi.json answers; over HTTPS, trusting `ca` once the server has made it."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            if httpx.get(url + "/openapi.json", timeout=2).status_code == 200:
+            verify = ssl.create_default_context(cafile=ca) if ca and ca.exists() else True
+            if (not ca or ca.exists()) and httpx.get(url + "/openapi.json", timeout=2,
+                                                     verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -46,7 +50,7 @@ def credentials(home: Path) -> dict:
     return json.loads((home / "credentials.json").read_text())
 
 
-def admin_token(url: str, home: Path, verify: str | bool = True) -> str:
+def admin_token(url: str, home: Path, verify: ssl.SSLContext | bool = True) -> str:
     """A token for the server's administrator, through its real token endpoint."""
     creds = credentials(home)
     response = httpx.post(f"{url}/{creds['tenantId']}/oauth2/v2.0/token", verify=verify, data={
@@ -91,14 +95,18 @@ class ThreadServer:
 
 
 class ProcessServer:
-    """`galley serve` as a child process, so tests can kill -9 it and start it again."""
+    """`galley serve` as a child process, so tests can kill -9 it and start it again: plain HTTP
+    on loopback by default, or as users run it (HTTPS, Galley's own CA) with https=True."""
 
     def __init__(self, home: Path, database_url: str | None = None, extra_env: dict | None = None,
-                 worker: bool = True) -> None:
+                 worker: bool = True, https: bool = False, args: tuple[str, ...] = ()) -> None:
         self.home = home
         self.worker = worker
+        self.https = https
+        self.args = args
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
+        self.ca = home / "tls" / "ca.pem" if https else None
         self.env = {**os.environ, "GALLEY_HOME": str(home), "GALLEY_DEFAULT_SUBSCRIPTION_ID": SUBSCRIPTION,
                     **(extra_env or {})}
         if database_url:
@@ -107,11 +115,12 @@ class ProcessServer:
 
     def start(self) -> "ProcessServer":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "galley.cli.main", "serve", "--port", str(self.port), "--http",
-             "--worker" if self.worker else "--no-worker"],
+            [sys.executable, "-m", "galley.cli.main", "serve", "--port", str(self.port),
+             *([] if self.https else ["--http"]), "--worker" if self.worker else "--no-worker", *self.args],
             env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.home / "server.log", "ab"))
-        wait_ready(self.url)
-        self.token = admin_token(self.url, self.home)
+        wait_ready(self.url, ca=self.ca)
+        self.verify = ssl.create_default_context(cafile=self.ca) if self.ca else True
+        self.token = admin_token(self.url, self.home, self.verify)
         admin_http.register(self.url, self.token)
         return self
 

@@ -141,7 +141,11 @@ class ArmClient:
             response = self.http.request(method, target, json=body)
         if response.is_success or response.status_code in allow:
             return response
-        raise error_from_response(response)
+        error = error_from_response(response)
+        if response.status_code == 401 and self.http.auth is None:
+            error.message += (" Not signed in: run 'galley login --service-principal ...', or run the CLI "
+                              "where the server's $GALLEY_HOME/credentials.json is readable.")
+        raise error
 
     def url(self, url: str, api_version: Optional[str] = None, params: Optional[dict] = None) -> httpx.URL:
         """`url` with api-version (unless it has one already) and `params` added to its query."""
@@ -159,6 +163,12 @@ class ArmClient:
         try:
             yield
         except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise ArmError(
+                    "CertificateNotTrusted",
+                    f"the certificate of {self.base_url} is not trusted ({exc}). Give the server's CA "
+                    "($GALLEY_HOME/tls/ca.pem on its machine) with 'galley login --ca-bundle' or GALLEY_CA_BUNDLE.",
+                ) from None
             raise ArmError(
                 "ConnectionError",
                 f"cannot connect to the Galley server at {self.base_url} ({exc}). "
