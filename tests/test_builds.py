@@ -458,7 +458,7 @@ def test_customizers_cannot_reach_the_servers_credentials_keys_or_database(env):
         attempt("credentials.json", f"cat {home}/credentials.json"),
         attempt("the database (signing keys)", f"test -e {home}/galley.db"),
         attempt("the TLS keys", f"ls {home}/tls"),
-        attempt("the server's home", f"ls {home}"),
+        attempt("the server home folder", f"ls {home}"),
         attempt("through /proc/1/root", f"cat /proc/1/root{home}/credentials.json"),
         # the pattern is put together at run time, so the script itself does not hold it
         f"half='{secret[:6]}'",
@@ -477,6 +477,6 @@ def test_customizers_cannot_reach_the_servers_credentials_keys_or_database(env):
     assert status["runState"] == "Succeeded", (status, log)
     assert "attempts done" in log
     assert "REACHED" not in log, log
-    assert log.count("blocked: ") == 6
+    assert log.count("blocked: ") == 6, log
     assert "api answered: HTTP/1.1 401" in log
     assert secret not in log
