@@ -306,7 +306,7 @@ def test_a_token_of_another_tenant_gets_403_and_changes_nothing(server):
 
 
 def test_a_deleted_principal_is_refused_within_seconds(server):
-    principal = new_principal(server.url)
+    principal = new_principal(server.url, role="Reader", scopes=[f"/subscriptions/{SUBSCRIPTION}"])
     token = signed_in(server.url, principal)
     assert httpx.get(f"{server.url}{GROUPS}?{API}", headers=bearer(token)).status_code == 200
     deleted = admin_http.delete(f"{server.url}/providers/Galley.Identity/servicePrincipals/{principal['appId']}")
@@ -373,12 +373,15 @@ TENANT_FILTERED = {
     "/providers/Galley.Identity/servicePrincipals", "/providers/Galley.Identity/servicePrincipals/{principalId}",
     "/providers/Galley.Identity/servicePrincipals/{principalId}/resetCredential",
     "/providers/Galley.Identity/signingKeys", "/providers/Galley.Identity/signingKeys/rotate",
+    "/providers/Galley.Identity/groups", "/providers/Galley.Identity/groups/{groupId}",
+    "/providers/Galley.Identity/groups/{groupId}/members",
+    "/providers/Galley.Identity/groups/{groupId}/members/{memberId}",
 }
 
 
 def _fill(path: str, account: str, creds: dict) -> str:
     values = {"subscriptionId": SUBSCRIPTION, "account": account, "principalId": creds["clientId"],
-              "tenant": creds["tenantId"]}
+              "tenant": creds["tenantId"], "groupId": str(uuid.UUID(int=1))}
     out = path
     while "{" in out:
         start, end = out.index("{"), out.index("}")
@@ -427,8 +430,14 @@ def test_every_route_refuses_anonymous_and_foreign_callers(server):
         assert anonymous.status_code == 401, (method, path, anonymous.status_code, anonymous.text)
         answer = httpx.request(method, url, params={"api-version": "2024-11-01"}, content=b"{}",
                                headers=bearer(foreign))
-        if path in TENANT_FILTERED:
-            if "{principalId}" in path or path.endswith("/rotate"):  # the home tenant's principal / keys
+        if "/microsoft.authorization/" in path.lower():
+            # role definitions are readable by all (built-in ones; custom ones where the caller has a
+            # role); assignments need a role over their scope
+            assert answer.status_code in (200, 400, 403, 404), (method, path, answer.text)
+            for value in (creds["tenantId"], SUBSCRIPTION, creds["clientId"]):
+                assert value not in answer.text, (method, path, answer.text)
+        elif path in TENANT_FILTERED:
+            if "{principalId}" in path or "{groupId}" in path or path.endswith("/rotate"):  # the home tenant's principal / keys
                 assert answer.status_code in (403, 404), (method, path, answer.status_code, answer.text)
             else:
                 assert answer.status_code < 500, (method, path, answer.text)
@@ -502,6 +511,12 @@ def test_an_external_issuer_speaks_for_a_tenant_registered_with_it(tmp_path):
             assert made.status_code == 201, made.text
             for_a = token_for(issuer.url, issuer_creds["tenantId"], issuer_creds["clientId"],
                               issuer_creds["clientSecret"], scope=f"{a.url}/.default").json()["access_token"]
+            external_oid = jwt.decode(for_a, options={"verify_signature": False})["oid"]
+            owner = admin_http.put(f"{a.url}/subscriptions/{partner_sub}/providers/Microsoft.Authorization/"
+                                   f"roleAssignments/{uuid.uuid4()}?api-version=2022-04-01", json={"properties": {
+                                       "roleDefinitionId": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+                                       "principalId": external_oid, "principalType": "ServicePrincipal"}})
+            assert owner.status_code == 201, owner.text
             listed = httpx.get(f"{a.url}/subscriptions?{API}", headers=bearer(for_a)).json()["value"]
             assert [s["subscriptionId"] for s in listed] == [partner_sub]
             created = httpx.put(f"{a.url}/subscriptions/{partner_sub}/resourcegroups/partner-rg?api-version=2024-11-01",

@@ -111,7 +111,8 @@ def galley_cli(server, cli_home, *args, env_extra=None) -> subprocess.CompletedP
 
 def test_galley_login_account_and_logout(https_server, tmp_path):
     admin = {"GALLEY_HOME": str(https_server.home)}  # the server's machine: credentials.json signs in
-    made = galley_cli(https_server, tmp_path / "admin", "ad", "sp", "create-for-rbac", "--name", "ci", env_extra=admin)
+    made = galley_cli(https_server, tmp_path / "admin", "ad", "sp", "create-for-rbac", "--name", "ci", "--role", "Contributor",
+                      "--scopes", f"/subscriptions/{SUBSCRIPTION}", env_extra=admin)
     assert made.returncode == 0, made.stderr
     sp = json.loads(made.stdout)
     assert set(sp) == {"appId", "displayName", "password", "tenant"} and sp["displayName"] == "ci"

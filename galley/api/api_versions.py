@@ -39,6 +39,10 @@ IMAGE_BUILDER = frozenset({
     "2019-05-01-preview", "2020-02-14", "2021-10-01", "2022-02-14", "2022-07-01", "2023-07-01",
     "2024-02-01", "2025-10-01",
 })
+AUTHORIZATION = frozenset({
+    "2015-07-01", "2017-05-01", "2018-01-01-preview", "2018-09-01-preview", "2020-03-01-preview",
+    "2020-04-01-preview", "2020-10-01-preview", "2022-01-01-preview", "2022-04-01", "2022-05-01-preview",
+})
 # Operation-status URLs carry the api-version of the request that started them.
 ANY_KNOWN = GALLERY | COMPUTE | DISK | RESOURCES | STORAGE | IMAGE_BUILDER
 
@@ -73,4 +77,5 @@ disk_api = _checker(DISK, "Microsoft.Compute/disks and snapshots")
 resources_api = _checker(RESOURCES, "Microsoft.Resources")
 storage_api = _checker(STORAGE, "Microsoft.Storage/storageAccounts")
 image_builder_api = _checker(IMAGE_BUILDER, "Microsoft.VirtualMachineImages/imageTemplates")
+authorization_api = _checker(AUTHORIZATION, "Microsoft.Authorization")
 operation_api = _checker(ANY_KNOWN, "Microsoft.Compute operations")

@@ -26,12 +26,15 @@ from ..identity.authority import Authority
 from ..identity.external import ExternalIssuers
 from ..identity.keys import KeyRing
 from ..identity.tokens import Audience, Tokens
-from ..store.identity_store import IdentityStore
+from ..access.service import AccessService
+from ..store.access_store import AccessStore
 from .authentication import Authentication
+from .authorization import Authorizer
 from .fast_reads import FastResourceReads
 from .paths import CanonicalPathMiddleware
 from .routes import content as content_routes
 from .routes import blobs, image_templates, maintenance, operations, resource_groups, resources
+from .routes import access as access_routes
 from .routes import accounts, authority, platform_images
 from .wire import error_response
 
@@ -57,11 +60,12 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     service = ResourceService(store, settings, on_queued=wake_workers)
     builds.extras.update(service=service, home=settings.home)
     service.release_dead_uploads(uploads.owner_alive)
-    identity_store = IdentityStore(engine)
+    identity_store = AccessStore(engine)
     keys = KeyRing(identity_store, settings.token_lifetime)
     tokens = Tokens(identity_store, keys, Audience(settings.origins, settings.extra_audiences),
                     settings.token_lifetime, ExternalIssuers(settings.trusted_issuers, settings.issuer_ca_bundle))
-    identity = Authority(identity_store, keys, tokens)
+    access = AccessService(identity_store)
+    identity = Authority(identity_store, keys, tokens, access)
     credentials = identity.bootstrap(settings.home, settings.public_url,
                                      Path(settings.ca_bundle) if settings.ca_bundle else None,
                                      settings.default_subscription_id)
@@ -92,6 +96,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.state.keys = keys
     app.state.tokens = tokens
     app.state.authority = identity
+    app.state.access = access
+    app.state.authorizer = Authorizer(identity, access, service)
     app.state.credentials_written = credentials
     # Added last, runs first: paths are made canonical, then the caller is authenticated, then
     # the fast reads may answer.
@@ -100,6 +106,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.add_middleware(CanonicalPathMiddleware)
     app.include_router(authority.router)
     app.include_router(accounts.router)
+    app.include_router(access_routes.router)
     app.include_router(resources.build_router())
     app.include_router(image_templates.router)
     app.include_router(resource_groups.router)

@@ -1,32 +1,30 @@
-"""Every request is authenticated here, once, before any route sees it.
+"""Every request is authenticated and authorized here, once, before any route sees it.
 
 A request carries `Authorization: Bearer <JWT>` from Galley's authority or a trusted external
-issuer (identity/tokens.py verifies it). Then the request's scope is checked:
-- under /subscriptions/{id}: the subscription must exist (404 SubscriptionNotFound) and belong to
-  the token's tenant (403 InvalidAuthenticationTokenTenant);
-- a storage account's blobs (/blob/{account}/...): the account's subscription, the same way;
-- the installation's upkeep (/galley/...) and writes to the platform catalog: the home tenant's
-  principals only (403 AuthorizationFailed).
-Anything else signed-in callers may reach (their subscriptions, tenants and principals, the
-platform catalog) is filtered to the caller's tenant by its handler.
+issuer (identity/tokens.py verifies it): none or a bad one is a 401. Then authorization.py decides
+what the request asks to do (its ARM action over a scope) and whether the caller's role grants
+allow it: a 403 AuthorizationFailed (or InvalidAuthenticationTokenTenant, SubscriptionNotFound)
+otherwise, before anything changes.
 
 Only the sign-in and discovery endpoints and the OpenAPI document are open (OPEN_PATHS).
-The verified caller is left in scope["state"]["caller"] for the handlers.
+The handlers find the verified caller in scope["state"]["caller"], and for a list the caller may
+read only partly, the filter of its items in scope["state"]["visible"]. While the request runs,
+`sources.source_access` checks that whatever it names as a source is readable by the caller.
 """
 
 from __future__ import annotations
 
 import re
-import time
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..domain import ids
+from ..domain import access as access_rules
+from ..domain import sources
 from ..domain.errors import ArmError
 from ..domain.identity import Caller
-from ..domain.names import check_subscription_id
 from ..identity.tokens import TokenError
+from .authorization import Refusal
 
 OPEN_PATHS = re.compile(
     r"^/(?:metadata/endpoints"
@@ -36,24 +34,23 @@ OPEN_PATHS = re.compile(
     r"|[^/]+/discovery/keys"
     r"|[^/]+/oauth2/v2\.0/token"
     r"|openapi\.json|docs|docs/oauth2-redirect|redoc)/?$")
-_SUBSCRIPTION_PATH = re.compile(r"^/subscriptions/([^/]+)(?:/|$)", re.IGNORECASE)
-_BLOB_PATH = re.compile(r"^/blob/([^/]+)(?:/|$)")
-_PLATFORM_ADMIN = "/providers/galley.platform"
-SUBSCRIPTION_CACHE_SECONDS = 5.0
 
 
-class Refusal(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+def _source_check(access, caller):
+    """What a request may use as a source (a version, image, disk, blob): what its caller may read."""
+    def check(resource_id: str, resource_type: str) -> None:
+        action = f"{resource_type}/read"
+        if not access.allowed(caller, action, resource_id):
+            denial = access_rules.denial(caller.app_id or caller.object_id, caller.object_id, action, resource_id)
+            raise ArmError(denial.message.replace("does not have authorization", "does not have authorization "
+                                                  "on the source it names"),
+                           code="LinkedAuthorizationFailed", status=403, target=None)
+    return check
 
 
 class Authentication:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._subscriptions: dict[str, tuple[str, float]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or OPEN_PATHS.match(scope["path"]):
@@ -62,12 +59,18 @@ class Authentication:
         state = scope["app"].state
         try:
             caller = self._authenticate(scope, state)
-            self._check_scope(scope, state, caller)
+            visible = state.authorizer.authorize(scope["method"], scope["path"], caller)
         except Refusal as refusal:
             await self._refuse(scope, send, refusal, state)
             return
-        scope.setdefault("state", {})["caller"] = caller
-        await self.app(scope, receive, send)
+        request_state = scope.setdefault("state", {})
+        request_state["caller"] = caller
+        request_state["visible"] = visible
+        token = sources.source_access.set(_source_check(state.access, caller))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            sources.source_access.reset(token)
 
     @staticmethod
     def _authenticate(scope: Scope, state) -> Caller:
@@ -83,51 +86,6 @@ class Authentication:
             return state.tokens.verify(token.strip())
         except TokenError as error:
             raise Refusal(401, error.code, error.message) from None
-
-    def _check_scope(self, scope: Scope, state, caller: Caller) -> None:
-        path = scope["path"]
-        match = _SUBSCRIPTION_PATH.match(path)
-        if match:
-            self._check_subscription(state, caller, match.group(1))
-            return
-        match = _BLOB_PATH.match(path)
-        if match:
-            with state.store.read() as tx:
-                account = tx.find_named(ids.STORAGE_ACCOUNT_TYPE, match.group(1))
-            if account is not None:
-                self._check_subscription(state, caller, account.subscription_id)
-            return
-        lowered = path.lower()
-        admin_only = lowered.startswith("/galley/") or (
-            lowered.startswith(_PLATFORM_ADMIN) and scope["method"] not in ("GET", "HEAD"))
-        if admin_only and not caller.home:
-            raise Refusal(403, "AuthorizationFailed",
-                          f"The client '{caller.app_id or caller.object_id}' with object id "
-                          f"'{caller.object_id}' does not have authorization to perform "
-                          f"{scope['method']} {path}: it is reserved to the installation's "
-                          "administrators (principals of the home tenant).")
-
-    def _check_subscription(self, state, caller: Caller, subscription_id: str) -> None:
-        try:
-            check_subscription_id(subscription_id)
-        except ArmError as error:
-            raise Refusal(error.status, error.code, error.message) from None
-        key = subscription_id.lower()
-        cached = self._subscriptions.get(key)
-        if cached is not None and time.monotonic() - cached[1] < SUBSCRIPTION_CACHE_SECONDS:
-            tenant_id = cached[0]
-        else:
-            subscription = state.authority.subscription(key)
-            if subscription is None:
-                raise Refusal(404, "SubscriptionNotFound", f"The subscription '{subscription_id}' could "
-                              "not be found.")
-            tenant_id = subscription.tenant_id
-            self._subscriptions[key] = (tenant_id, time.monotonic())
-        if tenant_id != caller.tenant_id:
-            raise Refusal(403, "InvalidAuthenticationTokenTenant",
-                          f"The access token is from the wrong issuer '{caller.issuer}'. It must match "
-                          f"the tenant associated with subscription '{subscription_id}'. Use the "
-                          "authority of that subscription's tenant to get the token.")
 
     @staticmethod
     async def _refuse(scope: Scope, send: Send, refusal: Refusal, state) -> None:

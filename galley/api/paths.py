@@ -42,7 +42,8 @@ class CanonicalPathMiddleware:
             scope = dict(scope)
             scope["path"] = "/" + scope["path"].lstrip("/")
             scope["raw_path"] = scope["path"].encode()
-        if scope["type"] == "http" and scope["path"][:15].lower() == "/subscriptions/":
+        if scope["type"] == "http" and (scope["path"][:15].lower() == "/subscriptions/"
+                                        or scope["path"][:34].lower() == "/providers/microsoft.authorization"):
             scope = dict(scope)
             scope["path"] = canonical_path(scope["path"])
             scope["raw_path"] = scope["path"].encode()

@@ -80,7 +80,8 @@ def render(resource: Resource, regions: list[TargetRegion] | None = None) -> dic
 
 
 def page_response(request: Request, page: Page, items: list[dict]) -> Response:
-    body: dict = {"value": items}
+    visible = getattr(request.state, "visible", None)  # the caller may read only some items
+    body: dict = {"value": [item for item in items if visible(item)] if visible else items}
     if page.next_token:
         params = {k: v for k, v in request.query_params.items() if k != "$skiptoken"}
         params["$skiptoken"] = page.next_token

@@ -10,8 +10,15 @@ from galley.cli.output import field
 app = typer.Typer(help="Manage the authority's identities.", no_args_is_help=True)
 sp_app = typer.Typer(help="Manage service principals.", no_args_is_help=True)
 credential_app = typer.Typer(help="Manage a service principal's secrets.", no_args_is_help=True)
+group_app = typer.Typer(help="Manage groups of principals (role assignments to a group reach its members).",
+                        no_args_is_help=True)
+member_app = typer.Typer(help="Manage a group's members.", no_args_is_help=True)
 app.add_typer(sp_app, name="sp")
+app.add_typer(group_app, name="group")
 sp_app.add_typer(credential_app, name="credential")
+group_app.add_typer(member_app, name="member")
+GROUPS = "/providers/Galley.Identity/groups"
+GroupOpt = Annotated[str, typer.Option("--group", "-g", help="The group's object id.")]
 
 PRINCIPALS = "/providers/Galley.Identity/servicePrincipals"
 COLUMNS = (("DisplayName", field("displayName")), ("AppId", field("appId")), ("Id", field("id")),
@@ -33,12 +40,15 @@ def create_for_rbac(
     *,
     name: Annotated[Optional[str], typer.Option("--name", "-n", help="Display name of the service principal.")] = None,
     tenant: Annotated[Optional[str], typer.Option("--tenant", help="Tenant to create it in (default: yours).")] = None,
+    role: Annotated[Optional[str], typer.Option("--role", help="Role to give it at each of --scopes, e.g. Contributor.")] = None,
+    scopes: Annotated[Optional[list[str]], typer.Option("--scopes", help="Scopes for --role (space-separated).")] = None,
     years: YearsOpt = None,
     end_date: EndDateOpt = None,
 ):
-    """Create a service principal with a secret. The secret is printed once: keep it safe."""
+    """Create a service principal with a secret (and, with --role and --scopes, a role at those
+    scopes). The secret is printed once: keep it safe."""
     body = {k: v for k, v in (("displayName", name), ("tenantId", tenant), ("years", years),
-                              ("endDate", end_date)) if v is not None}
+                              ("endDate", end_date), ("role", role), ("scopes", scopes)) if v is not None}
     return _secret_answer(session.client.send("POST", PRINCIPALS, body=body).json())
 
 
@@ -77,3 +87,47 @@ def reset(
     body = {"append": append, **({"years": years} if years is not None else {}),
             **({"endDate": end_date} if end_date else {})}
     return _secret_answer(session.client.send("POST", f"{PRINCIPALS}/{id}/resetCredential", body=body).json())
+
+
+@arm_command(group_app, "create")
+def group_create(
+    session: Session,
+    *,
+    display_name: Annotated[str, typer.Option("--display-name", help="The group's name.")],
+    tenant: Annotated[Optional[str], typer.Option("--tenant", help="Its tenant (default: yours).")] = None,
+):
+    """Create a group."""
+    body = {"displayName": display_name, **({"tenantId": tenant} if tenant else {})}
+    return session.client.send("POST", GROUPS, body=body).json()
+
+
+@arm_command(group_app, "list")
+def group_list(session: Session):
+    """List the groups you may manage."""
+    return session.client.list(GROUPS, "")
+
+
+@arm_command(group_app, "show")
+def group_show(session: Session, *, group: GroupOpt):
+    """Show a group and its members."""
+    return session.client.get(f"{GROUPS}/{group}", "")
+
+
+@arm_command(group_app, "delete")
+def group_delete(session: Session, *, group: GroupOpt):
+    """Delete a group (and its role assignments)."""
+    session.client.send("DELETE", f"{GROUPS}/{group}")
+
+
+@arm_command(member_app, "add")
+def member_add(session: Session, *, group: GroupOpt,
+               member_id: Annotated[str, typer.Option("--member-id", help="Object id of the principal.")]):
+    """Add a principal to a group."""
+    return session.client.send("POST", f"{GROUPS}/{group}/members", body={"memberId": member_id}).json()
+
+
+@arm_command(member_app, "remove")
+def member_remove(session: Session, *, group: GroupOpt,
+                  member_id: Annotated[str, typer.Option("--member-id", help="Object id of the principal.")]):
+    """Remove a principal from a group."""
+    return session.client.send("DELETE", f"{GROUPS}/{group}/members/{member_id}").json()

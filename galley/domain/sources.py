@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
+from typing import Callable
 
 from .errors import Conflict, InvalidParameter, NotFound
 from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE,
@@ -16,6 +18,18 @@ _BLOB_URI = re.compile(r"^https?://[^/\s]+/[^/\s]+/\S+$")
 _AZURE_BLOB = re.compile(r"^https?://([a-z0-9]{3,24})\.blob\.[^/]+/([^/]+)/(.+)$")
 _GALLEY_BLOB = re.compile(r"^https?://[^/]+/blob/([a-z0-9]{3,24})/([^/]+)/(.+)$")
 
+# Who may use what as a source: set by the API for each request (the caller must be able to read
+# the source) and by a build for its template's identity; a call that raises refuses the source.
+# None (Galley's own work, e.g. replication) checks nothing.
+source_access: ContextVar[Callable[[str, str], None] | None] = ContextVar("source_access", default=None)
+BLOB_TYPE = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
+
+
+def _check_access(resource_id: str, resource_type: str) -> None:
+    check = source_access.get()
+    if check is not None:
+        check(resource_id, resource_type)
+
 
 def resolve(reader: Reader, source_id: object, target: str, allowed: tuple[str, ...]) -> Resource:
     parsed = parse_resource_id(source_id, target)
@@ -25,6 +39,7 @@ def resolve(reader: Reader, source_id: object, target: str, allowed: tuple[str, 
                   "managed image first." if parsed.type.endswith("virtualMachines") else "")
         raise InvalidParameter(f"'{source_id}' cannot be used here; expected one of: {kinds}.{detail}",
                                target=target)
+    _check_access(parsed.id, parsed.type)
     source = reader.get(parsed.id)
     if source is None:
         raise NotFound(f"The source resource '{source_id}' was not found.", target=target,
@@ -58,6 +73,7 @@ def resolve_blob(reader: Reader, uri: object, target: str) -> Resource:
     if account is None:
         raise NotFound(f"Storage account '{account_name}' of '{uri}' does not exist.", target=target,
                        code="NotFound")
+    _check_access(f"{account.id}/blobServices/default/containers/{container}", BLOB_TYPE)
     if not reader.has_content(blob_key(account.id, container, blob)):
         raise NotFound(f"Blob '{container}/{blob}' does not exist in storage account '{account_name}'; "
                        "upload it first (galley storage blob upload).", target=target, code="BlobNotFound")

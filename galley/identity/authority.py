@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..domain import identity as rules
+from ..domain.access import OWNER
 from ..domain.errors import ArmError, Conflict, InvalidParameter, NotFound
 from ..domain.identity import Caller, Principal, SecretRecord, Subscription, Tenant
 from ..domain.names import check_subscription_id
 from ..domain.resource import iso, utc_now
-from ..store.identity_store import IdentityStore
+from ..store.access_store import AccessStore as IdentityStore
 from . import secrets
 from .keys import KeyRing
 from .tokens import Tokens, resource_of_scope
@@ -102,10 +103,11 @@ def _expiry(years: float | None, end_date: str | None, default_years: float | No
 
 
 class Authority:
-    def __init__(self, store: IdentityStore, keys: KeyRing, tokens: Tokens) -> None:
+    def __init__(self, store: IdentityStore, keys: KeyRing, tokens: Tokens, access=None) -> None:
         self.store = store
         self.keys = keys
         self.tokens = tokens
+        self.access = access  # AccessService: makes the Owner assignments of new subscriptions
 
     # -- first start ---------------------------------------------------------------------------
     def bootstrap(self, home: Path, server_url: str, ca_bundle: Path | None,
@@ -125,6 +127,8 @@ class Authority:
             tx.add_tenant(tenant, now)
             tx.add_subscription(subscription, now)
             created = self._add_principal(tx, tenant.id, "galley-admin", None)
+        if self.access is not None:
+            self.access.grant(None, created.principal.id, OWNER, f"/subscriptions/{subscription.id}")
         path = home / CREDENTIALS_FILE
         document = {"server": server_url.rstrip("/"), "tenantId": tenant.id, "subscriptionId": subscription.id,
                     "clientId": created.principal.app_id, "clientSecret": created.secret,
@@ -170,8 +174,12 @@ class Authority:
 
     # -- subscriptions ---------------------------------------------------------------------------
     def list_subscriptions(self, caller: Caller) -> list[Subscription]:
+        """The subscriptions where the caller holds some role (in its tenant or another)."""
+        with_roles = self.access.subscriptions_with_roles(caller) if self.access else None
         with self.store.read() as tx:
-            return tx.subscriptions(caller.tenant_id)
+            if with_roles is None:
+                return tx.subscriptions(caller.tenant_id)
+            return [s for s in tx.subscriptions() if s.id in with_roles]
 
     def subscription(self, subscription_id: str) -> Subscription | None:
         with self.store.read() as tx:
@@ -188,6 +196,10 @@ class Authority:
             if tx.subscription(subscription.id) is not None:
                 raise Conflict(f"Subscription '{subscription.id}' already exists.", target="subscriptionId")
             tx.add_subscription(subscription, iso(utc_now()))
+        # Its creator owns it, as in Azure (a home administrator making one for another tenant can
+        # then give that tenant's principals their roles).
+        if self.access is not None:
+            self.access.grant(caller, caller.object_id, OWNER, f"/subscriptions/{subscription.id}")
         return subscription
 
     # -- service principals ----------------------------------------------------------------------
@@ -242,7 +254,12 @@ class Authority:
                 raise Conflict("A service principal cannot delete itself; sign in as another one.",
                                target="id")
             tx.delete_principal(principal.id)
+            tx.delete_assignments_of(principal.id)
+            for group_id in tx.groups_of(principal.id):
+                tx.remove_member(group_id, principal.id)
         self.tokens.forget_principal(principal.id)
+        if self.access is not None:
+            self.access.forget()
         return principal
 
     def reset_credential(self, caller: Caller, id_or_app_id: str, append: bool = False,

@@ -137,15 +137,17 @@ class IdentityTransaction:
 class IdentityStore:
     """Shares the resource store's engine (and so its SQLite transaction rules)."""
 
+    transaction = IdentityTransaction
+
     def __init__(self, engine: Engine) -> None:
         self._sql = SqlStore(engine)
 
     @contextmanager
-    def read(self) -> Iterator[IdentityTransaction]:
+    def read(self) -> Iterator:
         with self._sql.read() as tx:
-            yield IdentityTransaction(tx.c)
+            yield self.transaction(tx.c)
 
     @contextmanager
-    def write(self) -> Iterator[IdentityTransaction]:
+    def write(self) -> Iterator:
         with self._sql.write() as tx:
-            yield IdentityTransaction(tx.c)
+            yield self.transaction(tx.c)

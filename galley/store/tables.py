@@ -231,3 +231,46 @@ signing_keys = Table(
     Column("retired_at", Float),
     Column("valid_until", Float),
 )
+
+# ---- access: custom roles, role assignments, groups of principals -------------------------------
+
+role_definitions = Table(
+    "role_definitions", metadata,  # custom roles only: the built-in ones live in domain/access.py
+    Column("id", String(64), primary_key=True),
+    Column("role_name", String(512), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("actions", Text, nullable=False),  # JSON lists
+    Column("not_actions", Text, nullable=False),
+    Column("assignable_scopes", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+role_assignments = Table(
+    "role_assignments", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("scope", String(1024), nullable=False),
+    Column("scope_key", String(1024), nullable=False),
+    Column("role_definition_id", String(64), nullable=False),
+    Column("principal_id", String(64), nullable=False),
+    Column("principal_type", String(32), nullable=False),
+    Column("description", Text),
+    Column("created_at", String(40), nullable=False),
+    Column("created_by", String(64)),
+    Index("ix_role_assignments_principal", "principal_id"),
+    Index("ix_role_assignments_scope", "scope_key"),
+)
+
+groups = Table(
+    "groups", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("display_name", String(256), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+group_members = Table(
+    "group_members", metadata,
+    Column("group_id", String(64), primary_key=True),
+    Column("member_id", String(64), primary_key=True),
+    Index("ix_group_members_member", "member_id"),
+)

@@ -25,7 +25,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ...domain.errors import InvalidParameter, NotFound
 from ...domain.identity import Caller
+from ...domain.access import check_assignable, check_scope
 from ...identity.authority import AuthorizationFailed, NewSecret
+from ..authorization import display_scope
 from ..api_versions import resources_api
 from ..wire import json_body, json_response
 
@@ -104,9 +106,26 @@ def list_principals(request: Request, tenantId: str | None = Query(None)) -> Res
 
 @router.post(IDENTITY + "/servicePrincipals", operation_id="Identity_CreateServicePrincipal", status_code=201)
 async def create_principal(request: Request, body: dict = Depends(json_body)) -> Response:
+    """With `role` and `scopes` (az ad sp create-for-rbac --role R --scopes S…), the new principal
+    is given that role at each scope, which the caller must be allowed to assign."""
+    caller, access = caller_of(request), request.app.state.access
+    role_name, scopes = _optional(body, "role"), body.get("scopes") or []
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes) or (scopes and not role_name):
+        raise InvalidParameter("'scopes' must be a list of scopes, given together with 'role'.", target="scopes")
+    role = None
+    if role_name:
+        role = next((r for r in access.role_definitions(None) if r.role_name.lower() == role_name.lower()), None)
+        if role is None:
+            raise InvalidParameter(f"Role '{role_name}' does not exist.", target="role", code="RoleNotFound")
+        scopes = [check_scope(display_scope(s)) for s in scopes]
+        for scope in scopes:
+            access.check(caller, "Microsoft.Authorization/roleAssignments/write", scope)
+            check_assignable(role, scope)
     created = await run_in_threadpool(
-        _authority(request).create_service_principal, caller_of(request), _optional(body, "displayName"),
+        _authority(request).create_service_principal, caller, _optional(body, "displayName"),
         _optional(body, "tenantId"), _optional(body, "years", float), _optional(body, "endDate"))
+    for scope in scopes:
+        access.grant(caller, created.principal.id, role, scope)
     return json_response(_with_secret(created), 201, headers={"Cache-Control": "no-store"})
 
 
