@@ -37,6 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import galley_server  # noqa: E402  (benchmarks/galley_server.py: `galley serve`, its CA and its tokens)
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 GROUP = "bench-rg"
@@ -277,16 +281,22 @@ def seed(client, app, versions: int, snapshots: int, relaxed_sync: bool) -> dict
 
 # ---- 2. in-process latency -------------------------------------------------------------------
 
-def asgi_timings(app, path: str, query: str, calls: int, warmup: int, budget_s: float) -> list[int]:
+def asgi_timings(app, path: str, query: str, calls: int, warmup: int, budget_s: float,
+                 token: str | None = None) -> list[int]:
     """Call the ASGI app directly (no client, no socket): the whole middleware/routing/threadpool
-    stack, as uvicorn would drive it, minus HTTP parsing. ns per call."""
+    stack, as uvicorn would drive it, minus HTTP parsing; with `Authorization: Bearer token` when
+    a token is given. ns per call."""
     import asyncio
+
+    headers = [(b"host", b"127.0.0.1"), (b"accept", b"application/json")]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
 
     async def one() -> None:
         scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
                  "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
                  "query_string": query.encode(), "root_path": "",
-                 "headers": [(b"host", b"127.0.0.1"), (b"accept", b"application/json")],
+                 "headers": headers,
                  "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80), "state": {}}
         sent: list[dict] = []
 
@@ -326,7 +336,7 @@ def load_bare_app():
     return module.app
 
 
-def inprocess_latency(client, app, versions: int, calls: int, budget_s: float) -> dict:
+def inprocess_latency(client, app, versions: int, calls: int, budget_s: float, token: str) -> dict:
     from starlette.testclient import TestClient
 
     from galley.domain.ids import IMAGE_VERSION_TYPE
@@ -358,8 +368,8 @@ def inprocess_latency(client, app, versions: int, calls: int, budget_s: float) -
     timed = [
         ("service_get", lambda: time_calls(lambda: service.get(target, IMAGE_VERSION_TYPE), calls, warmup, budget_s)),
         ("service_latest", lambda: time_calls(lambda: service.latest_version(definition_id()), calls, warmup, budget_s)),
-        ("asgi_get", lambda: asgi_timings(app, target, query, calls, warmup, budget_s)),
-        ("asgi_latest", lambda: asgi_timings(app, latest_path, query, calls, warmup, budget_s)),
+        ("asgi_get", lambda: asgi_timings(app, target, query, calls, warmup, budget_s, token)),
+        ("asgi_latest", lambda: asgi_timings(app, latest_path, query, calls, warmup, budget_s, token)),
         ("http_get", lambda: time_calls(http(client, get_url), calls, warmup, budget_s)),
         ("http_latest", lambda: time_calls(http(client, latest_url), calls, warmup, budget_s)),
         ("bare_asgi_ping", lambda: asgi_timings(bare, "/ping", "", calls, warmup, budget_s)),
@@ -399,7 +409,7 @@ def _bucket(path: str, name: str) -> str:
     return "other (stdlib, orjson, ...)"
 
 
-def profile_inprocess(app, versions: int, calls: int) -> dict:
+def profile_inprocess(app, versions: int, calls: int, token: str) -> dict:
     """cProfile the direct ASGI call for three requests. Sync endpoints and dependencies run
     inline (anyio.to_thread.run_sync patched in this process only) so one profiler sees it all;
     the threadpool hand-offs themselves are therefore not in these figures."""
@@ -423,10 +433,10 @@ def profile_inprocess(app, versions: int, calls: int) -> dict:
         for label, (path, q) in cases.items():
             n = calls if label != "list first page" else max(10, calls // 100)
             log(f"  profiling {label} x{n}")
-            plain = asgi_timings(app, path, q, n, min(100, n), budget_s=120)
+            plain = asgi_timings(app, path, q, n, min(100, n), budget_s=120, token=token)
             profiler = cProfile.Profile()
             profiler.enable()
-            asgi_timings(app, path, q, n, 0, budget_s=120)
+            asgi_timings(app, path, q, n, 0, budget_s=120, token=token)
             profiler.disable()
             stats = pstats.Stats(profiler).stats
             total = sum(tt for (_cc, _nc, tt, _ct, _callers) in stats.values())
@@ -481,32 +491,41 @@ def rss_mb(pid: int) -> dict:
 
 @dataclass
 class Server:
+    """The baseline server (bare_app.py), over HTTPS with `tls` = (certificate, key, CA) or plain HTTP."""
     name: str
     argv: list[str]
     env: dict
     probe_path: str
+    tls: tuple[str, str, str] | None = None
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self):
+        return galley_server.tls_context(self.tls[2]) if self.tls else True
 
     def start(self, log_dir: Path, timeout: float = 60.0) -> "Server":
         import httpx
 
         self.log_path = log_dir / f"{self.name}.log"
         argv = [arg.replace("{port}", str(self.port)) for arg in self.argv]
+        if self.tls:
+            argv += ["--ssl-certfile", self.tls[0], "--ssl-keyfile", self.tls[1]]
         self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"))
+        verify = self.verify
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see "
                                    f"{self.log_path}:\n{self.log_path.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + self.probe_path, timeout=2).status_code == 200:
+                if httpx.get(self.url + self.probe_path, timeout=2, verify=verify).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -529,30 +548,23 @@ class Server:
             self.process.wait(timeout=10)
 
 
-def start_galley(home: Path, log_dir: Path, probe_path: str) -> tuple[Server, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GALLEY_")}
-    env["GALLEY_HOME"] = str(home)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    attempts = [
-        ("python -m galley.cli.main serve", [sys.executable, "-m", "galley.cli.main", "serve",
-                                             "--port", "{port}"]),
-        ("galley.api.server.run", [sys.executable, "-c",
-                                   "from galley.api.server import run; run(port={port})"]),
-    ]
-    errors = []
-    for label, argv in attempts:
-        try:
-            return Server("galley", argv, env, probe_path).start(log_dir), label
-        except Exception as error:  # fall back to the next way of starting it
-            errors.append(f"{label}: {error}")
-            log(f"  could not start Galley with {label}: {error}")
-    raise RuntimeError("Galley did not start: " + "; ".join(errors))
+def start_galley(home: Path, log_dir: Path, http: bool) -> tuple[galley_server.Server, str]:
+    """`galley serve` on the seeded home (galley_server.Server): HTTPS with its own CA, or --http;
+    signed in as the home's administrator (credentials.json) once it answers."""
+    galley = galley_server.Server(home, http=http, log_path=log_dir / "galley.log")
+    return galley.start(), galley.started_with
 
 
-def start_bare(log_dir: Path) -> Server:
+def galley_tls(home: Path) -> tuple[str, str, str]:
+    """Galley's own server certificate, key and CA, which the bare app serves too."""
+    folder = home / "tls"
+    return str(folder / "server.pem"), str(folder / "server.key"), str(folder / "ca.pem")
+
+
+def start_bare(log_dir: Path, tls: tuple[str, str, str] | None) -> Server:
     env = dict(os.environ)
     argv = [sys.executable, str(ROOT / "benchmarks" / "bare_app.py"), "--port", "{port}"]
-    return Server("bare", argv, env, "/ping").start(log_dir)
+    return Server("bare", argv, env, "/ping", tls=tls).start(log_dir)
 
 
 # ---- 3. load generation ----------------------------------------------------------------------
@@ -565,8 +577,13 @@ def _wrk_ms(text: str) -> float:
     return float(match.group(1)) * _WRK_UNITS[match.group(2)] if match else float("nan")
 
 
-def run_wrk(url: str, duration: int, connections: int, threads: int) -> dict:
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s", url]
+def run_wrk(url: str, duration: int, connections: int, threads: int, headers: dict | None = None) -> dict:
+    """wrk against `url` (http or https; wrk does not check the certificate), with `headers` on
+    every request (the bearer token)."""
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
+    argv.append(url)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
@@ -582,8 +599,13 @@ def run_wrk(url: str, duration: int, connections: int, threads: int) -> dict:
 
 
 def _loadgen_worker(url: str, duration: float, threads: int, max_requests: int) -> None:
-    """Runs in its own process (--loadgen-worker): threads of keep-alive httpx clients."""
+    """Runs in its own process (--loadgen-worker): threads of keep-alive httpx clients. Headers
+    (the bearer token) come as JSON in BENCH_LOADGEN_HEADERS, the CA to trust over HTTPS in
+    BENCH_LOADGEN_CAFILE (not on the command line, where other users could read the token)."""
     import httpx
+
+    headers = json.loads(os.environ.get("BENCH_LOADGEN_HEADERS") or "{}")
+    cafile = os.environ.get("BENCH_LOADGEN_CAFILE")
 
     lock = threading.Lock()
     counts = {"ok": 0, "bad": 0, "errors": 0}
@@ -593,7 +615,8 @@ def _loadgen_worker(url: str, duration: float, threads: int, max_requests: int) 
     def loop() -> None:
         ok = bad = errors = 0
         mine: list[int] = []
-        with httpx.Client(timeout=5) as client:
+        verify = galley_server.tls_context(cafile) if cafile else True
+        with httpx.Client(timeout=5, headers=headers, verify=verify) as client:
             while time.perf_counter() < stop_at and len(mine) < max_requests:
                 start = time.perf_counter_ns()
                 try:
@@ -626,53 +649,69 @@ def _loadgen_worker(url: str, duration: float, threads: int, max_requests: int) 
                       "p90_ms": percentile(values, 90), "p99_ms": percentile(values, 99)}))
 
 
-def run_python_loadgen(url: str, duration: int, connections: int) -> dict:
+def run_python_loadgen(url: str, duration: int, connections: int, headers: dict | None = None,
+                       cafile: str | None = None) -> dict:
     argv = [sys.executable, str(Path(__file__).resolve()), "--loadgen-worker", url, str(duration),
             str(connections), str(5_000_000)]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    env = {**os.environ, "BENCH_LOADGEN_HEADERS": json.dumps(headers or {}), "BENCH_LOADGEN_CAFILE": cafile or ""}
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def throughput(galley: Server, bare: Server, galley_path: str, loadgen: str, duration: int,
-               warmup: int, connections: int, threads: int, rounds: int) -> dict:
-    def drive(url: str, seconds: int) -> dict:
-        if loadgen == "wrk":
-            return run_wrk(url, seconds, connections, threads)
-        return run_python_loadgen(url, seconds, connections)
+@dataclass
+class Target:
+    """What the load generator drives: a URL, the headers of every request, the CA to trust."""
+    url: str
+    headers: dict = field(default_factory=dict)
+    cafile: str | None = None
 
-    targets = {"bare": bare.url + "/ping", "galley": galley.url + galley_path}
-    for name, url in targets.items():
+
+def drive(target: Target, loadgen: str, seconds: int, connections: int, threads: int) -> dict:
+    if loadgen == "wrk":
+        return run_wrk(target.url, seconds, connections, threads, target.headers)
+    return run_python_loadgen(target.url, seconds, connections, target.headers, target.cafile)
+
+
+def interleaved(targets: dict[str, Target], loadgen: str, duration: int, warmup: int, connections: int,
+                threads: int, rounds: int) -> dict[str, dict]:
+    """A warm-up of each target, then `rounds` rounds that drive each in turn; the median req/s."""
+    for name, target in targets.items():
         log(f"  warm-up {name} for {warmup} s")
-        drive(url, warmup)
-    runs: dict[str, list[dict]] = {"bare": [], "galley": []}
+        drive(target, loadgen, warmup, connections, threads)
+    runs: dict[str, list[dict]] = {name: [] for name in targets}
     for round_no in range(rounds):
-        for name, url in targets.items():
+        for name, target in targets.items():
             log(f"  round {round_no + 1}/{rounds}: {name} for {duration} s")
-            result = drive(url, duration)
+            result = drive(target, loadgen, duration, connections, threads)
             if result["non_2xx"] or result["socket_errors"]:
                 log(f"  WARNING {name}: {result['non_2xx']} non-2xx, {result['socket_errors']} socket errors")
             runs[name].append(result)
-    summary = {}
-    for name, results in runs.items():
-        rates = [r["requests_per_s"] for r in results]
-        summary[name] = {"requests_per_s": statistics.median(rates), "rounds": results}
+    return {name: {"requests_per_s": statistics.median(r["requests_per_s"] for r in results), "rounds": results}
+            for name, results in runs.items()}
+
+
+def throughput(galley: galley_server.Server, bare: Server, galley_path: str, loadgen: str, duration: int,
+               warmup: int, connections: int, threads: int, rounds: int) -> dict:
+    targets = {"bare": Target(bare.url + "/ping", cafile=bare.tls[2] if bare.tls else None),
+               "galley": Target(galley.url + galley_path, galley.headers(),
+                                str(galley.ca_file) if galley.ca_file else None)}
+    summary: dict = interleaved(targets, loadgen, duration, warmup, connections, threads, rounds)
     summary["ratio"] = summary["galley"]["requests_per_s"] / summary["bare"]["requests_per_s"]
-    summary["galley_url"] = targets["galley"]
-    summary["bare_url"] = targets["bare"]
+    summary["galley_url"] = targets["galley"].url
+    summary["bare_url"] = targets["bare"].url
     return summary
 
 
 # ---- 4. listing ------------------------------------------------------------------------------
 
-def list_with_httpx(base_url: str, versions: int, page_size: int) -> dict:
-    import httpx
-
-    url = f"{base_url}{definition_id()}/versions?api-version={GALLERY_API}"
+def list_with_httpx(galley: galley_server.Server, versions: int, page_size: int) -> dict:
+    url = f"{galley.url}{definition_id()}/versions?api-version={GALLERY_API}"
     max_pages = versions // max(page_size, 1) + 5
     names: list[str] = []
     pages = 0
+    galley.token()  # a token in hand before the clock starts (it is reused for every page)
     started = time.perf_counter()
-    with httpx.Client(timeout=60) as client:
+    with galley.client(timeout=60) as client:
         while url and pages < max_pages:
             response = client.get(url)
             response.raise_for_status()
@@ -684,30 +723,43 @@ def list_with_httpx(base_url: str, versions: int, page_size: int) -> dict:
     return {"seconds": elapsed, "items": len(names), "distinct": len(set(names)), "pages": pages}
 
 
-class _FixedCredential:
+class _ServerCredential:
+    """The administrator's token of the `galley serve` process (got from its token endpoint)."""
+
+    def __init__(self, galley: galley_server.Server) -> None:
+        self.galley = galley
+
     def get_token(self, *scopes, **kwargs):
         from azure.core.credentials import AccessToken
 
-        return AccessToken("galley-bench", int(time.time()) + 3600)
+        return AccessToken(self.galley.token(), int(time.time()) + 600)
 
 
-def list_with_sdk(base_url: str) -> dict:
+def list_with_sdk(galley: galley_server.Server) -> dict:
     from azure.core.pipeline.policies import SansIOHTTPPolicy
     from azure.mgmt.compute import ComputeManagementClient
 
     seen_api_versions: set[str] = set()
 
-    class StaticToken(SansIOHTTPPolicy):
-        """Plain-HTTP stand-in for ARM's bearer policy (which insists on HTTPS)."""
-
+    class SeenApiVersions(SansIOHTTPPolicy):
         def on_request(self, request):
-            request.http_request.headers["Authorization"] = "Bearer galley-bench"
             found = re.search(r"[?&]api-version=([^&]+)", request.http_request.url)
             if found:
                 seen_api_versions.add(found.group(1))
 
-    client = ComputeManagementClient(credential=_FixedCredential(), subscription_id=SUBSCRIPTION,
-                                     base_url=base_url, authentication_policy=StaticToken())
+    class StaticToken(SansIOHTTPPolicy):
+        """Plain-HTTP stand-in for ARM's bearer policy (which insists on HTTPS): --http only."""
+
+        def on_request(self, request):
+            request.http_request.headers["Authorization"] = f"Bearer {galley.token()}"
+
+    options: dict = {"per_call_policies": [SeenApiVersions()]}
+    if galley.http:
+        options["authentication_policy"] = StaticToken()
+    else:  # the SDK's own ARM bearer policy, trusting Galley's CA
+        options.update(credential_scopes=[f"{galley.url}/.default"], connection_verify=str(galley.ca_file))
+    client = ComputeManagementClient(credential=_ServerCredential(galley), subscription_id=SUBSCRIPTION,
+                                     base_url=galley.url, **options)
     started = time.perf_counter()
     names = [v.name for v in client.gallery_image_versions.list_by_gallery_image(GROUP, GALLERY, DEFINITION)]
     elapsed = time.perf_counter() - started
@@ -716,17 +768,17 @@ def list_with_sdk(base_url: str) -> dict:
             "api_versions": sorted(seen_api_versions)}
 
 
-def listing(galley: Server, versions: int, page_size: int, rounds: int, sdk_rounds: int) -> dict:
+def listing(galley: galley_server.Server, versions: int, page_size: int, rounds: int, sdk_rounds: int) -> dict:
     httpx_runs = []
     for round_no in range(rounds):
-        result = list_with_httpx(galley.url, versions, page_size)
+        result = list_with_httpx(galley, versions, page_size)
         log(f"  httpx round {round_no + 1}/{rounds}: {result['items']} items in {result['pages']} pages, "
             f"{result['seconds']:.3f} s")
         httpx_runs.append(result)
     sdk_runs = []
     for round_no in range(sdk_rounds):
         try:
-            result = list_with_sdk(galley.url)
+            result = list_with_sdk(galley)
         except Exception as error:  # the SDK figure is for information only
             result = {"error": f"{type(error).__name__}: {error}"}
         log(f"  SDK round {round_no + 1}/{sdk_rounds}: {result}")
@@ -753,6 +805,11 @@ def render_table(results: dict) -> str:
                  f"uvicorn {env['uvicorn']}, {env['cpus']} CPUs, {env['platform']}")
     lines.append(f"  database: SQLite (embedded default) in a fresh temp GALLEY_HOME; page size "
                  f"{env['page_size']}")
+    lines.append(f"  transport: {env['transport']}; every Galley request carries the administrator's bearer "
+                 "token (from the server's token endpoint)")
+    load = results["load_avg"]
+    lines.append("  load average (1/5/15 min): start " + " ".join(f"{v:.2f}" for v in load["start"])
+                 + ", end " + " ".join(f"{v:.2f}" for v in load.get("end", (float("nan"),) * 3)))
     lines.append("")
     lines.append("1. Setup")
     lines.append(f"  {setup['versions']} image versions in one definition, seeded by {setup['method']}")
@@ -763,6 +820,8 @@ def render_table(results: dict) -> str:
     lat = results["latency"]
     lines.append(f"2. In-process latency (no network), GET version {lat['version']}, latest = {lat['latest']}"
                  f"   goal: p99 < {GOAL_P99_MS:g} ms")
+    lines.append("  (ASGI and HTTP rows carry a bearer token, verified by the Authentication middleware; "
+                 "benchmarks/identity.py compares with and without it)")
     lines.append(f"  {'call':<44} {'calls':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}  goal")
     rows = [("service_get", "service  ResourceService.get(version)", True),
             ("service_latest", "service  ResourceService.latest_version", True),
@@ -783,10 +842,12 @@ def render_table(results: dict) -> str:
     lines.append(f"3. HTTP throughput on loopback ({tp['loadgen']}, {tp['connections']} connections, "
                  f"{tp['duration_s']} s x {tp['rounds']} rounds, one uvicorn process each)"
                  f"   goal: ratio >= {GOAL_RATIO:g}")
-    lines.append(f"  Galley started with: {tp['galley_started_with']}")
+    lines.append(f"  Galley started with: {tp['galley_started_with']}; bare: benchmarks/bare_app.py"
+                 + (" --ssl-certfile/--ssl-keyfile (Galley's certificate)" if tp["galley_url"].startswith("https")
+                    else ""))
     lines.append(f"  {'server':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}  rounds req/s")
     for name, label in (("bare", "bare FastAPI  GET /ping (async def)"),
-                        ("galley", "Galley        GET one image version")):
+                        ("galley", "Galley        GET one image version + token")):
         entry = tp[name]
         last = entry["rounds"][-1]
         rounds = ", ".join(f"{r['requests_per_s']:.0f}" for r in entry["rounds"])
@@ -880,6 +941,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile-calls", type=int, default=2000, help="calls per profiled request")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary GALLEY_HOME")
+    parser.add_argument("--http", action="store_true",
+                        help="serve Galley with `galley serve --http` and the bare app without TLS "
+                             "(default: both over HTTPS with Galley's certificate)")
     return parser.parse_args(argv)
 
 
@@ -912,13 +976,23 @@ def main(argv: list[str]) -> int:
         del os.environ[name]
     os.environ["GALLEY_HOME"] = str(home)
     settings = load_settings()
-    settings = replace(settings, home=home, database_url=f"sqlite:///{home / 'galley.db'}")
-    results: dict = {"environment": environment(settings.page_size), "noise": {}}
+    settings = replace(settings, home=home, database_url=f"sqlite:///{home / 'galley.db'}",
+                       default_subscription_id=SUBSCRIPTION)
+    results: dict = {"environment": environment(settings.page_size), "noise": {},
+                     "load_avg": {"start": os.getloadavg()}}
+    results["environment"]["transport"] = (
+        "plain HTTP (--http): Galley served with `galley serve --http`, the bare app without TLS"
+        if args.http else "HTTPS: Galley's own CA and server certificate ($GALLEY_HOME/tls), the bare app "
+        "served with the same certificate")
     noise = results["noise"]
-    servers: list[Server] = []
+    servers: list = []
     try:
         app = create_app(settings, run_worker=False)
         with TestClient(app) as client:
+            # Every request is authenticated: the home's administrator (credentials.json, written by
+            # create_app on this first start) signs in at the app's token endpoint.
+            token = galley_server.inprocess_token(client, home, settings.public_url)
+            client.headers["Authorization"] = f"Bearer {token}"
             log(f"1. seeding {args.versions} versions")
             with Phase("setup", noise):
                 results["setup"] = seed(client, app, args.versions, args.snapshots,
@@ -926,19 +1000,24 @@ def main(argv: list[str]) -> int:
             log(f"   done in {results['setup']['versions_s']:.1f} s")
             log("2. in-process latency")
             with Phase("latency", noise):
-                results["latency"] = inprocess_latency(client, app, args.versions, args.calls, budget_s=120)
+                results["latency"] = inprocess_latency(client, app, args.versions, args.calls, budget_s=120,
+                                                       token=token)
             if args.profile:
-                results["profile"] = profile_inprocess(app, args.versions, args.profile_calls)
+                results["profile"] = profile_inprocess(app, args.versions, args.profile_calls, token)
         del app, client
 
         galley_path = f"{version_id(args.versions // 2)}?api-version={GALLERY_API}"
         log("5. starting `galley serve` on the seeded home")
-        galley, started_with = start_galley(home, log_dir, galley_path)
+        galley, started_with = start_galley(home, log_dir, args.http)
         servers.append(galley)
+        with galley.client(timeout=30) as first:
+            answer = first.get(galley_path)
+            if answer.status_code != 200:
+                raise RuntimeError(f"galley serve: GET {galley_path} -> {answer.status_code}: {answer.text[:300]}")
         time.sleep(2)
         rss = {"idle": galley.rss()}
         log(f"   idle RSS {rss['idle']['rss_mb']:.1f} MB")
-        bare = start_bare(log_dir)
+        bare = start_bare(log_dir, None if args.http else galley_tls(home))
         servers.append(bare)
         time.sleep(2)
         rss["bare_idle"] = bare.rss()
@@ -961,6 +1040,7 @@ def main(argv: list[str]) -> int:
         time.sleep(2)
         rss["after_listing"] = galley.rss()
         results["rss"] = rss
+        results["load_avg"]["end"] = os.getloadavg()
     finally:
         for server in reversed(servers):
             server.stop()

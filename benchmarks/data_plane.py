@@ -356,16 +356,16 @@ def summarize_profile(raw: Path, top: int = 8) -> dict:
 
 # ---- the HTTP server (galley_server.Server) ---------------------------------------------------------
 
-def http_upload(bench: Bench, source: Path) -> dict:
-    """Create a disk over HTTP and `PUT {disk}/upload?format=raw` the source with curl."""
-    import httpx
-
+def http_upload(bench: Bench, source: Path, https: bool) -> dict:
+    """Create a disk over HTTP and `PUT {disk}/upload?format=raw` the source with curl, with the
+    administrator's bearer token. Plain HTTP (`galley serve --http`) unless `https`: the figure is
+    compared with cp + sync, which encrypts nothing, so TLS would be part of the gap."""
     size = source.stat().st_size
-    server = Server(bench.tmp / "server-home").start()
+    server = Server(bench.tmp / "server-home", http=not https).start()
     try:
         group = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}"
         disk = f"{group}/providers/Microsoft.Compute/disks/bench-upload"
-        with httpx.Client(base_url=server.url, timeout=60) as client:
+        with server.client(timeout=60) as client:
             response = client.put(f"{group}?api-version={RESOURCES_API}", json={"location": "eastus"})
             response.raise_for_status()
             response = client.put(f"{disk}?api-version={DISK_API}", json={
@@ -397,7 +397,7 @@ def http_upload(bench: Bench, source: Path) -> dict:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # let py-spy attach
         seconds, curl_rss, output = bench.run_timed([
-            "curl", "-sS", "--fail-with-body", "-X", "PUT", "-T", str(source), "-H", "Expect:",
+            "curl", "-sS", "--fail-with-body", *server.curl_args(), "-X", "PUT", "-T", str(source), "-H", "Expect:",
             "-H", "Content-Type: application/octet-stream", "-o", "/dev/null", "-w", "%{http_code}",
             f"{server.url}{disk}/upload?api-version={DISK_API}&format=raw"])
         curl_cpu = Bench.last_cpu
@@ -412,7 +412,8 @@ def http_upload(bench: Bench, source: Path) -> dict:
                 "http_status": output.strip(), "server_rss_before_mib": before.get("VmRSS"),
                 "server_vmhwm_before_mib": before.get("VmHWM"), "server_rss_after_mib": after.get("VmRSS"),
                 "server_vmhwm_mib": after.get("VmHWM"), "curl_maxrss_mib": curl_rss,
-                "stored_bytes": stored[0], "server_cpu_seconds": server_cpu, "curl_cpu_seconds": curl_cpu}
+                "stored_bytes": stored[0], "server_cpu_seconds": server_cpu, "curl_cpu_seconds": curl_cpu,
+                "transport": server.scheme, "started_with": server.started_with}
     finally:
         server.stop()
         shutil.rmtree(bench.tmp / "server-home", ignore_errors=True)
@@ -475,7 +476,7 @@ def run(args: argparse.Namespace, bench: Bench) -> dict:
 
     if not args.no_http:
         log("1b. ingest through HTTP: PUT {disk}/upload to `galley serve`")
-        upload = http_upload(bench, src1)
+        upload = http_upload(bench, src1, args.upload_https)
         upload["ratio"] = results["ingest"]["cp"]["seconds"] / upload["seconds"]
         log(f"   HTTP upload {upload['seconds']:.2f} s ({upload['mib_s']:.0f} MiB/s), "
             f"ratio {upload['ratio']:.2f} (to the median cp + sync)")
@@ -643,8 +644,12 @@ def render(results: dict) -> str:
                  f"RSS after setup {g['setup_rss_mib']:.0f} MiB; stored {g['stored_bytes'] / MiB:.0f} MiB)")
     if "http_upload" in results:
         h = results["http_upload"]
-        lines.append(row("HTTP PUT {disk}/upload (curl -> galley serve)", h["seconds"], h["mib_s"], h["ratio"],
-                         h["server_vmhwm_mib"], h["server_cpu_seconds"]))
+        lines.append(row(f"{h['transport'].upper()} PUT {{disk}}/upload (curl -> galley serve)", h["seconds"],
+                         h["mib_s"], h["ratio"], h["server_vmhwm_mib"], h["server_cpu_seconds"]))
+        lines.append("    (" + ("plain HTTP, `galley serve --http`: TLS is left out of the comparison with cp + sync, "
+                              "which encrypts nothing; --upload-https measures it over HTTPS"
+                              if h["transport"] == "http" else "HTTPS, Galley's own certificate: TLS is in this "
+                              "figure, and not in cp + sync") + "; a bearer token on every request)")
         lines.append(f"    (server VmRSS {h['server_rss_before_mib']:.0f} MiB before, "
                      f"{h['server_rss_after_mib']:.0f} MiB after; VmHWM {h['server_vmhwm_before_mib']:.0f} -> "
                      f"{h['server_vmhwm_mib']:.0f} MiB; curl {h['curl_maxrss_mib']:.0f} MiB; HTTP "
@@ -755,6 +760,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds to wait after sync + drop_caches before each measured step (default 2)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP upload through `galley serve`")
+    parser.add_argument("--upload-https", action="store_true",
+                        help="upload over HTTPS (`galley serve` as it runs by default) instead of plain HTTP "
+                             "(`galley serve --http`, the default here: the upload is compared with cp + sync)")
     parser.add_argument("--no-drop-caches", action="store_true", help="do not drop the page cache")
     parser.add_argument("--profile", action="store_true",
                         help="run every Galley step under py-spy and print where its time goes")

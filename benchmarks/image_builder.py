@@ -268,10 +268,14 @@ def _wait_async(client, response, what: str, timeout: float) -> None:
 
 
 def import_platform(server: Server, source: Path) -> dict:
-    """Register the platform image: `galley platform import` if the CLI has it, else the admin PUT."""
-    import httpx
+    """Register the platform image: `galley platform import` if the CLI has it, else the admin PUT.
 
+    The CLI signs in from the server's $GALLEY_HOME/credentials.json (its own home, GALLEY_CLI_HOME,
+    is kept inside the server's, so no `galley login` elsewhere on the machine is used) and trusts
+    the server's CA."""
     env = server.env()
+    if server.ca_file is not None:
+        env["GALLEY_CA_BUNDLE"] = str(server.ca_file)
     probe = subprocess.run([sys.executable, "-m", "galley.cli.main", "platform", "import", "--help"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     started = time.perf_counter()
@@ -287,7 +291,7 @@ def import_platform(server: Server, source: Path) -> dict:
     else:
         path = ("/providers/Galley.Platform/publishers/{publisher}/offers/{offer}/skus/{sku}/versions/{version}"
                 .format(**PLATFORM))
-        with httpx.Client(base_url=server.url, timeout=STEP_TIMEOUT_S) as client, open(source, "rb") as body:
+        with server.client(timeout=STEP_TIMEOUT_S) as client, open(source, "rb") as body:
             response = client.put(path, params={"osType": "Linux", "format": "raw"}, content=body,
                                   headers={"Content-Type": "application/octet-stream",
                                            "Content-Length": str(source.stat().st_size)})
@@ -330,12 +334,11 @@ def observed_phases(transitions: list[tuple[float, str, str]], end: float) -> di
 
 
 def run_galley(args: argparse.Namespace, source: Path, work: Path) -> dict:
-    import httpx
-
     home = work / f"home-{time.strftime('%Y%m%d-%H%M%S')}"
     server = Server(home)
     result: dict = {"home": str(home), "load_start": loadavg()}
-    log(f"galley: starting galley serve (GALLEY_HOME={home})")
+    log(f"galley: starting galley serve (GALLEY_HOME={home}; HTTPS with its own CA, signed in from "
+        "its credentials.json)")
     server.start()
     result["server_url"] = server.url
     try:
@@ -351,7 +354,7 @@ def run_galley(args: argparse.Namespace, source: Path, work: Path) -> dict:
         bapi = {"api-version": BUILDER_API}
         timeout = args.timeout
 
-        with httpx.Client(base_url=server.url, timeout=120) as client:
+        with server.client(timeout=120) as client:  # its CA, the administrator's token on every request
             def wait_provisioned(path: str, params: dict, what: str) -> dict:
                 deadline = time.monotonic() + 120
                 while True:
