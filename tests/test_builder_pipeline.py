@@ -2,7 +2,7 @@
 checked file by file (debugfs, no mount) and booted.
 
 The slow tests need root and build from the Debian 12 image that tests/debian_base.py makes once
-per machine; the apt-get customizer reaches deb.debian.org.
+per machine; the apt-get customizers reach deb.debian.org (through the sandbox's slirp4netns).
 """
 from __future__ import annotations
 
@@ -27,9 +27,12 @@ from .debian_base import debian_base_image
 from galley.builder.boot import boot_test
 from galley.builder.customize import (FILE_MAX_BYTES, CustomizerInputError, InvalidCustomizer, destination_problem,
                                       parse_customizers, plan_customizer)
+from galley.builder.cgroups import PREFIX as CGROUP_PREFIX, Limits, SandboxCgroup
 from galley.builder.generalize import added_users
 from galley.builder.pipeline import (BuildCancelled, BuildSpec, BuildTimedOut, CustomizerFailed, InvalidBuildSpec,
-                                     run_build)
+                                     run_build, sandbox_limits)
+from galley.builder.sandbox_network import blocked_networks, nft_rules
+from galley.domain.vm_sizes import DEFAULT_VM_SIZE, UnknownVmSize, vm_size
 
 GIB = 1024 ** 3
 PARTITION_OFFSET = 1024 * 1024
@@ -136,6 +139,125 @@ def _processes_matching(*needles: bytes) -> list[str]:
     return found
 
 
+def sandbox_cgroups() -> list[str]:
+    """The build sandbox cgroups this process made that still exist (in every cgroup hierarchy)."""
+    mine = f"{CGROUP_PREFIX}{os.getpid()}-"
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if line.partition(" - ")[2].split()[:1] in (["cgroup"], ["cgroup2"]):
+            for folder, subfolders, _ in os.walk(line.split()[4]):
+                found += [os.path.join(folder, name) for name in subfolders if name.startswith(mine)]
+    return found
+
+
+def slirp_children() -> list[int]:
+    """slirp4netns processes this process started that are still there."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, _, rest = stat_file.read_text().rpartition(")")
+        except OSError:
+            continue
+        if name.endswith("(slirp4netns") and int(rest.split()[1]) == os.getpid():
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+def host_addresses() -> list[str]:
+    """The host's own addresses but loopback and link-local IPv6 (IPv4 and IPv6), from `ip -j addr`."""
+    done = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True)
+    found = []
+    for link in json.loads(done.stdout):
+        for info in link.get("addr_info", []):
+            if info.get("scope") == "global" or (info.get("family") == "inet" and info.get("scope") != "host"):
+                found.append(info["local"])
+    return found
+
+
+class HostListeners:
+    """TCP listeners on every address of the host (IPv4 and IPv6), standing in for Galley's API,
+    PostgreSQL and the S3 server; each counts the connections it accepts."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+        self.sockets = [socket.create_server(("", 0), family=socket.AF_INET6, dualstack_ipv6=True) for _ in names]
+        self.ports = [s.getsockname()[1] for s in self.sockets]
+        self.accepted = [0] * len(names)
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._serve, args=(i,), daemon=True) for i in range(len(names))]
+        for thread in self.threads:
+            thread.start()
+
+    def _serve(self, i: int) -> None:
+        server = self.sockets[i]
+        server.settimeout(0.2)
+        while not self.stopping.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            self.accepted[i] += 1
+            with connection:
+                connection.sendall(b"hello from the host\n")
+
+    def close(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join()
+        for server in self.sockets:
+            server.close()
+
+
+class Heartbeat:
+    """The host keeps serving: a listener answers in a thread of this process, and another thread
+    connects to it every 0.1 s and times each answer."""
+
+    def __enter__(self) -> Heartbeat:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.address = self.server.getsockname()
+        self.stopping = threading.Event()
+        self.seconds: list[float] = []
+        self.failures: list[str] = []
+        self.threads = [threading.Thread(target=self._serve, daemon=True),
+                        threading.Thread(target=self._beat, daemon=True)]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.sendall(b"ok\n")
+
+    def _beat(self) -> None:
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                with socket.create_connection(self.address, timeout=5) as connection:
+                    assert connection.recv(3) == b"ok\n"
+                self.seconds.append(time.monotonic() - started)
+            except (OSError, AssertionError) as failed:
+                self.failures.append(repr(failed))
+            time.sleep(0.1)
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join()
+        self.server.close()
+
+    def assert_served(self, at_least: int) -> None:
+        assert not self.failures, self.failures
+        assert len(self.seconds) >= at_least, len(self.seconds)
+        print(f"host answered {len(self.seconds)} times during the build; slowest {max(self.seconds) * 1000:.0f} ms")
+        assert max(self.seconds) < 2.0, max(self.seconds)
+
+
 def assert_no_leftovers(work: Path, *process_needles: bytes) -> None:
     mounts = [line for line in Path("/proc/self/mounts").read_text().splitlines() if str(work) in line]
     assert not mounts, mounts
@@ -147,6 +269,8 @@ def assert_no_leftovers(work: Path, *process_needles: bytes) -> None:
     assert not processes, processes
     assert not list(work.glob(".stdin-*"))
     assert not [p for p in work.glob("root-*")], "mount point folders are removed"
+    assert sandbox_cgroups() == [], "the sandbox's cgroups are removed"
+    assert slirp_children() == [], "slirp4netns is stopped"
 
 
 # --------------------------------------------------------------------------- fast: no image
@@ -221,6 +345,77 @@ def test_file_over_20_mb_is_rejected():
         plan_customizer(c, _fetcher({"https://x/big": big}))
     (ok,) = plan_customizer(c, _fetcher({"https://x/big": big[:FILE_MAX_BYTES]}))
     assert ok.stdin == big[:FILE_MAX_BYTES] and ok.argv[-1] == "/tmp/big"
+
+
+def test_vm_sizes_set_the_sandbox_limits():
+    assert DEFAULT_VM_SIZE == "Standard_D1_v2"
+    default = sandbox_limits(None)
+    assert default == sandbox_limits("standard_d1_V2")
+    assert (default.memory_bytes, default.pids, default.cpus) == (3584 * 1024 ** 2, 3072, 1)
+    assert default.source == "vmProfile.vmSize Standard_D1_v2"
+    assert default.describe() == ("memory 3.5 GiB (no swap), 3072 processes and threads, 1 CPU "
+                                  "(vmProfile.vmSize Standard_D1_v2)")
+    assert (vm_size("Standard_B1s").memory_mib, vm_size("Standard_B1s").pids) == (1024, 2048)
+    assert (vm_size("Standard_D2s_v3").vcpus, vm_size("Standard_D2s_v3").memory_mib) == (2, 8192)
+    assert (vm_size("Standard_E4s_v5").vcpus, vm_size("Standard_E4s_v5").memory_mib) == (4, 32768)
+    assert vm_size("Standard_B1ls").pids == 1024  # at most 2 per MiB: a fork bomb meets it before memory
+    assert sandbox_limits("Standard_F16s_v2").cpus == min(16, os.cpu_count())
+    with pytest.raises(UnknownVmSize, match="Standard_D1_v2"):
+        vm_size("Standard_Q7_v9")
+
+
+def test_run_build_rejects_an_unknown_vm_size_before_any_work(tmp_path):
+    source = tmp_path / "source.raw"
+    with open(source, "wb") as f:
+        f.truncate(GIB)
+    with pytest.raises(InvalidBuildSpec, match="vmSize 'Standard_Q7_v9' is not a VM size"):
+        run_build(BuildSpec(source, vm_size="Standard_Q7_v9"), work_dir=tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
+def test_the_network_filter_blocks_private_and_host_networks():
+    blocked = blocked_networks(["192.0.2.2/32", "192.0.2.0/24", "10.1.2.3/32", "203.0.113.9/32"])
+    for network in ("10.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16",
+                    "100.64.0.0/10", "192.0.2.0/24", "203.0.113.9/32"):
+        assert network in blocked, (network, blocked)
+    assert "10.1.2.3/32" not in blocked  # merged into 10.0.0.0/8: nft refuses overlapping elements
+    rules = nft_rules(blocked)
+    assert "policy drop" in rules and 'oifname "lo" accept' in rules
+    assert "ip daddr 10.0.2.3 udp dport 53 accept" in rules
+    assert rules.index("dport 53 accept") < rules.index("ip daddr @blocked reject")
+
+
+def test_cgroup_v2_layout_in_a_fake_hierarchy(tmp_path):
+    """The v2 file layout (the kernel's rules are the slow tests' business, on v1 or v2)."""
+    top = tmp_path / "cgroup"
+    own = top / "system.slice" / "galley.service"
+    own.mkdir(parents=True)
+    (top / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (own / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    mountinfo = f"30 23 0:26 / {top} rw,nosuid - cgroup2 cgroup2 rw\n"
+    limits = Limits(memory_bytes=GIB, pids=2048, cpus=1.5, source="vmProfile.vmSize test")
+    stale = own / f"{CGROUP_PREFIX}999999999-1"  # a dead server's
+    stale.mkdir()
+    original_mkdir = Path.mkdir
+
+    def mkdir_with_files(self, *args, **kwargs):  # the kernel fills a new cgroup with its files
+        original_mkdir(self, *args, **kwargs)
+        for name in ("cgroup.procs", "memory.max", "memory.swap.max", "pids.max", "cpu.max"):
+            (self / name).write_text("")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "mkdir", mkdir_with_files)
+        cgroup = SandboxCgroup.create(limits, mountinfo=mountinfo, self_cgroup="0::/system.slice/galley.service\n")
+    d = cgroup.directories[""]
+    assert d.parent == own and d.name.startswith(f"{CGROUP_PREFIX}{os.getpid()}-")
+    assert (d / "memory.max").read_text() == str(GIB)
+    assert (d / "memory.swap.max").read_text() == "0"
+    assert (d / "pids.max").read_text() == "2048"
+    assert (d / "cpu.max").read_text() == "150000 100000"
+    assert not stale.exists(), "a dead server's cgroup is removed"
+    (d / "pids.events").write_text("max 3\n")
+    (d / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 2\noom_kill 2\n")
+    assert (cgroup.pids_limit_hits(), cgroup.oom_kills()) == (3, 2)
 
 
 def test_added_users_are_new_regular_accounts():
@@ -426,6 +621,108 @@ def test_customizers_cannot_touch_the_host(base_image, work_dir, tmp_path):
     # the one write that worked went into the image
     assert _cat(result.image_path, f"/host-marker-{token}") == "pwned\n"
     assert_no_leftovers(work_dir)
+
+
+@pytest.mark.slow
+def test_customizers_reach_the_mirror_but_nothing_on_the_host(base_image, work_dir, private_tmp):
+    """The sandbox's own network: apt-get reaches its mirror, while services of the host (stood in
+    for by listeners on all its addresses) cannot be reached on loopback, on its other addresses,
+    through slirp4netns's gateway or DNS relay, nor the link-local metadata address."""
+    # no quotes in the labels: they go into the shell
+    listeners = HostListeners(("the Galley API", "PostgreSQL", "the S3 server"))
+    try:
+        addresses = host_addresses()
+        assert addresses, "the host has no address but loopback"
+        # each listener answers the host itself on each address: the attempts below are not vacuous
+        for address in ["127.0.0.1", *addresses]:
+            for port in listeners.ports:
+                with socket.create_connection((address, port), timeout=5) as connection:
+                    assert connection.recv(5) == b"hello"
+        answered_the_host = list(listeners.accepted)
+
+        def attempt(what: str, address: str, port: int) -> str:
+            return (f"if timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>/dev/null; "
+                    f"then echo 'REACHED: {what}'; else echo 'blocked: {what}'; fi")
+
+        inline = []
+        for name, port in zip(listeners.names, listeners.ports):
+            for address in ["127.0.0.1", "10.0.2.2", "10.0.2.3", *addresses]:
+                inline.append(attempt(f"{name} on {address}:{port}", address, port))
+        inline += [
+            attempt("the metadata service 169.254.169.254:80", "169.254.169.254", 80),
+            attempt("a link-local address 169.254.1.1:80", "169.254.1.1", 80),
+            "echo attempts done",
+            "getent hosts deb.debian.org",
+            "apt-get update",
+            "echo apt-get update worked",
+        ]
+        recorder = Recorder()
+        started = time.monotonic()
+        run_build(BuildSpec(base_image, customizers=[{"type": "Shell", "name": "network", "inline": inline}]),
+                  work_dir=work_dir, log=recorder.log)
+        print(f"\nbuild with {len(inline) - 4} connection attempts and apt-get update: "
+              f"{time.monotonic() - started:.1f} s")
+    finally:
+        listeners.close()
+    output = "\n".join(line.split("[network] ", 1)[1] for line in recorder.lines if "[network] " in line)
+    assert "attempts done" in output and "apt-get update worked" in output, output
+    assert "REACHED" not in output, output
+    assert output.count("blocked: ") == 3 * (3 + len(addresses)) + 2, output
+    assert listeners.accepted == answered_the_host, "a connection from the sandbox reached a host listener"
+    assert re.search(r"^(Hit|Get):\d+ http://deb\.debian\.org/debian bookworm", output, re.M), output
+    assert "sandbox limits: memory 3.5 GiB (no swap), 3072 processes and threads, 1 CPU " \
+           "(vmProfile.vmSize Standard_D1_v2)" in recorder.text
+    assert_no_leftovers(work_dir)
+
+
+@pytest.mark.slow
+def test_a_memory_hog_fails_its_build_alone(base_image, work_dir, private_tmp):
+    recorder = Recorder()
+    started = time.monotonic()
+    with Heartbeat() as heartbeat:
+        with pytest.raises(CustomizerFailed) as raised:
+            run_build(BuildSpec(base_image, vm_size="Standard_B1s", customizers=[
+                {"type": "Shell", "name": "hog", "inline": [
+                    "echo eating memory",
+                    "head -c 6G /dev/zero | tail",  # tail keeps the one endless line in memory
+                    "echo never printed",
+                ]}]), work_dir=work_dir, log=recorder.log)
+    elapsed = time.monotonic() - started
+    print(f"\nmemory hog build failed after {elapsed:.1f} s: {raised.value}")
+    error = raised.value
+    assert str(error).startswith("customizer 'hog' (Shell) ran out of memory: the kernel killed 1 process at the "
+                                 "build's memory limit of 1 GiB (vmProfile.vmSize Standard_B1s); "
+                                 "it exited with code 137"), str(error)
+    assert "a larger vmProfile.vmSize" in str(error)
+    assert error.exit_code == 137 and error.customizer == "hog"
+    assert "[hog] eating memory" in recorder.text and "never printed" not in recorder.text
+    assert elapsed < 60
+    heartbeat.assert_served(at_least=5)
+    assert_no_leftovers(work_dir)
+
+
+@pytest.mark.slow
+def test_a_fork_bomb_fails_its_build_alone(base_image, work_dir, private_tmp):
+    recorder = Recorder()
+    started = time.monotonic()
+    with Heartbeat() as heartbeat:
+        with pytest.raises(CustomizerFailed) as raised:
+            run_build(BuildSpec(base_image, vm_size="Standard_B1s", customizers=[
+                {"type": "Shell", "name": "bomb", "inline": [
+                    "echo forking",
+                    "bomb() { bomb | bomb & }; bomb",
+                    "sleep 641",
+                ]}]), work_dir=work_dir, log=recorder.log)
+    elapsed = time.monotonic() - started
+    print(f"\nfork bomb build failed after {elapsed:.1f} s: {raised.value}")
+    error = raised.value
+    assert str(error).startswith("customizer 'bomb' (Shell) reached the build's limit of 2048 processes and threads "
+                                 "(vmProfile.vmSize Standard_B1s): every process of it was killed"), str(error)
+    assert error.exit_code is None and error.customizer == "bomb"
+    assert "[bomb] forking" in recorder.text
+    assert elapsed < 60
+    heartbeat.assert_served(at_least=5)
+    assert_no_leftovers(work_dir, b"sleep\x00641")
 
 
 @pytest.mark.slow

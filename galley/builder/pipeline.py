@@ -14,9 +14,11 @@ One pipeline of named steps, each small enough to read at once (and each timed):
     trim        `fstrim` the filesystem, so freed blocks become holes in the image file
     release     unmount, detach the loop device, check that nothing is left
 
-The sandbox (`galley.builder.sandbox`): a new mount, PID, UTS and IPC namespace, pivot_root into
-the image, reduced capabilities, the host's network and DNS. `customize` says what template
-customizers mean, `generalize` what deprovisioning does.
+The sandbox (`galley.builder.sandbox`): a new mount, PID, UTS, IPC and network namespace,
+pivot_root into the image, reduced capabilities, outbound network to the internet only (not the
+host, not its private networks), and a cgroup whose memory, process and CPU limits come from
+`vmProfile.vmSize` (`galley.domain.vm_sizes`). `customize` says what template customizers mean,
+`generalize` what deprovisioning does.
 
 Progress goes to `on_phase(runState, runSubState)` as Azure reports it: ("Running",
 "Building") while the image is prepared, ("Running", "Customizing") from the first customizer
@@ -49,15 +51,18 @@ from .customize import (PREPARE, UNPREPARE, Customizer, CustomizerInputError, Fe
                         SandboxCommand, parse_customizers, plan_customizer)
 from .generalize import (DEPROVISIONING_SCRIPT, added_users, custom_deprovisioning, default_deprovisioning,
                          unsafe_user_names)
-from .sandbox import (SandboxCancelled, SandboxError, SandboxTimeout, entry_kind_in_root, read_file_in_root,
-                      run_in_sandbox)
+from ..domain.vm_sizes import UnknownVmSize, vm_size
+from .cgroups import Limits
+from .sandbox import (SandboxCancelled, SandboxError, SandboxLimitExceeded, SandboxTimeout, entry_kind_in_root,
+                      read_file_in_root, run_in_sandbox)
 
 GIB = 1024 ** 3
 SECTOR = 512
 DEFAULT_TIMEOUT_MINUTES = 240  # Image Builder's default buildTimeoutInMinutes (0 means it too)
 IMAGE_NAME = "image.raw"
 LOG_NAME = "customization.log"
-REQUIRED_TOOLS = ("cp", "sfdisk", "losetup", "blkid", "mount", "umount", "e2fsck", "resize2fs", "unshare")
+REQUIRED_TOOLS = ("cp", "sfdisk", "losetup", "blkid", "mount", "umount", "e2fsck", "resize2fs", "unshare", "ip",
+                  "slirp4netns", "nft")
 GROWABLE_FILESYSTEMS = ("ext2", "ext3", "ext4")
 # Partition types that hold a Linux root: MBR 83, GPT "Linux filesystem", GPT root x86-64 / arm64.
 LINUX_PARTITION_TYPES = {"83", "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
@@ -76,6 +81,7 @@ class BuildSpec:
     os_disk_size_gib: int = 0                               # vmProfile.osDiskSizeGB; 0 keeps the size
     timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES        # buildTimeoutInMinutes; 0 means 240
     fetch: Fetch | None = None                              # fetch(uri) -> bytes, for scriptUri and sourceUri
+    vm_size: str | None = None                              # vmProfile.vmSize: the sandbox's limits
 
 
 @dataclass
@@ -140,17 +146,18 @@ def run_build(spec: BuildSpec, *, work_dir: str | os.PathLike, log: LogSink = No
     (all BuildError) when the build stops, with every mount, loop device and process it made
     gone, the partial image removed and the log kept (`error.log_path`).
     """
-    customizers = _check_spec(spec)
+    customizers, limits = _check_spec(spec)
     work = Path(work_dir).resolve()
     if Path(spec.source_image_path).resolve() == work / IMAGE_NAME:
         raise InvalidBuildSpec(f"the source image is {work / IMAGE_NAME}, where the result goes: use another "
                                "work folder", step="check")
     work.mkdir(parents=True, exist_ok=True)
-    b = _Build(spec, customizers, work, log, cancel or threading.Event(), on_phase)
+    b = _Build(spec, customizers, limits, work, log, cancel or threading.Event(), on_phase)
     try:
         with b.cleanup:
             b.say(f"building from {spec.source_image_path}: {len(customizers)} customizer(s), "
                   f"timeout {b.timeout_minutes:g} min")
+            b.say(f"sandbox limits: {limits.describe()}")
             for sub_state, steps in PIPELINE:
                 b.phase(sub_state)
                 for name, step in steps:
@@ -175,7 +182,15 @@ def run_build(spec: BuildSpec, *, work_dir: str | os.PathLike, log: LogSink = No
     return result
 
 
-def _check_spec(spec: BuildSpec) -> list[Customizer]:
+def sandbox_limits(size_name: str | None) -> Limits:
+    """The sandbox's limits for vmProfile.vmSize `size_name` (None: the default size); its vCPUs
+    are capped at this server's. Raises UnknownVmSize."""
+    size = vm_size(size_name)
+    return Limits(memory_bytes=size.memory_bytes, pids=size.pids, cpus=min(size.vcpus, os.cpu_count() or 1),
+                  source=f"vmProfile.vmSize {size.name}")
+
+
+def _check_spec(spec: BuildSpec) -> tuple[list[Customizer], Limits]:
     try:
         customizers = parse_customizers(spec.customizers)
     except InvalidCustomizer as bad:
@@ -198,22 +213,27 @@ def _check_spec(spec: BuildSpec) -> list[Customizer]:
     minutes = spec.timeout_minutes
     if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or minutes < 0:
         raise InvalidBuildSpec(f"buildTimeoutInMinutes must be 0 or more (got {minutes!r})", step="check")
+    try:
+        limits = sandbox_limits(spec.vm_size)
+    except UnknownVmSize as unknown:
+        raise InvalidBuildSpec(str(unknown), step="check") from None
     if os.geteuid() != 0:
-        raise BuildError("building needs root (loop devices, mount, namespaces)", step="check")
+        raise BuildError("building needs root (loop devices, mount, namespaces, cgroups)", step="check")
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     if missing:
         raise BuildError(f"missing host tools: {', '.join(missing)} (Debian: coreutils fdisk mount e2fsprogs "
-                         "util-linux)", step="check")
-    return customizers
+                         "util-linux iproute2 slirp4netns nftables)", step="check")
+    return customizers, limits
 
 
 class _Build:
     """One build's state: what the steps share, the timers, the log and the cleanup stack."""
 
-    def __init__(self, spec: BuildSpec, customizers: list[Customizer], work: Path, sink: LogSink,
+    def __init__(self, spec: BuildSpec, customizers: list[Customizer], limits: Limits, work: Path, sink: LogSink,
                  cancel: threading.Event, on_phase: PhaseCallback | None):
         self.spec = spec
         self.customizers = customizers
+        self.limits = limits
         self.work = work
         self.cancel = cancel
         self.on_phase = on_phase
@@ -284,6 +304,9 @@ class _Build:
         elif isinstance(failed, SandboxCancelled):
             error = BuildCancelled(f"the build was cancelled while {self.running or self.current_step} was running; "
                                    "it was stopped", step=self.current_step)
+        elif isinstance(failed, SandboxLimitExceeded):
+            error = BuildError(f"step {self.current_step}: {self.running or 'the sandbox'} {failed}",
+                               step=self.current_step)
         elif isinstance(failed, SandboxError):
             error = BuildError(f"step {self.current_step}: {failed}", step=self.current_step)
         else:
@@ -333,8 +356,8 @@ class _Build:
                 f.write(command.stdin)
         try:
             return run_in_sandbox(self.root, command.argv, on_line=lambda line: self.log.write(source, line),
-                                  cancel=self.cancel, deadline=self.deadline, stdin_path=stdin_path,
-                                  resolv_conf=dns)
+                                  limits=self.limits, cancel=self.cancel, deadline=self.deadline,
+                                  stdin_path=stdin_path, resolv_conf=dns)
         finally:
             if stdin_path is not None:
                 _remove(Path(stdin_path))
@@ -440,7 +463,13 @@ def run_customizers(b: _Build) -> None:
             raise CustomizerFailed(f"{bad}; see the log", customizer=c.name, customizer_type=c.type,
                                    exit_code=None) from None
         for command in commands:
-            code = b.sandbox(c.name, command)
+            try:
+                code = b.sandbox(c.name, command)
+            except SandboxLimitExceeded as hit:
+                advice = ("use fewer processes or a larger vmProfile.vmSize" if hit.limit == "pids"
+                          else "use less memory or a larger vmProfile.vmSize")
+                raise CustomizerFailed(f"{c.label} {hit}; {advice}; see the log", customizer=c.name,
+                                       customizer_type=c.type, exit_code=hit.exit_code) from None
             if code != 0:
                 raise CustomizerFailed(f"{c.label} failed with exit code {code}; see the log",
                                        customizer=c.name, customizer_type=c.type, exit_code=code)

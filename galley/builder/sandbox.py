@@ -1,37 +1,61 @@
 """Run one command inside a mounted disk image's root filesystem, isolated from the host.
 
-    unshare --mount --pid --uts --ipc --fork --kill-child --propagation private \\
+    unshare --mount --pid --uts --ipc --net --fork --kill-child --propagation private \\
         python -I -S sandbox.py --init ...
 
 starts this very file as the sandbox's init: PID 1 of a new PID namespace, in a private mount
-namespace, with its own hostname and System V IPC. The init, still holding all capabilities:
+namespace, with its own hostname, System V IPC and network. The init, still holding all
+capabilities:
 
-  1. reports its host PID (so the host can kill it) on a status pipe
-  2. `pivot_root`s into the image's root and detaches the host's tree: unlike a plain chroot,
+  1. reports its host PID (so the host can kill it) on a status pipe, and waits until the host
+     has moved it into the build's cgroup (`galley.builder.cgroups`: memory without swap, a
+     number of processes and threads, CPU; made its OOM score 1000, the first the kernel
+     kills when the host runs out of memory) and attached slirp4netns to its network namespace
+     (`galley.builder.sandbox_network`)
+  2. loads the nftables filter into its network namespace: only loopback, DNS through
+     slirp4netns and the public internet can be reached, not the host (on any of its
+     addresses), its private networks or link-local addresses
+  3. `pivot_root`s into the image's root and detaches the host's tree: unlike a plain chroot,
      which a root process can leave again, nothing of the host stays reachable
-  3. mounts what programs expect: a fresh /proc that shows only the sandbox's processes
+  4. mounts what programs expect: a fresh /proc that shows only the sandbox's processes
      (/proc/sys, /proc/sysrq-trigger, /proc/irq, /proc/bus, /proc/fs read-only; /proc/kcore and
      friends masked), /sys read-only, a small /dev (null, zero, full, random, urandom, tty, a
-     private devpts and /dev/shm) and a tmpfs on /run with the host's resolv.conf, so DNS works
-     through the host's network (the network namespace is the host's: apt-get must reach its
-     mirror)
-  4. forks the command in a session keyring of its own (the host's may hold secrets), with
-     Docker's default capability set minus CAP_MKNOD: no CAP_SYS_ADMIN (no mount, umount or
-     remount), no CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_NET_ADMIN, CAP_DAC_READ_SEARCH,
-     CAP_SYS_PTRACE … — which also keeps it from looking into the init through /proc/1
-  5. reaps every process until the command exits, then exits with its status; the kernel then
+     private devpts and /dev/shm) and a tmpfs on /run with a resolv.conf naming slirp4netns's
+     DNS relay (10.0.2.3)
+  5. forks the command in a session keyring of its own (the host's may hold secrets), with
+     Docker's default capability set minus CAP_MKNOD and CAP_NET_RAW: no CAP_SYS_ADMIN (no
+     mount, umount or remount), no CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_NET_ADMIN (the filter
+     and routes stay), CAP_NET_RAW (no packet socket around the filter), CAP_SYS_RESOURCE
+     (the OOM score stays), CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE … — which also keeps it from
+     looking into the init through /proc/1
+  6. reaps every process until the command exits, then exits with its status; the kernel then
      kills whatever the command left running in the namespace.
 
-Not isolated (known limits): the network namespace, so services listening on the host's
-loopback or abstract sockets are reachable; root's user keyring; no seccomp filter and no
-cgroup limits on CPU, memory or PIDs.
+Reachable over the network: the internet (package mirrors), and DNS queries (port 53 only) to
+the host's resolver through slirp4netns, wherever that resolver is: the one deliberate hole.
+Not reachable: anything on the host's loopback or its other addresses (Galley's API,
+PostgreSQL, an S3 server), its abstract Unix sockets (they belong to the network namespace),
+the private (RFC 1918, CGNAT) and link-local networks (169.254.169.254) — so also a package
+mirror or proxy on a private network. Limits: the command and everything it starts share the
+cgroup's memory (the kernel's OOM killer kills in the sandbox only), process count (reaching
+it kills the whole sandbox: a fork bomb stops there) and CPU; `SandboxLimitExceeded` says
+which limit was hit.
+
+Not isolated (known limits): root's user keyring; the host's kernel, with no seccomp filter
+(a kernel bug reachable through a system call is reachable from the sandbox); slirp4netns
+runs on the host as root to relay the sandbox's traffic (in its own mount namespace, with its
+capabilities dropped and a seccomp filter); disk space and I/O bandwidth (the image file's
+size bounds the one, nothing bounds the other); the cgroup paths the sandbox can read in
+/proc/self/cgroup.
 
 These mounts live only in the sandbox's mount namespace: they vanish with its last process.
-The host side (`run_in_sandbox`) streams the output line by line and, on a deadline or a
-cancel, kills the init (SIGKILL to a PID namespace's init kills every process in it) and waits
-until no process of that namespace is left.
+The host side (`run_in_sandbox`) streams the output line by line and, on a deadline, a cancel
+or the process limit, kills the init (SIGKILL to a PID namespace's init kills every process in
+it) and waits until no process of that namespace is left; then it stops slirp4netns and
+removes the cgroup.
 
-Only the standard library is used here: the init runs this file with `python -I -S`.
+Only the standard library is used by the init: it runs this file with `python -I -S` (the
+host side's helpers are imported only when this file is imported as a module).
 """
 from __future__ import annotations
 
@@ -48,6 +72,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
+
+if __name__ != "__main__":  # the host side; the init (this file run as a script) has only the standard library
+    from .cgroups import Limits, SandboxCgroup, SandboxCgroupError, format_bytes
+    from .sandbox_network import (RESOLV_CONF, SandboxNetworkError, Slirp, blocked_networks, host_networks,
+                                  nft_rules, required_tools)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/run/galley/bin"
 DEFAULT_ENV = {
@@ -82,6 +111,16 @@ class SandboxCancelled(SandboxInterrupted):
     """The cancel event was set; every process of the sandbox was killed."""
 
 
+class SandboxLimitExceeded(SandboxInterrupted):
+    """The command hit its cgroup's memory ("memory") or process ("pids") limit and failed:
+    `exit_code` is its exit code, None when the sandbox had to be killed."""
+
+    def __init__(self, message: str, *, limit: str, exit_code: int | None):
+        super().__init__(message)
+        self.limit = limit
+        self.exit_code = exit_code
+
+
 # --------------------------------------------------------------------------- host side
 
 def run_in_sandbox(
@@ -89,6 +128,7 @@ def run_in_sandbox(
     argv: Sequence[str],
     *,
     on_line: Callable[[str], None],
+    limits: Limits,
     cancel: threading.Event | None = None,
     deadline: float | None = None,
     stdin_path: str | os.PathLike | None = None,
@@ -98,52 +138,143 @@ def run_in_sandbox(
 ) -> int:
     """Run `argv` (an absolute path first) as root inside `root`, a mounted image's root.
 
-    Standard output and error go to `on_line`, one line at a time, as they come. `stdin_path`
-    is a host file given to the command as standard input (default: /dev/null). `deadline` is
-    a `time.monotonic()` value. `resolv_conf=False` leaves the image's /etc/resolv.conf as it is
-    (by default the host's DNS settings show through it: see `_install_resolv_conf`).
+    Standard output and error go to `on_line`, one line at a time, as they come. `limits` are
+    the cgroup's (memory, processes, CPU). `stdin_path` is a host file given to the command as
+    standard input (default: /dev/null). `deadline` is a `time.monotonic()` value.
+    `resolv_conf=False` leaves the image's /etc/resolv.conf as it is (by default it names
+    slirp4netns's DNS relay: see `_install_resolv_conf`).
 
     Returns the exit code (128 + N when killed by signal N); raises SandboxTimeout or
-    SandboxCancelled after killing every process of the sandbox, SandboxError when the
-    sandbox could not be set up.
+    SandboxCancelled after killing every process of the sandbox, SandboxLimitExceeded when the
+    command failed at a limit of its cgroup, SandboxError when the sandbox could not be set up.
     """
     root = os.path.realpath(root)
     if not os.path.ismount(root):
         raise SandboxError(f"{root} is not a mount point: mount the image's root filesystem there first")
     if not argv or not str(argv[0]).startswith("/"):
         raise ValueError("argv[0] must be an absolute path inside the image")
+    try:
+        tools = required_tools()
+        rules = nft_rules(blocked_networks(host_networks()))
+    except SandboxNetworkError as failed:
+        raise SandboxError(str(failed)) from None
     spec = {"root": root, "argv": [str(a) for a in argv], "env": dict(env or DEFAULT_ENV),
-            "hostname": hostname or _image_hostname(root), "resolv_conf": resolv_conf}
-    out_r, out_w = os.pipe()
-    status_r, status_w = os.pipe()
-    command = ["unshare", "--mount", "--pid", "--uts", "--ipc", "--fork", "--kill-child",
+            "hostname": hostname or _image_hostname(root), "resolv_conf": resolv_conf, "resolv": RESOLV_CONF,
+            "nft": tools["nft"], "nft_rules": rules}
+    try:
+        cgroup = SandboxCgroup.create(limits)
+    except SandboxCgroupError as failed:
+        raise SandboxError(str(failed)) from None
+    try:
+        out_r, out_w = os.pipe()
+        status_r, status_w = os.pipe()
+        go_r, go_w = os.pipe()
+    except OSError:
+        cgroup.remove()
+        raise
+    slirp = Slirp(tools["slirp4netns"])
+    command = ["unshare", "--mount", "--pid", "--uts", "--ipc", "--net", "--fork", "--kill-child",
                "--propagation", "private", "--",
-               sys.executable, "-I", "-S", str(Path(__file__).resolve()), _INIT_FLAG, str(status_w),
+               sys.executable, "-I", "-S", str(Path(__file__).resolve()), _INIT_FLAG, str(status_w), str(go_r),
                json.dumps(spec)]
     process = None
     watch = _Watch()
+    host = _HostSide(cgroup, slirp, go_w, limits)
+    finished = False
     try:
         try:
             with open(stdin_path if stdin_path is not None else os.devnull, "rb") as stdin:
-                process = subprocess.Popen(command, stdin=stdin, stdout=out_w, stderr=out_w, pass_fds=(status_w,),
-                                           cwd="/", start_new_session=True,
+                process = subprocess.Popen(command, stdin=stdin, stdout=out_w, stderr=out_w,
+                                           pass_fds=(status_w, go_r), cwd="/", start_new_session=True,
                                            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
         finally:
             os.close(out_w)
             os.close(status_w)
+            os.close(go_r)
         watch.process = process
-        return _supervise(process, watch, out_r, status_r, on_line, cancel, deadline)
+        code = _supervise(process, watch, host, out_r, status_r, on_line, cancel, deadline)
+        finished = True
+        return code
     finally:
         try:
             if process is not None and (process.poll() is None or watch.namespace is not None):
                 watch.kill_all()
         finally:
+            host.close_go()
+            slirp.stop()
             watch.close()
             os.close(out_r)
             os.close(status_r)
+            try:
+                cgroup.remove()
+            except SandboxCgroupError as failed:
+                if finished:  # else the error on its way matters more
+                    raise SandboxError(str(failed)) from None
 
 
-def _supervise(process: subprocess.Popen, watch: _Watch, out_r: int, status_r: int,
+class _HostSide:
+    """What the host does once the init's PID is known, before the init may go on."""
+
+    def __init__(self, cgroup: SandboxCgroup, slirp: Slirp, go_w: int, limits: Limits):
+        self.cgroup = cgroup
+        self.slirp = slirp
+        self.go_w: int | None = go_w
+        self.limits = limits
+        self.started = False
+
+    def start(self, pid: int) -> None:
+        """Put the init in the cgroup, make it the OOM killer's first choice, give it a network, let it go."""
+        self.started = True
+        try:
+            self.cgroup.add(pid)
+            with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+                f.write("1000")
+            self.slirp.start(pid)
+        except (SandboxCgroupError, SandboxNetworkError, OSError) as failed:
+            raise SandboxError(f"the sandbox could not be set up: {failed}") from None
+        assert self.go_w is not None
+        os.write(self.go_w, b"go\n")
+        self.close_go()
+
+    def close_go(self) -> None:
+        """Without "go" the init exits as soon as this end closes."""
+        if self.go_w is not None:
+            os.close(self.go_w)
+            self.go_w = None
+
+    def limit_hit(self, code: int | None) -> SandboxLimitExceeded | None:
+        """The limit the command ran into, if any: `code` is its exit code (None: still running)."""
+        if self.cgroup.pids_limit_hits():
+            how = "every process of it was killed" if code is None else f"it exited with code {code}"
+            return SandboxLimitExceeded(f"reached {self._pids_limit()}: {how}", limit="pids", exit_code=code)
+        kills = self.cgroup.oom_kills() if code is not None else 0
+        if kills:
+            return SandboxLimitExceeded(f"ran out of memory: {self._oom(kills)}; it exited with code {code}",
+                                        limit="memory", exit_code=code)
+        return None
+
+    def warnings(self) -> list[str]:
+        """What hit a limit although the command succeeded."""
+        found = []
+        if self.cgroup.pids_limit_hits():
+            found.append(f"a fork() failed at {self._pids_limit()}")
+        kills = self.cgroup.oom_kills()
+        if kills:
+            found.append(self._oom(kills))
+        return found
+
+    def _source(self) -> str:
+        return f" ({self.limits.source})" if self.limits.source else ""
+
+    def _pids_limit(self) -> str:
+        return f"the build's limit of {self.limits.pids} processes and threads{self._source()}"
+
+    def _oom(self, kills: int) -> str:
+        return (f"the kernel killed {kills} process{'es' if kills != 1 else ''} at the build's memory limit of "
+                f"{format_bytes(self.limits.memory_bytes)}{self._source()}")
+
+
+def _supervise(process: subprocess.Popen, watch: _Watch, host: _HostSide, out_r: int, status_r: int,
                on_line: Callable[[str], None], cancel: threading.Event | None, deadline: float | None) -> int:
     lines = _LineSplitter(on_line)
     status_text = b""
@@ -158,6 +289,12 @@ def _supervise(process: subprocess.Popen, watch: _Watch, out_r: int, status_r: i
             watch.kill_all()
             lines.flush()
             raise SandboxTimeout("deadline passed; every process of the sandbox was killed")
+        if host.started:
+            hit = host.limit_hit(None)
+            if hit is not None:  # a fork bomb, say: it would retry for ever
+                watch.kill_all()
+                lines.flush()
+                raise hit
 
     while open_fds:
         check()
@@ -175,6 +312,11 @@ def _supervise(process: subprocess.Popen, watch: _Watch, out_r: int, status_r: i
                 if data:
                     status_text += data
                     watch.note_status(status_text)
+                    if not host.started and watch.namespace is not None:
+                        if watch.init_pid is not None:
+                            host.start(watch.init_pid)
+                        else:  # the init is already gone (its error follows) or not ours: let it go no further
+                            host.close_go()
                 else:
                     open_fds.remove(fd)
     while process.poll() is None:
@@ -189,7 +331,15 @@ def _supervise(process: subprocess.Popen, watch: _Watch, out_r: int, status_r: i
     if "\nready" not in "\n" + status:
         raise SandboxError(f"the sandbox's init exited ({process.returncode}) before it was ready")
     code = process.returncode
-    return 128 - code if code < 0 else code
+    code = 128 - code if code < 0 else code
+    if code != 0:
+        hit = host.limit_hit(code)
+        if hit is not None:
+            raise hit
+    else:
+        for warning in host.warnings():
+            on_line(f"galley-sandbox: warning: {warning}; the command succeeded all the same")
+    return code
 
 
 class _LineSplitter:
@@ -409,10 +559,11 @@ SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "
 SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 271, "s390x": 280}
 KEYCTL_JOIN_SESSION_KEYRING = 1
 
-# Docker's default capability set, minus CAP_MKNOD (no device cgroup guards the nodes here).
+# Docker's default capability set, minus CAP_MKNOD (no device cgroup guards the nodes here) and
+# CAP_NET_RAW (a packet socket would send past the network namespace's nftables filter).
 KEPT_CAPABILITIES = {
     0: "CAP_CHOWN", 1: "CAP_DAC_OVERRIDE", 3: "CAP_FOWNER", 4: "CAP_FSETID", 5: "CAP_KILL",
-    6: "CAP_SETGID", 7: "CAP_SETUID", 8: "CAP_SETPCAP", 10: "CAP_NET_BIND_SERVICE", 13: "CAP_NET_RAW",
+    6: "CAP_SETGID", 7: "CAP_SETUID", 8: "CAP_SETPCAP", 10: "CAP_NET_BIND_SERVICE",
     18: "CAP_SYS_CHROOT", 29: "CAP_AUDIT_WRITE", 31: "CAP_SETFCAP",
 }
 READ_ONLY_PROC = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
@@ -512,7 +663,7 @@ def _mount_api_filesystems(libc) -> None:
 
 
 def _install_resolv_conf(libc, content: bytes) -> None:
-    """Give the image the host's DNS settings without changing the image where possible."""
+    """Point the image's resolver at the sandbox's DNS, without changing the image where possible."""
     ours = "/run/galley/resolv.conf"
     with open(ours, "wb") as f:
         f.write(content)
@@ -555,24 +706,40 @@ def _drop_capabilities(libc, last_cap: int) -> None:
     _check(libc.capset(ctypes.byref(header), ctypes.byref(data)), "capset")
 
 
-def _init_main(status_fd: int, spec: dict) -> None:
+def _load_network_filter(nft: str, rules: str) -> None:
+    """Load the nftables filter into this (the sandbox's) network namespace, before pivot_root:
+    `nft` is the host's."""
+    done = subprocess.run([nft, "-f", "-"], input=rules.encode(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}, check=False)
+    if done.returncode != 0:
+        raise OSError(f"nft could not load the network filter: {done.stdout.decode('utf-8', 'replace').strip()}")
+
+
+def _init_main(status_fd: int, go_fd: int, spec: dict) -> None:
     os.umask(0o022)
     libc = _libc()
     status = os.fdopen(status_fd, "w", buffering=1)
     try:
         # /proc is still the host's here: these are the host's view of this process.
         status.write(f"pid {os.readlink('/proc/self')} {os.readlink('/proc/self/ns/pid')}\n")
-        try:
-            with open("/etc/resolv.conf", "rb") as f:
-                resolv = f.read(64 * 1024)
-        except OSError:
-            resolv = b""
+        # The host now moves this process into the build's cgroup and attaches slirp4netns to
+        # its network namespace; nothing more happens here until it says "go".
+        go = b""
+        while not go.endswith(b"\n"):
+            data = os.read(go_fd, 16)
+            if not data:
+                break
+            go += data
+        os.close(go_fd)
+        if go != b"go\n":
+            raise RuntimeError("the host did not finish setting the sandbox up")
+        _load_network_filter(spec["nft"], spec["nft_rules"])
         with open("/proc/sys/kernel/cap_last_cap") as f:
             last_cap = int(f.read())
         _enter_root(libc, spec["root"])
         _mount_api_filesystems(libc)
         if spec.get("resolv_conf", True):
-            _install_resolv_conf(libc, resolv)
+            _install_resolv_conf(libc, spec["resolv"].encode())
         hostname = spec["hostname"].encode()
         _check(libc.sethostname(hostname, len(hostname)), "sethostname")
     except BaseException as failed:  # noqa: BLE001 - reported to the host, then exit
@@ -611,5 +778,5 @@ def _init_main(status_fd: int, spec: dict) -> None:
     os._exit(code)  # as PID 1: the kernel now kills every process left in the namespace
 
 
-if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == _INIT_FLAG:
-    _init_main(int(sys.argv[2]), json.loads(sys.argv[3]))
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == _INIT_FLAG:
+    _init_main(int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]))
