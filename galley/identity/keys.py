@@ -81,7 +81,11 @@ class KeyRing:
             rows = tx.signing_keys()
         keys = {}
         for row in rows:
-            private = serialization.load_pem_private_key(row["private_pem"].encode(), password=None)
+            # A kid's key never changes (only its valid_until): parsing and checking an RSA key
+            # costs ~36 ms, so keys already held are reused rather than parsed on every refresh.
+            held = self._keys.get(row["kid"])
+            private = held.private_key if held is not None else serialization.load_pem_private_key(
+                row["private_pem"].encode(), password=None)
             keys[row["kid"]] = SigningKey(row["kid"], private, row["created_at"], row["valid_until"])
         with self._lock:
             self._keys = keys
