@@ -58,6 +58,8 @@ class Settings:
     default_subscription_id: str | None = None
     # The CA clients should trust (recorded in credentials.json on first start).
     ca_bundle: str | None = None
+    # Days the activity log keeps its entries (0: forever).
+    activity_retention_days: int = 90
 
     @property
     def origins(self) -> tuple[str, ...]:
@@ -127,4 +129,5 @@ def load_settings() -> Settings:
         extra_audiences=_list_env("GALLEY_TOKEN_AUDIENCES"),
         default_subscription_id=os.environ.get("GALLEY_DEFAULT_SUBSCRIPTION_ID") or None,
         ca_bundle=os.environ.get("GALLEY_CA_BUNDLE") or None,
+        activity_retention_days=_int_env("GALLEY_ACTIVITY_RETENTION_DAYS", 90),
     )

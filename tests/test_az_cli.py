@@ -255,7 +255,8 @@ def test_cloud_register_by_discovery_and_service_principal_login(server, tmp_pat
 
 @pytest.mark.slow
 def test_cloud_register_without_discovery_and_a_principal_from_create_for_rbac(server, tmp_path):
-    principal = server.galley(tmp_path / "galley-cli", "ad", "sp", "create-for-rbac", "--name", "az-ci")
+    principal = server.galley(tmp_path / "galley-cli", "ad", "sp", "create-for-rbac", "--name", "az-ci",
+                              "--role", "Contributor", "--scopes", f"/subscriptions/{SUBSCRIPTION_A}")
     assert principal["displayName"] == "az-ci" and principal["tenant"] == server.credentials["tenantId"]
 
     az = Az(server, tmp_path)
@@ -465,7 +466,8 @@ def test_anonymous_and_other_tenant_requests_are_refused(server, admin_az, tmp_p
     tenant_b = server.galley(cli_home, "account", "tenant", "create", "--display-name", "B")["tenantId"]
     subscription_b = server.galley(cli_home, "account", "subscription", "create", "--display-name", "B's",
                                    "--tenant", tenant_b)["subscriptionId"]
-    principal_b = server.galley(cli_home, "ad", "sp", "create-for-rbac", "--tenant", tenant_b, "--name", "b")
+    principal_b = server.galley(cli_home, "ad", "sp", "create-for-rbac", "--tenant", tenant_b, "--name", "b",
+                                "--role", "Owner", "--scopes", f"/subscriptions/{subscription_b}")
     assert principal_b["tenant"] == tenant_b
 
     az_b = new_az(server, tmp_path / "b")
@@ -492,3 +494,153 @@ def test_anonymous_and_other_tenant_requests_are_refused(server, admin_az, tmp_p
     assert "fromB" not in [g["name"] for g in admin_az.json("group", "list")]
     assert "rgB" not in [g["name"] for g in admin_az.json("group", "list")]
     assert [g["name"] for g in az_b.json("group", "list")] == ["rgB"]
+
+
+# --------------------------------------------------------------------------- g. the activity log
+
+@pytest.mark.slow
+def test_monitor_activity_log_list(server, admin_az, tmp_path):
+    """`az monitor activity-log list` reads Galley's activity log (GET …/providers/microsoft.insights/
+    eventtypes/management/values?api-version=2015-04-01, az's $filter with bare times)."""
+    creds = server.credentials
+    admin_az.json("group", "create", "-n", "activityRG", "-l", "eastus")
+    listed = admin_az.json("monitor", "activity-log", "list", "-g", "activityRG", "--offset", "1h")
+    [made] = [e for e in listed if e["httpRequest"]["method"] == "PUT"]
+    assert made["operationName"]["value"] == "Microsoft.Resources/subscriptions/resourceGroups/write"
+    assert (made["status"]["value"], made["subStatus"]["value"]) == ("Succeeded", "Created")
+    assert made["caller"] == creds["clientId"] and made["subscriptionId"] == SUBSCRIPTION_A
+    assert made["resourceId"] == f"/subscriptions/{SUBSCRIPTION_A}/resourceGroups/activityRG"
+    # az sends a correlation id of its own with every request; the log finds the write by it
+    by_correlation = admin_az.json("monitor", "activity-log", "list", "--correlation-id", made["correlationId"])
+    assert made["eventDataId"] in [e["eventDataId"] for e in by_correlation]
+
+    # a refused anonymous write lands in the log too
+    anonymous = Az(server, tmp_path / "anonymous")
+    anonymous.fails("rest", "--skip-authorization-header", "--method", "put", "--url",
+                    f"{server.url}/subscriptions/{SUBSCRIPTION_A}/resourcegroups/activityRG?api-version={API_RESOURCES}",
+                    "--body", json.dumps({"location": "westus"}))
+    refused = admin_az.json("monitor", "activity-log", "list", "-g", "activityRG", "--caller", "anonymous",
+                            "--start-time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600)))
+    assert [(e["status"]["value"], e["subStatus"]["value"]) for e in refused] == [("Failed", "Unauthorized")]
+    assert admin_az.json("monitor", "activity-log", "list", "-g", "activityRG",
+                         "--start-time", "2001-01-01T00:00:00Z", "--end-time", "2001-01-02T00:00:00Z") == []
+
+
+# --------------------------------------------------------------------------- g. az graph query
+
+AZ_EXTENSIONS = AZ.parent.parent / "cliextensions"  # where scripts/test installs the resource-graph extension
+
+
+@pytest.mark.slow
+def test_graph_query_lists_the_galleries_of_every_subscription(server, tmp_path):
+    """Seed 001's FAQ, through the resource-graph extension (the real one, from the package registry)."""
+    if not (AZ_EXTENSIONS / "resource-graph").is_dir():
+        pytest.skip(f"the resource-graph extension is not in {AZ_EXTENSIONS}: scripts/test installs it")
+    second = server.galley(tmp_path / "galley-cli", "account", "subscription", "create",
+                           "--display-name", "graph")["subscriptionId"]
+    az = Az(server, tmp_path / "az")
+    az.env["AZURE_EXTENSION_DIR"] = str(AZ_EXTENSIONS)
+    az.register_cloud()
+    creds = server.credentials
+    az.login(creds["clientId"], creds["clientSecret"], creds["tenantId"])  # lists both subscriptions
+    made = []
+    for subscription, group, gallery in ((SUBSCRIPTION_A, "graphRgA", "graphGalA"), (second, "graphRgB", "graphGalB")):
+        az.run("group", "create", "-n", group, "-l", "eastus", "--subscription", subscription)
+        az.run("sig", "create", "-g", group, "-r", gallery, "--subscription", subscription)
+        made.append({"name": gallery, "id": compute_id(subscription, group, "galleries", gallery),
+                     "resourceGroup": group.lower()})
+
+    faq = az.json("graph", "query", "-q",
+                  "Resources | where type =~ 'Microsoft.Compute/galleries' | project name, id, resourceGroup")
+    assert set(faq) == {"count", "data", "skip_token", "total_records"}
+    assert all(row in faq["data"] for row in made), faq["data"]
+    ours = "Resources | where type =~ 'Microsoft.Compute/galleries' and name startswith 'graphGal' " \
+           "| project name, id, resourceGroup | order by name asc"
+    answer = az.json("graph", "query", "-q", ours)
+    assert answer["data"] == made and answer["total_records"] == 2 and answer["skip_token"] is None
+    assert az.json("graph", "query", "-q", ours, "--subscriptions", second)["data"] == made[1:]
+    page = az.json("graph", "query", "-q", ours, "--first", "1")
+    assert page["data"] == made[:1] and page["skip_token"]
+    assert az.json("graph", "query", "-q", ours, "--skip-token", page["skip_token"])["data"] == made[1:]
+    stderr = az.fails("graph", "query", "-q", "Resources | where Name == 'graphGalA'")
+    assert "BadRequest" in stderr and "did you mean 'name'" in stderr
+
+
+# --------------------------------------------------------------------------- seed 001's sharing story
+
+@pytest.mark.slow
+def test_seed_001_story_a_shares_one_definition_with_tenant_b(server, admin_az, tmp_path):
+    """Tenant A publishes a gallery, shares one definition with tenant B's service principal
+    (`az role assignment create … --role Reader`); B lists it, builds a version in its own
+    gallery from the shared version, cannot see the other definition or change anything; A
+    removes the share and B's next read is refused."""
+    cli_home = tmp_path / "galley-cli"
+    a = admin_az
+    a.json("group", "create", "-n", "storyRG", "-l", "eastus")
+    a.json("sig", "create", "-g", "storyRG", "-r", "storyGallery")
+    for name in ("shared", "private"):
+        a.json("sig", "image-definition", "create", "-g", "storyRG", "-r", "storyGallery", "-i", name,
+               "--publisher", "contoso", "--offer", name, "--sku", "1", "--os-type", "Linux",
+               "--os-state", "Generalized", "--hyper-v-generation", "V1")
+    a.json("disk", "create", "-g", "storyRG", "-n", "storyDisk", "--size-gb", "1")
+    a.json("snapshot", "create", "-g", "storyRG", "-n", "storySnap", "--source", "storyDisk")
+    snapshot_id = compute_id(SUBSCRIPTION_A, "storyRG", "snapshots", "storySnap")
+    for name in ("shared", "private"):
+        a.json("sig", "image-version", "create", "-g", "storyRG", "-r", "storyGallery", "-i", name,
+               "-e", "1.0.0", "--os-snapshot", snapshot_id, "--target-regions", "eastus")
+    shared_definition = f"{compute_id(SUBSCRIPTION_A, 'storyRG', 'galleries', 'storyGallery')}/images/shared"
+
+    tenant_b = server.galley(cli_home, "account", "tenant", "create", "--display-name", "Fabrikam")["tenantId"]
+    subscription_b = server.galley(cli_home, "account", "subscription", "create", "--display-name", "Fabrikam",
+                                   "--tenant", tenant_b)["subscriptionId"]
+    principal_b = server.galley(cli_home, "ad", "sp", "create-for-rbac", "--tenant", tenant_b, "--name", "fabrikam",
+                                "--role", "Owner", "--scopes", f"/subscriptions/{subscription_b}")
+    object_b = server.galley(cli_home, "ad", "sp", "show", "--id", principal_b["appId"])["id"]
+    b = new_az(server, tmp_path / "b")
+    b.login(principal_b["appId"], principal_b["password"], tenant_b)
+    # before the share, A's subscription is not even among B's
+    assert SUBSCRIPTION_A in b.fails("sig", "image-definition", "list", "-g", "storyRG", "-r", "storyGallery",
+                                     "--subscription", SUBSCRIPTION_A)
+
+    # A shares one definition with B's principal.
+    [reader] = a.json("role", "definition", "list", "--name", "Reader")
+    assert reader["name"] == "acdd72a7-3385-48ef-bd42-f606fba81ae7" and reader["permissions"][0]["actions"] == ["*/read"]
+    made = a.json("role", "assignment", "create", "--assignee-object-id", object_b,
+                  "--assignee-principal-type", "ServicePrincipal", "--role", "Reader", "--scope", shared_definition)
+    assert made["scope"] == shared_definition
+    listed = a.json("role", "assignment", "list", "--scope", shared_definition)
+    assert [(x["principalId"], x["roleDefinitionName"]) for x in listed] == [(object_b, "Reader")]
+
+    # B signs in again (its subscriptions now include A's) and reads exactly what is shared.
+    accounts = b.login(principal_b["appId"], principal_b["password"], tenant_b, "--allow-no-subscriptions")
+    assert {x["id"] for x in accounts} == {subscription_b, SUBSCRIPTION_A}
+    shown = b.json("sig", "image-definition", "show", "-g", "storyRG", "-r", "storyGallery", "-i", "shared",
+                   "--subscription", SUBSCRIPTION_A)
+    assert shown["name"] == "shared"
+    versions = b.json("sig", "image-version", "list", "-g", "storyRG", "-r", "storyGallery", "-i", "shared",
+                      "--subscription", SUBSCRIPTION_A)
+    assert [v["name"] for v in versions] == ["1.0.0"]
+    assert "AuthorizationFailed" in b.fails("sig", "image-definition", "show", "-g", "storyRG", "-r",
+                                            "storyGallery", "-i", "private", "--subscription", SUBSCRIPTION_A)
+    assert "AuthorizationFailed" in b.fails("sig", "show", "-g", "storyRG", "-r", "storyGallery",
+                                            "--subscription", SUBSCRIPTION_A)
+    assert "AuthorizationFailed" in b.fails("sig", "image-version", "delete", "-g", "storyRG", "-r", "storyGallery",
+                                            "-i", "shared", "-e", "1.0.0", "--subscription", SUBSCRIPTION_A)
+    # B builds from the shared version, in its own subscription.
+    b.json("group", "create", "-n", "fabrikamRG", "-l", "eastus", "--subscription", subscription_b)
+    b.json("sig", "create", "-g", "fabrikamRG", "-r", "fabrikamGallery", "--subscription", subscription_b)
+    b.json("sig", "image-definition", "create", "-g", "fabrikamRG", "-r", "fabrikamGallery", "-i", "derived",
+           "--publisher", "fabrikam", "--offer", "derived", "--sku", "1", "--os-type", "Linux",
+           "--os-state", "Generalized", "--hyper-v-generation", "V1", "--subscription", subscription_b)
+    built = b.json("sig", "image-version", "create", "-g", "fabrikamRG", "-r", "fabrikamGallery", "-i", "derived",
+                   "-e", "1.0.0", "--image-version", f"{shared_definition}/versions/1.0.0",
+                   "--target-regions", "eastus", "--subscription", subscription_b)
+    assert built["provisioningState"] == "Succeeded"
+    assert built["storageProfile"]["source"]["id"].lower() == f"{shared_definition}/versions/1.0.0".lower()
+
+    # A takes the share back: B's next read is refused.
+    a.run("role", "assignment", "delete", "--assignee", object_b, "--role", "Reader", "--scope", shared_definition)
+    assert a.json("role", "assignment", "list", "--scope", shared_definition) == []
+    refused = b.fails("sig", "image-definition", "show", "-g", "storyRG", "-r", "storyGallery", "-i", "shared",
+                      "--subscription", SUBSCRIPTION_A)
+    assert "AuthorizationFailed" in refused or "InvalidAuthenticationTokenTenant" in refused

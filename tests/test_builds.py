@@ -28,6 +28,7 @@ from azure.core.exceptions import HttpResponseError
 from galley.jobs.build import workspace
 
 from .debian_base import debian_base_image
+from .test_builder_pipeline import host_addresses
 from .sdk_helpers import RG, create_definition, create_gallery, make_group, quick_polls, resource_id
 from .servers import SUBSCRIPTION, ProcessServer, ThreadServer
 from .conftest import sdk_client
@@ -295,7 +296,8 @@ def test_a_run_customizes_validates_and_distributes(env, tmp_path, script_server
     script.write_text("\n".join(VALIDATION) + "\n")
     done = subprocess.run([sys.executable, "-m", "galley.cli.main", "--server", url, "--subscription", SUBSCRIPTION, "vm", "boot-test", version_id,
                            "--script", str(script), "--location", "westus2"],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "GALLEY_HOME": str(env.home), "GALLEY_CLI_HOME": str(tmp_path / "cli")})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "validated-inside-the-guest" in done.stdout
 
@@ -446,10 +448,11 @@ def test_a_restart_during_a_build_starts_it_over(tmp_path):
 def test_customizers_cannot_reach_the_servers_credentials_keys_or_database(env):
     """A customizer of a real run looks for what would let it act as the server: the
     administrator's credentials.json, the TLS keys, the database (which holds the token signing
-    keys) at their real paths, and the API over the host's loopback without a token."""
+    keys) at their real paths, and the API on the host's loopback and its other addresses."""
     home = env.home
     secret = __import__("json").loads((home / "credentials.json").read_text())["clientSecret"]
     port = env.port
+    addresses = ["127.0.0.1", "10.0.2.2", *host_addresses()]
 
     def attempt(what: str, command: str) -> str:
         return f"if {command}; then echo 'REACHED: {what}'; else echo 'blocked: {what}'; fi"
@@ -464,9 +467,9 @@ def test_customizers_cannot_reach_the_servers_credentials_keys_or_database(env):
         f"half='{secret[:6]}'",
         attempt("the secret anywhere in the sandbox",
                 f"grep -rqs --exclude-dir=proc --exclude-dir=sys -e \"$half\"'{secret[6:12]}' / 2>/dev/null"),
-        # The network is still the host's (issue: access): without a token the API refuses.
-        f"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}; printf \"GET /subscriptions?api-version=2022-12-01 "
-        f"HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n\" >&3; head -n 1 <&3' | sed 's/^/api answered: /'",
+        # The sandbox has a network of its own: the API is out of reach on every host address.
+        *(attempt(f"the API on {address}", f"timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/{port}'")
+          for address in addresses),
         "echo attempts done",
     ]
     create_template(env.url, "snoop", template_body(
@@ -477,6 +480,92 @@ def test_customizers_cannot_reach_the_servers_credentials_keys_or_database(env):
     assert status["runState"] == "Succeeded", (status, log)
     assert "attempts done" in log
     assert "REACHED" not in log, log
-    assert log.count("blocked: ") == 6, log
-    assert "api answered: HTTP/1.1 401" in log
+    assert log.count("blocked: ") == 6 + len(addresses), log
     assert secret not in log
+
+
+def test_a_build_acts_as_its_templates_identity(env):
+    """The run reads and writes as the template's user-assigned identity: without a role on the
+    target gallery it fails naming the identity, the action and the scope; with one it succeeds."""
+    identity_url = (f"{env.url}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/"
+                    "Microsoft.ManagedIdentity/userAssignedIdentities/builder")
+    assert httpx.put(f"{identity_url}?api-version=2023-01-31", json={"location": "eastus"}).status_code == 201
+    deadline = time.time() + 10
+    while (identity := httpx.get(f"{identity_url}?api-version=2023-01-31").json())["properties"].get(
+            "provisioningState") != "Succeeded":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    body = template_body([{"type": "Shell", "name": "hello", "inline": ["echo as identity"]}],
+                         [shared_image("idt", "def2")])
+    body["identity"] = {"type": "UserAssigned", "userAssignedIdentities": {identity["id"]: {}}}
+    create_template(env.url, "as-identity", body)
+    start_run(env.url, "as-identity")
+    status, _ = wait_run(env.url, "as-identity")
+    assert status["runState"] == "Failed", status
+    assert identity["id"] in status["message"] and identity["properties"]["principalId"] in status["message"]
+    assert "Microsoft.Compute/galleries/images/versions/write" in status["message"]
+    assert definition_id("def2") in status["message"]
+    gallery = resource_id("galleries/gal")
+    granted = httpx.put(f"{env.url}{gallery}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
+                        "?api-version=2022-04-01", json={"properties": {
+                            "roleDefinitionId": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+                            "principalId": identity["properties"]["principalId"]}})
+    assert granted.status_code == 201, granted.text
+    start_run(env.url, "as-identity")
+    status, _ = wait_run(env.url, "as-identity")
+    assert status["runState"] == "Succeeded", (status, build_log(env.url, "as-identity"))
+    versions = httpx.get(f"{env.url}{definition_id('def2')}/versions?api-version=2026-03-03").json()["value"]
+    assert versions, "the run as the identity distributed a version"
+
+
+def test_another_tenant_builds_from_a_version_shared_with_it(env):
+    """Seed 001's story with a real build: tenant B's principal, given Reader on one definition of
+    A's gallery, runs an image template in its own subscription whose source is that definition's
+    version; once A takes the share back, B can no longer point a template at it."""
+    import uuid as _uuid
+    sub_b = str(_uuid.uuid4())
+    tenant_b = httpx.post(f"{env.url}/providers/Galley.Identity/tenants", json={"displayName": "B"}).json()["tenantId"]
+    assert httpx.post(f"{env.url}/providers/Galley.Identity/subscriptions", json={
+        "displayName": "B", "tenantId": tenant_b, "subscriptionId": sub_b}).status_code == 201
+    b = httpx.post(f"{env.url}/providers/Galley.Identity/servicePrincipals", json={
+        "tenantId": tenant_b, "role": "Owner", "scopes": [f"/subscriptions/{sub_b}"]}).json()
+    token = httpx.post(f"{env.url}/{tenant_b}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": b["appId"], "client_secret": b["password"],
+        "scope": f"{env.url}/.default"}).json()["access_token"]
+    as_b = {"Authorization": f"Bearer {token}"}
+    # A's version to share: built by the first run of this module, or made here from a build
+    create_template(env.url, "to-share", template_body([{"type": "Shell", "name": "m", "inline": ["echo a"]}],
+                                                        [shared_image("to-share", "def3")]))
+    start_run(env.url, "to-share")
+    status, _ = wait_run(env.url, "to-share")
+    assert status["runState"] == "Succeeded", status
+    [version] = httpx.get(f"{env.url}{definition_id('def3')}/versions?api-version=2026-03-03").json()["value"][-1:]
+    share = httpx.put(f"{env.url}{definition_id('def3')}/providers/Microsoft.Authorization/roleAssignments/"
+                      f"{_uuid.uuid4()}?api-version=2022-04-01", json={"properties": {
+                          "roleDefinitionId": "acdd72a7-3385-48ef-bd42-f606fba81ae7", "principalId": b["id"]}})
+    assert share.status_code == 201, share.text
+    group_b = f"{env.url}/subscriptions/{sub_b}/resourceGroups/rgb"
+    assert httpx.put(f"{group_b}?api-version=2024-11-01", json={"location": "eastus"}, headers=as_b).status_code == 201
+    body = {"location": "eastus", "properties": {
+        "source": {"type": "SharedImageVersion", "imageVersionId": version["id"]},
+        "customize": [{"type": "Shell", "name": "b", "inline": ["echo built by B > /etc/built-by-b"]}],
+        "distribute": [{"type": "ManagedImage", "imageId": f"/subscriptions/{sub_b}/resourceGroups/rgb/providers/"
+                        "Microsoft.Compute/images/fromShared", "location": "eastus", "runOutputName": "img"}]}}
+    template = f"{group_b}/providers/Microsoft.VirtualMachineImages/imageTemplates/fromShared?api-version={API}"
+    made = httpx.put(template, json=body, headers=as_b)
+    assert made.status_code == 201, made.text
+    assert httpx.post(template.replace("?", "/run?"), headers=as_b).status_code == 202
+    deadline = time.time() + 600
+    while (run := httpx.get(template, headers=as_b).json()["properties"]["lastRunStatus"])["runState"] in ACTIVE:
+        assert time.time() < deadline
+        time.sleep(0.3)
+    assert run["runState"] == "Succeeded", run
+    image = httpx.get(f"{group_b}/providers/Microsoft.Compute/images/fromShared?api-version=2024-07-01", headers=as_b)
+    assert image.status_code == 200
+    # B cannot see A's other definitions nor change the shared one
+    assert httpx.get(f"{env.url}{definition_id('def2')}?api-version=2026-03-03", headers=as_b).status_code == 403
+    assert httpx.delete(f"{env.url}{version['id']}?api-version=2026-03-03", headers=as_b).status_code == 403
+    # A takes the share back: B's next template on it is refused
+    assert httpx.delete(f"{env.url}{share.json()['id']}?api-version=2022-04-01").status_code == 200
+    again = httpx.put(template.replace("fromShared?", "again?"), json=body, headers=as_b)
+    assert again.status_code == 403 and again.json()["error"]["code"] == "LinkedAuthorizationFailed"

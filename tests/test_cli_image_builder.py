@@ -78,6 +78,9 @@ def create_simple(galley, name: str, *extra: str) -> dict:
 
 
 def test_create_from_flags_then_show_list_delete(galley, chain):
+    identity = galley("identity", "create", "-g", RG, "-n", "aibIdentity").json()
+    assert identity["properties"]["principalId"] and identity["properties"]["clientId"]
+    assert "aibIdentity" in galley("identity", "list", "-g", RG, "-o", "table").stdout
     template = galley(
         "image", "builder", "create", "-g", RG, "-n", "flags", "--image-source", "base",
         "--scripts", "echo hello", "https://example.com/setup.sh",

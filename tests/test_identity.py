@@ -376,6 +376,8 @@ TENANT_FILTERED = {
     "/providers/Galley.Identity/groups", "/providers/Galley.Identity/groups/{groupId}",
     "/providers/Galley.Identity/groups/{groupId}/members",
     "/providers/Galley.Identity/groups/{groupId}/members/{memberId}",
+    "/providers/microsoft.resourcegraph/resources",  # rows filtered by the caller's roles
+    "/v1.0/directoryObjects/getByIds",  # principals of the caller's tenants only
 }
 
 

@@ -84,6 +84,9 @@ class Chain:
         self.definition = resource_id("galleries/gal/images/def")
         self.windows_definition = resource_id("galleries/gal/images/windef")
         self.out_image = resource_id("images/built", rg="rg-out")
+        for identity in (IDENTITY, OTHER_IDENTITY):  # the identities the templates name must exist
+            made = httpx.put(f"{url}{identity}?api-version=2023-01-31", json={"location": "eastus"})
+            assert made.status_code in (200, 201), made.text
 
     @staticmethod
     def _image(compute, name: str, location: str, os_type: str) -> str:
@@ -366,6 +369,7 @@ REJECTIONS = [
      "Windows builds are not supported by Galley"),
     ("vm-disk-negative", {"vmProfile": {"osDiskSizeGB": -1}}, 400, "properties.vmProfile.osDiskSizeGB"),
     ("vm-disk-string", {"vmProfile": {"osDiskSizeGB": "100"}}, 400, "properties.vmProfile.osDiskSizeGB"),
+    ("vm-size-unknown", {"vmProfile": {"vmSize": "Standard_Q7_v9"}}, 400, "Standard_D1_v2"),
     ("validator-powershell", {"validate": {"inVMValidations": [{"type": "PowerShell", "inline": ["x"]}]}}, 400,
      "Windows builds are not supported by Galley"),
     ("validator-flag", {"validate": {"continueDistributeOnFailure": "yes"}}, 400,

@@ -261,7 +261,9 @@ def _principal_kind(tx, principal_id: str) -> str | None:
     principal = tx.principal(principal_id)
     if principal is not None:
         return principal.kind
-    return "Group" if tx.group(principal_id) is not None else None
+    if tx.group(principal_id) is not None:
+        return "Group"
+    return "ServicePrincipal" if tx.identity_with_principal(principal_id) else None
 
 
 def _guid(value: str, what: str) -> str:

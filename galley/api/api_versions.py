@@ -43,8 +43,12 @@ AUTHORIZATION = frozenset({
     "2015-07-01", "2017-05-01", "2018-01-01-preview", "2018-09-01-preview", "2020-03-01-preview",
     "2020-04-01-preview", "2020-10-01-preview", "2022-01-01-preview", "2022-04-01", "2022-05-01-preview",
 })
+INSIGHTS = frozenset({"2015-04-01"})  # the activity log (eventtypes/management/values)
+RESOURCE_GRAPH = frozenset({"2021-03-01", "2022-10-01", "2024-04-01"})
+MANAGED_IDENTITY = frozenset({"2015-08-31-preview", "2018-11-30", "2021-09-30-preview", "2022-01-31-preview",
+                              "2023-01-31", "2023-07-31-preview", "2024-11-30"})
 # Operation-status URLs carry the api-version of the request that started them.
-ANY_KNOWN = GALLERY | COMPUTE | DISK | RESOURCES | STORAGE | IMAGE_BUILDER
+ANY_KNOWN = GALLERY | COMPUTE | DISK | RESOURCES | STORAGE | IMAGE_BUILDER | MANAGED_IDENTITY
 
 
 def _checker(supported: frozenset[str], family: str):
@@ -77,5 +81,8 @@ disk_api = _checker(DISK, "Microsoft.Compute/disks and snapshots")
 resources_api = _checker(RESOURCES, "Microsoft.Resources")
 storage_api = _checker(STORAGE, "Microsoft.Storage/storageAccounts")
 image_builder_api = _checker(IMAGE_BUILDER, "Microsoft.VirtualMachineImages/imageTemplates")
+identity_api = _checker(MANAGED_IDENTITY, "Microsoft.ManagedIdentity/userAssignedIdentities")
 authorization_api = _checker(AUTHORIZATION, "Microsoft.Authorization")
+activity_log_api = _checker(INSIGHTS, "Microsoft.Insights/eventtypes")
+graph_api = _checker(RESOURCE_GRAPH, "Microsoft.ResourceGraph/resources")
 operation_api = _checker(ANY_KNOWN, "Microsoft.Compute operations")

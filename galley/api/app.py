@@ -27,6 +27,8 @@ from ..identity.external import ExternalIssuers
 from ..identity.keys import KeyRing
 from ..identity.tokens import Audience, Tokens
 from ..access.service import AccessService
+from ..activity.log import ActivityLog
+from ..store.activity_store import ActivityStore
 from ..store.access_store import AccessStore
 from .authentication import Authentication
 from .authorization import Authorizer
@@ -35,7 +37,9 @@ from .paths import CanonicalPathMiddleware
 from .routes import content as content_routes
 from .routes import blobs, image_templates, maintenance, operations, resource_groups, resources
 from .routes import access as access_routes
-from .routes import accounts, authority, platform_images
+from .routes import graph as graph_routes
+from .routes import activity_log as activity_log_routes
+from .routes import accounts, authority, directory, platform_images, sharing
 from .wire import error_response
 
 log = logging.getLogger("galley.api")
@@ -65,6 +69,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     tokens = Tokens(identity_store, keys, Audience(settings.origins, settings.extra_audiences),
                     settings.token_lifetime, ExternalIssuers(settings.trusted_issuers, settings.issuer_ca_bundle))
     access = AccessService(identity_store)
+    builds.extras.update(access=access)
+    activity = ActivityLog(ActivityStore(engine), settings.activity_retention_days)
     identity = Authority(identity_store, keys, tokens, access)
     credentials = identity.bootstrap(settings.home, settings.public_url,
                                      Path(settings.ca_bundle) if settings.ca_bundle else None,
@@ -75,11 +81,13 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         if run_worker:
             worker.start()
             builds.start()
+        activity.start()
         try:
             yield
         finally:
             builds.stop()
             worker.stop()
+            activity.stop()
             engine.dispose()
 
     app = FastAPI(title="Galley", version=__version__, lifespan=lifespan,
@@ -97,6 +105,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.state.tokens = tokens
     app.state.authority = identity
     app.state.access = access
+    app.state.activity = activity
     app.state.authorizer = Authorizer(identity, access, service)
     app.state.credentials_written = credentials
     # Added last, runs first: paths are made canonical, then the caller is authenticated, then
@@ -107,6 +116,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.include_router(authority.router)
     app.include_router(accounts.router)
     app.include_router(access_routes.router)
+    app.include_router(activity_log_routes.router)
+    app.include_router(sharing.router)
+    app.include_router(directory.router)
     app.include_router(resources.build_router())
     app.include_router(image_templates.router)
     app.include_router(resource_groups.router)
@@ -115,7 +127,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.include_router(blobs.router)
     app.include_router(maintenance.router)
     app.include_router(platform_images.router)
+    app.include_router(graph_routes.router)
     _install_error_handlers(app)
+    app.state.authorizer.routes = app.routes
     return app
 
 

@@ -10,6 +10,7 @@ Only the sign-in and discovery endpoints and the OpenAPI document are open (OPEN
 The handlers find the verified caller in scope["state"]["caller"], and for a list the caller may
 read only partly, the filter of its items in scope["state"]["visible"]. While the request runs,
 `sources.source_access` checks that whatever it names as a source is readable by the caller.
+Every write and every refusal is recorded in the activity log (activity_recorder.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..domain import sources
 from ..domain.errors import ArmError
 from ..domain.identity import Caller
 from ..identity.tokens import TokenError
+from .activity_recorder import Recording
 from .authorization import Refusal
 
 OPEN_PATHS = re.compile(
@@ -36,14 +38,19 @@ OPEN_PATHS = re.compile(
     r"|openapi\.json|docs|docs/oauth2-redirect|redoc)/?$")
 
 
+def _path_subscription(path: str) -> str | None:
+    parts = path.split("/", 3)
+    return parts[2].lower() if len(parts) > 2 and parts[1].lower() == "subscriptions" and parts[2] else None
+
+
 def _source_check(access, caller):
-    """What a request may use as a source (a version, image, disk, blob): what its caller may read."""
-    def check(resource_id: str, resource_type: str) -> None:
-        action = f"{resource_type}/read"
+    """What a request may do with the resources its body names (use as a source, assign an
+    identity): what its caller is allowed to do there."""
+    def check(resource_id: str, action: str) -> None:
         if not access.allowed(caller, action, resource_id):
             denial = access_rules.denial(caller.app_id or caller.object_id, caller.object_id, action, resource_id)
             raise ArmError(denial.message.replace("does not have authorization", "does not have authorization "
-                                                  "on the source it names"),
+                                                  "on the linked resource it names"),
                            code="LinkedAuthorizationFailed", status=403, target=None)
     return check
 
@@ -56,9 +63,17 @@ class Authentication:
         if scope["type"] != "http" or OPEN_PATHS.match(scope["path"]):
             await self.app(scope, receive, send)
             return
+        recording = Recording(scope)  # the activity log's hook: request ids, status, an entry at the end
+        try:
+            await self._handle(scope, receive, recording.wrap(send), recording)
+        finally:
+            recording.finish(scope)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, recording: Recording) -> None:
         state = scope["app"].state
         try:
             caller = self._authenticate(scope, state)
+            recording.caller = caller
             visible = state.authorizer.authorize(scope["method"], scope["path"], caller)
         except Refusal as refusal:
             await self._refuse(scope, send, refusal, state)
@@ -67,9 +82,12 @@ class Authentication:
         request_state["caller"] = caller
         request_state["visible"] = visible
         token = sources.source_access.set(_source_check(state.access, caller))
+        subscription = _path_subscription(scope["path"])
+        consumer = sources.source_consumer.set((subscription, caller.tenant_id) if subscription else None)
         try:
             await self.app(scope, receive, send)
         finally:
+            sources.source_consumer.reset(consumer)
             sources.source_access.reset(token)
 
     @staticmethod

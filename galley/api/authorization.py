@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from starlette.routing import Match
+
 from ..domain import access as access_rules
 from ..domain import ids
 from ..domain.errors import ArmError
@@ -107,6 +109,8 @@ def rule_for(method: str, path: str) -> Rule | None:
         return Rule(ADMIN)
     if first == "tenants" and len(parts) == 1:
         return Rule(SIGNED_IN)
+    if first == "v1.0" and lowered[1:] == ["directoryobjects", "getbyids"]:
+        return Rule(SIGNED_IN)  # Graph's lookup of principals: answered from the caller's tenants
     if first == "providers" and len(parts) >= 2:
         namespace = parts[1].lower()
         if namespace == "galley.platform":
@@ -233,10 +237,13 @@ class Authorizer:
         self.access = access
         self.service = service
         self._subscriptions: dict[str, tuple[str, float]] = {}
+        self.routes: list = []  # the app's, set once they are all registered
 
     def authorize(self, method: str, path: str, caller) -> Callable[[dict], bool] | None:
         rule = rule_for(method, path)
         if rule is None:
+            if not self._served(method, path):
+                return None  # no route either: the app answers 404 NotFound or 405 MethodNotAllowed
             raise Refusal(403, "AuthorizationFailed", f"No access rule covers {method} {path}; it is refused.")
         if rule.kind == SIGNED_IN:
             return None
@@ -282,6 +289,11 @@ class Authorizer:
         if not access_rules.allowed(grants, rule.action, rule.scope):
             raise self._denied(caller, rule.action, rule.scope)
         return None
+
+    def _served(self, method: str, path: str) -> bool:
+        """Does a route take this request? (Asked only of requests no rule covers.)"""
+        probe = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+        return any(route.matches(probe)[0] == Match.FULL for route in self.routes)
 
     def _check_subscription(self, caller, subscription_id: str, grants) -> None:
         try:

@@ -11,7 +11,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 # Words that are followed by a name; 'providers' is followed by a namespace and then a word.
 _NAMED = {"subscriptions", "resourcegroups", "galleries", "images", "versions", "disks", "snapshots",
           "locations", "operations", "operationresults", "storageaccounts", "imagetemplates",
-          "runoutputs", "publishers", "offers", "skus"}
+          "runoutputs", "publishers", "offers", "skus", "sharedgalleries", "communitygalleries",
+          "userassignedidentities"}
 
 
 def canonical_path(path: str) -> str:
@@ -43,7 +44,8 @@ class CanonicalPathMiddleware:
             scope["path"] = "/" + scope["path"].lstrip("/")
             scope["raw_path"] = scope["path"].encode()
         if scope["type"] == "http" and (scope["path"][:15].lower() == "/subscriptions/"
-                                        or scope["path"][:34].lower() == "/providers/microsoft.authorization"):
+                                        or scope["path"][:34].lower() == "/providers/microsoft.authorization"
+                                        or scope["path"][:34].lower() == "/providers/microsoft.resourcegraph"):
             scope = dict(scope)
             scope["path"] = canonical_path(scope["path"])
             scope["raw_path"] = scope["path"].encode()

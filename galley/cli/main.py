@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from galley.cli import account, ad, disk, role, group, image, image_builder, image_definition, image_version, maintenance, platform, serve, sig, snapshot, storage, vm
+from galley.cli import account, activity, ad, disk, graph, identity, role, group, image, image_builder, image_definition, image_version, maintenance, platform, serve, sig, snapshot, storage, vm
 from galley.cli.argv import expand_argv, option_names
 from galley.cli.common import OutputOpt, ServerOpt, SubscriptionOpt, arm_command
 
@@ -60,6 +60,9 @@ app.command("serve")(serve.serve)
 app.add_typer(account.app, name="account")
 app.add_typer(ad.app, name="ad")
 app.add_typer(role.app, name="role")
+app.add_typer(identity.app, name="identity")
+app.add_typer(graph.app, name="graph")
+app.add_typer(activity.app, name="activity-log")
 app.command("login")(account.login)
 app.command("logout")(account.logout)
 

@@ -51,7 +51,11 @@ class RoleDefinition:
         return bool(self._allow.match(action)) and not (self._deny and self._deny.match(action))
 
     def to_arm(self, at_scope: str = "/") -> dict:
-        return {"id": f"{scope_prefix(at_scope)}/providers/{ROLE_DEFINITION_TYPE}/{self.id}",
+        """As listed at a scope: ids carry the scope's subscription (as Azure answers), so they
+        equal the roleDefinitionId of assignments in that subscription."""
+        subscription = subscription_of(at_scope)
+        prefix = f"/subscriptions/{subscription}" if subscription else ""
+        return {"id": f"{prefix}/providers/{ROLE_DEFINITION_TYPE}/{self.id}",
                 "name": self.id, "type": ROLE_DEFINITION_TYPE,
                 "properties": {"roleName": self.role_name, "type": self.role_type,
                                "description": self.description,
@@ -61,7 +65,10 @@ class RoleDefinition:
 
 
 def _patterns(patterns: tuple[str, ...]) -> re.Pattern:
-    alternatives = ["".join(".*" if ch == "*" else re.escape(ch) for ch in p) for p in patterns]
+    """ARM's wildcards: `*` matches anything, and a whole segment `/*/` may also match nothing
+    (Managed Identity Operator's `userAssignedIdentities/*/assign/action` covers
+    `userAssignedIdentities/assign/action`)."""
+    alternatives = [re.escape(p).replace("/\\*/", "(?:/.*)?/").replace("\\*", ".*") for p in patterns]
     return re.compile("^(?:" + "|".join(alternatives or ["(?!)"]) + ")$", re.IGNORECASE)
 
 

@@ -62,7 +62,8 @@ class _DiskLike:
         elif option == "FromImage":
             ref = (fields.obj(creation, "galleryImageReference", "properties.creationData.galleryImageReference")
                    or fields.obj(creation, "imageReference", "properties.creationData.imageReference") or {})
-            origin = sources.resolve(ctx.tx, ref.get("id"), "properties.creationData.imageReference.id",
+            named = ref.get("id") or ref.get("sharedGalleryImageId") or ref.get("communityGalleryImageId")
+            origin = sources.resolve(ctx.tx, named, "properties.creationData.imageReference.id",
                                      (IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE))
             creation_out["imageReference"] = {"id": origin.id}
             size = size or sources.size_gb_of(origin)

@@ -56,3 +56,8 @@ class Conflict(ArmError):
 class QuotaExceeded(ArmError):
     code = "QuotaExceeded"
     status = 409
+
+
+class OperationNotAllowed(ArmError):
+    code = "OperationNotAllowed"
+    status = 409

@@ -15,6 +15,7 @@ DISK_TYPE = "Microsoft.Compute/disks"
 SNAPSHOT_TYPE = "Microsoft.Compute/snapshots"
 STORAGE_ACCOUNT_TYPE = "Microsoft.Storage/storageAccounts"
 IMAGE_TEMPLATE_TYPE = "Microsoft.VirtualMachineImages/imageTemplates"
+USER_IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
 
 # The collection segment of each type under the Microsoft.Compute provider.
 COMPUTE_COLLECTIONS = {"galleries": GALLERY_TYPE, "images": MANAGED_IMAGE_TYPE,
@@ -82,7 +83,7 @@ def normalize_id(parsed: ParsedId) -> str:
 
 _KNOWN_TYPES = {t.lower(): t for t in (GALLERY_TYPE, IMAGE_DEFINITION_TYPE, IMAGE_VERSION_TYPE,
                                         MANAGED_IMAGE_TYPE, DISK_TYPE, SNAPSHOT_TYPE, STORAGE_ACCOUNT_TYPE,
-                                        "Microsoft.Compute/virtualMachines")}
+                                        "Microsoft.Compute/virtualMachines", USER_IDENTITY_TYPE)}
 
 
 def parse_resource_id(value: object, target: str) -> ParsedId:

@@ -15,10 +15,10 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from . import enums, fields, sources
-from .errors import Conflict, InvalidParameter, InvalidResourceName
+from . import enums, fields, sources, vm_sizes
+from .errors import Conflict, InvalidParameter, InvalidResourceName, NotFound
 from .ids import (IMAGE_DEFINITION_TYPE, IMAGE_TEMPLATE_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE,
-                  parent_id, parse_resource_id, resource_group_id)
+                  USER_IDENTITY_TYPE, parent_id, parse_resource_id, resource_group_id)
 from .ports import Context
 from .regions import normalize_region
 from .resource import SUCCEEDED, Resource, iso, utc_now
@@ -99,6 +99,8 @@ def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource 
     result.update(_extras(props))
     if "lastRunStatus" in before:
         result["lastRunStatus"] = before["lastRunStatus"]
+    # last: a well-formed template's identity must also exist and be the caller's to assign
+    _check_identity_usable(ctx, result["identity"], (existing.properties.get("identity") if existing else None))
     return result
 
 
@@ -392,6 +394,12 @@ def _vm_profile(props: dict) -> dict | None:
         "osDiskSizeGB": fields.integer(profile, "osDiskSizeGB", f"{target}.osDiskSizeGB", minimum=0,
                                        maximum=32_767),
     })
+    if result.get("vmSize") is not None:
+        try:
+            vm_sizes.vm_size(result["vmSize"])
+        except vm_sizes.UnknownVmSize as unknown:
+            raise InvalidParameter(f"{unknown} The size sets the build's memory, CPU and process limits.",
+                                   target=f"{target}.vmSize") from None
     identities = fields.array(profile, "userAssignedIdentities", f"{target}.userAssignedIdentities")
     if identities is not None:
         for i, value in enumerate(identities):
@@ -401,6 +409,22 @@ def _vm_profile(props: dict) -> dict | None:
     if vnet is not None:
         result["vnetConfig"] = _string_map(profile, "vnetConfig", f"{target}.vnetConfig")
     return result
+
+
+ASSIGN_ACTION = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"
+
+
+def _check_identity_usable(ctx: Context, identity: dict, before: dict | None) -> None:
+    """A template's identity must exist, and whoever sets it must be allowed to assign it (as Azure
+    Image Builder requires), since the template's builds act as that identity."""
+    for identity_id in identity.get("userAssignedIdentities", {}):
+        if before and identity_id in before.get("userAssignedIdentities", {}):
+            continue
+        found = ctx.tx.get(identity_id)
+        if found is None or found.type != USER_IDENTITY_TYPE:
+            raise NotFound(f"The user-assigned identity '{identity_id}' does not exist.",
+                           target="identity.userAssignedIdentities")
+        sources.check_linked(found.id, ASSIGN_ACTION)
 
 
 def _identity(props: dict) -> dict:

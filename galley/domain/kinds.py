@@ -5,12 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from . import (disk, gallery, image_definition, image_template, image_version, managed_image,
-               storage_account)
+               storage_account, user_identity)
 
 KINDS = {
     kind.TYPE: kind
     for kind in (gallery, image_definition, image_version, managed_image, disk.DISK, disk.SNAPSHOT,
-                 storage_account, image_template)
+                 storage_account, image_template, user_identity)
 }
 
 # Types whose children must be deleted first (the seed's galleries → definitions → versions).

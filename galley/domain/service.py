@@ -8,6 +8,7 @@ from typing import Callable
 
 from ..config import Settings
 from . import fields, image_version
+from . import gallery as gallery_rules
 from .errors import (ArmError, Conflict, InvalidParameter, NotFound, ParentNotFound,
                      PropertyChangeNotAllowed, QuotaExceeded, ResourceGroupNotFound)
 from .ids import (GALLERY_TYPE, IMAGE_DEFINITION_TYPE, IMAGE_VERSION_TYPE, RESOURCE_GROUP_TYPE,
@@ -99,6 +100,11 @@ class ResourceService:
                            "from latest or past their end-of-life date.", code="NotFound",
                            target=definition_id)
         return found
+
+    def in_subscriptions(self, subscription_ids: list[str]) -> list[Resource]:
+        """Every resource of these subscriptions, resource groups included (Resource Graph's rows)."""
+        with self.store.read() as tx:
+            return tx.resources_in_subscriptions(subscription_ids)
 
     def operation(self, operation_id: str, subscription_id: str | None = None) -> Operation:
         """The operation, if it belongs to `subscription_id` (when given): an operation id from
@@ -229,6 +235,17 @@ class ResourceService:
                                   region=region, subscription_id=version.subscription_id)
             tx.add_operation(operation)
             return Accepted(version, operation, created=False)
+
+    def share_gallery(self, gallery_id: str, body: dict) -> dict:
+        """A gallery's share action (Add/Remove/Reset subscriptions and tenants, EnableCommunity):
+        done at once, so access given or taken away holds from the next request."""
+        with self._writing() as tx:
+            gallery = tx.get(gallery_id)
+            if gallery is None or gallery.type != GALLERY_TYPE:
+                raise self._not_found(gallery_id, GALLERY_TYPE)
+            gallery.properties, answer = gallery_rules.apply_share(gallery.properties, body)
+            tx.save(gallery)
+            return answer
 
     def versions_in_subscription(self, subscription_id: str) -> list[Resource]:
         check_subscription_id(subscription_id)

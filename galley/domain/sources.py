@@ -6,6 +6,7 @@ import re
 from contextvars import ContextVar
 from typing import Callable
 
+from . import sharing
 from .errors import Conflict, InvalidParameter, NotFound
 from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE,
                   STORAGE_ACCOUNT_TYPE, blob_key, parent_id, parse_resource_id)
@@ -18,20 +19,26 @@ _BLOB_URI = re.compile(r"^https?://[^/\s]+/[^/\s]+/\S+$")
 _AZURE_BLOB = re.compile(r"^https?://([a-z0-9]{3,24})\.blob\.[^/]+/([^/]+)/(.+)$")
 _GALLEY_BLOB = re.compile(r"^https?://[^/]+/blob/([a-z0-9]{3,24})/([^/]+)/(.+)$")
 
-# Who may use what as a source: set by the API for each request (the caller must be able to read
-# the source) and by a build for its template's identity; a call that raises refuses the source.
-# None (Galley's own work, e.g. replication) checks nothing.
+# What a request may do to the resources it names in its body (read a source, assign an identity):
+# set by the API for each request, called with (resource id, ARM action); a call that raises refuses.
+# None (Galley's own work, e.g. replication or a build) checks nothing.
 source_access: ContextVar[Callable[[str, str], None] | None] = ContextVar("source_access", default=None)
+# The consumer a request works for, (subscription, tenant): what galleries share with it may be
+# used as sources through their /SharedGalleries/… and /CommunityGalleries/… ids.
+source_consumer: ContextVar[tuple[str, str] | None] = ContextVar("source_consumer", default=None)
 BLOB_TYPE = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
 
 
-def _check_access(resource_id: str, resource_type: str) -> None:
+def check_linked(resource_id: str, action: str) -> None:
     check = source_access.get()
     if check is not None:
-        check(resource_id, resource_type)
+        check(resource_id, action)
 
 
 def resolve(reader: Reader, source_id: object, target: str, allowed: tuple[str, ...]) -> Resource:
+    shared = sharing.is_shared_id(source_id)
+    if shared:  # access comes from the gallery's sharing, not from roles on it
+        source_id = sharing.resolve_version_id(reader, source_id, target, source_consumer.get())
     parsed = parse_resource_id(source_id, target)
     if parsed.type not in allowed:
         kinds = ", ".join(t.split("/", 1)[1] for t in allowed)
@@ -39,7 +46,8 @@ def resolve(reader: Reader, source_id: object, target: str, allowed: tuple[str, 
                   "managed image first." if parsed.type.endswith("virtualMachines") else "")
         raise InvalidParameter(f"'{source_id}' cannot be used here; expected one of: {kinds}.{detail}",
                                target=target)
-    _check_access(parsed.id, parsed.type)
+    if not shared:
+        check_linked(parsed.id, f"{parsed.type}/read")
     source = reader.get(parsed.id)
     if source is None:
         raise NotFound(f"The source resource '{source_id}' was not found.", target=target,
@@ -73,7 +81,7 @@ def resolve_blob(reader: Reader, uri: object, target: str) -> Resource:
     if account is None:
         raise NotFound(f"Storage account '{account_name}' of '{uri}' does not exist.", target=target,
                        code="NotFound")
-    _check_access(f"{account.id}/blobServices/default/containers/{container}", BLOB_TYPE)
+    check_linked(f"{account.id}/blobServices/default/containers/{container}", f"{BLOB_TYPE}/read")
     if not reader.has_content(blob_key(account.id, container, blob)):
         raise NotFound(f"Blob '{container}/{blob}' does not exist in storage account '{account_name}'; "
                        "upload it first (galley storage blob upload).", target=target, code="BlobNotFound")

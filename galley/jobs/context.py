@@ -11,6 +11,7 @@ from ..content.locations import Locations
 from ..store.sql_store import SqlStore
 
 if TYPE_CHECKING:
+    from ..access.service import AccessService
     from ..domain.service import ResourceService
 
 
@@ -23,3 +24,4 @@ class JobContext:
     # Only the build worker's handler uses these: it creates resources the way a user would.
     service: Optional["ResourceService"] = None
     home: Optional[Path] = None
+    access: Optional["AccessService"] = None  # a build acts as its template's identity

@@ -7,7 +7,8 @@ from sqlalchemy import delete, insert, or_, select
 
 from ..domain.access import Assignment, RoleDefinition, CUSTOM, scope_key
 from .identity_store import IdentityStore, IdentityTransaction
-from .tables import group_members, groups, role_assignments, role_definitions
+from ..domain.ids import USER_IDENTITY_TYPE
+from .tables import group_members, groups, resources, role_assignments, role_definitions
 
 _RD = role_definitions.c
 _RA = role_assignments.c
@@ -85,6 +86,11 @@ class AccessTransaction(IdentityTransaction):
         key = scope_key(scope)
         self.c.execute(delete(role_assignments).where(or_(_RA.scope_key == key,
                                                           _RA.scope_key.like(key + "/%"))))
+
+    def identity_with_principal(self, principal_id: str) -> bool:
+        """Is `principal_id` the principal of a user-assigned managed identity?"""
+        rows = self.c.execute(select(resources.c.properties).where(resources.c.type == USER_IDENTITY_TYPE))
+        return any(orjson.loads(r[0]).get("principalId") == principal_id for r in rows)
 
     # -- groups ----------------------------------------------------------------------------
     def groups_of(self, member_id: str) -> list[str]:

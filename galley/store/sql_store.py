@@ -18,8 +18,8 @@ from ..domain.resource import (CREATING, IN_PROGRESS, SUCCEEDED, UPDATING, Opera
 from ..domain.image_template import RunOutput
 from ..domain.image_version import data_disk_source_keys
 from ..domain.platform_images import PlatformImage
-from .tables import (disk_contents, operations, platform_images, resources, run_outputs, target_regions,
-                     upload_leases)
+from .tables import (disk_contents, operations, platform_images, resources, run_outputs, subscriptions,
+                     target_regions, upload_leases)
 
 _R = resources.c
 _T = target_regions.c
@@ -31,6 +31,8 @@ _PI = platform_images.c
 BUILD_ACTIONS: tuple[str, ...] = ("run",)
 UNCLAIMED_ACTIONS: tuple[str, ...] = BUILD_ACTIONS + ("cancel",)
 USABLE_STATES = (SUCCEEDED, UPDATING)
+_RENDERED = (_R.id, _R.type, _R.name, _R.subscription_id, _R.location, _R.properties, _R.tags, _R.sku,
+             _R.provisioning_state)
 # Built once: SQLAlchemy then reuses the compiled statement instead of rebuilding it per call.
 _GET_BY_KEY = select(resources).where(_R.key == bindparam("key"))
 _NEWEST_FIRST = (_R.version_major.desc(), _R.version_minor.desc(), _R.version_patch.desc())
@@ -210,6 +212,26 @@ class SqlTransaction:
             last = rows[limit - 1]._mapping
             token = encode_token(last["sort_key"], last["key"])
         return Page(items, token)
+
+    def all_of_type(self, resource_type: str) -> list[Resource]:
+        """Every resource of a type, in every subscription (galleries, to find what is shared)."""
+        return [_to_resource(r) for r in self.c.execute(select(resources).where(_R.type == resource_type))]
+
+    def resources_in_subscriptions(self, subscription_ids: list[str]) -> list[Resource]:
+        """Every resource of these subscriptions, resource groups included, in id order, with what
+        renders them (not the version and source columns): read lean, as 10,000 are common."""
+        if not subscription_ids:
+            return []
+        rows = self.c.execute(select(*_RENDERED).where(_R.subscription_id.in_([s.lower() for s in subscription_ids]))
+                              .order_by(_R.key))
+        return [Resource(id=id_, type=type_, name=name, subscription_id=sub, resource_group=_group_display(id_),
+                         location=location, properties=orjson.loads(props), tags=orjson.loads(tags),
+                         sku=orjson.loads(sku) if sku else None, provisioning_state=state)
+                for id_, type_, name, sub, location, props, tags, sku, state in rows]
+
+    def tenant_of_subscription(self, subscription_id: str) -> str | None:
+        return self.c.execute(select(subscriptions.c.tenant_id).where(
+            subscriptions.c.id == subscription_id.lower())).scalar_one_or_none()
 
     def find_named(self, resource_type: str, name: str) -> Resource | None:
         row = self.c.execute(select(resources).where(_R.type == resource_type,

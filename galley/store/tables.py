@@ -274,3 +274,29 @@ group_members = Table(
     Column("member_id", String(64), primary_key=True),
     Index("ix_group_members_member", "member_id"),
 )
+
+# ---- the activity log: every write and every refused request (galley/activity) ------------------
+
+activity_log = Table(
+    "activity_log", metadata,
+    Column("id", String(36), primary_key=True),  # eventDataId
+    Column("subscription_id", String(64)),  # lower-case; None: not under a known subscription
+    Column("event_timestamp", String(40), nullable=False),  # iso(): sorts as the moments do
+    Column("submission_timestamp", String(40), nullable=False),
+    Column("tenant_id", String(64)),  # the caller's
+    Column("caller", String(256), nullable=False),  # appid, else object id, else "anonymous"
+    Column("caller_object_id", String(64)),
+    Column("method", String(16), nullable=False),
+    Column("path", Text, nullable=False),  # without the query string (it may carry secrets)
+    Column("action", String(512)),  # the ARM action the route maps to; None when no rule covers it
+    Column("scope", Text, nullable=False),  # what the action was authorized over
+    Column("resource_id", Text, nullable=False),
+    Column("resource_group", String(128)),
+    Column("status_code", Integer, nullable=False),
+    Column("correlation_id", String(128), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("client_request_id", String(128)),
+    Column("client_ip", String(64)),
+    Index("ix_activity_log_subscription_time", "subscription_id", "event_timestamp"),
+    Index("ix_activity_log_time", "event_timestamp"),
+)

@@ -23,6 +23,8 @@ STORAGE = GROUP + "/providers/microsoft.storage"
 SUB_STORAGE = SUB + "/providers/microsoft.storage"
 IMAGE_BUILDER = GROUP + "/providers/microsoft.virtualmachineimages"
 SUB_IMAGE_BUILDER = SUB + "/providers/microsoft.virtualmachineimages"
+IDENTITIES = GROUP + "/providers/microsoft.managedidentity/userassignedidentities"
+SUB_IDENTITIES = SUB + "/providers/microsoft.managedidentity/userassignedidentities"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ SPECS = [
                  IMAGE_BUILDER + "/imagetemplates/{imageTemplateName}", ["imageTemplateName"],
                  api_versions.image_builder_api, list_by_group=IMAGE_BUILDER + "/imagetemplates",
                  list_by_subscription=SUB_IMAGE_BUILDER + "/imagetemplates"),
+    ResourceSpec(ids.USER_IDENTITY_TYPE, "UserAssignedIdentities", IDENTITIES + "/{resourceName}", ["resourceName"],
+                 api_versions.identity_api, list_by_group=IDENTITIES, list_by_subscription=SUB_IDENTITIES),
 ]
 
 

@@ -24,7 +24,7 @@ from ...builder.pipeline import LOG_NAME, BuildCancelled, BuildError, BuildLog, 
 from ...domain.image_template import CANCELING, RUNNING
 from ...domain.resource import CANCELED, FAILED, Operation
 from ..context import JobContext
-from . import distribute, source, status, validate, workspace
+from . import distribute, identity, source, status, validate, workspace
 from .fetch import fetcher
 
 log = logging.getLogger("galley.jobs.build")
@@ -138,7 +138,8 @@ class _Run:
                                             f"(now {props['buildTimeoutInMinutes']}) or make the build shorter.")
             except BuildError as failed:
                 self.end(status.FAILED_RUN, f"Build failed: {failed}.")
-            except (source.SourceUnavailable, validate.ValidationFailed, distribute.DistributionFailed) as failed:
+            except (source.SourceUnavailable, validate.ValidationFailed, distribute.DistributionFailed,
+                    identity.IdentityDenied) as failed:
                 self.end(status.FAILED_RUN, str(failed))
             except Exception as failed:  # report it on the run, keep the worker going
                 log.exception("run of %s failed", self.template_id)
@@ -150,6 +151,7 @@ class _Run:
         fetch = fetcher(self.ctx)
         deadline = self.started + props["buildTimeoutInMinutes"] * 60
         self.phase("Building")
+        identity.check_source(self.ctx, template)
         found = source.resolve(self.ctx, template)
         self.say(f"source: {found.description}")
         if props["source"]["type"] == "PlatformImage":
@@ -163,9 +165,10 @@ class _Run:
         if checks.get("sourceValidationOnly"):
             self._validate(source_path, validators, fetch, deadline, watch, source_only=True)
             return
-        result = run_build(BuildSpec(source_path, props.get("customize") or [],
-                                     (props.get("vmProfile") or {}).get("osDiskSizeGB") or 0,
-                                     max(0.1, (deadline - time.monotonic()) / 60), fetch),
+        vm_profile = props.get("vmProfile") or {}
+        result = run_build(BuildSpec(source_path, props.get("customize") or [], vm_profile.get("osDiskSizeGB") or 0,
+                                     max(0.1, (deadline - time.monotonic()) / 60), fetch,
+                                     vm_size=vm_profile.get("vmSize")),
                            work_dir=self.folder, cancel=watch.event,
                            on_phase=lambda _state, sub_state: self.phase(sub_state, announce=False))
         source_path.unlink(missing_ok=True)
@@ -214,6 +217,7 @@ class _Run:
             self._check(watch)
             name = target["runOutputName"]
             try:
+                identity.check_target(self.ctx, template, target)
                 if target["type"] == "ManagedImage":
                     output = distributor.managed_image(target)
                 elif target["type"] == "SharedImage":
@@ -222,7 +226,7 @@ class _Run:
                     output = distributor.vhd(target)
             except distribute.DistributionCanceled:
                 raise
-            except distribute.DistributionFailed as failed:
+            except (distribute.DistributionFailed, identity.IdentityDenied) as failed:
                 problems.append(f"{target['type']} '{name}': {failed}.")
                 self.say(f"distribute {name} failed: {failed}")
                 output = distribute.RunOutput(name, "Failed")
