@@ -99,14 +99,15 @@ class ProcessServer:
     on loopback by default, or as users run it (HTTPS, Galley's own CA) with https=True."""
 
     def __init__(self, home: Path, database_url: str | None = None, extra_env: dict | None = None,
-                 worker: bool = True, https: bool = False, args: tuple[str, ...] = ()) -> None:
+                 worker: bool = True, https: bool = False, args: tuple[str, ...] = (),
+                 ca: Path | None = None) -> None:
         self.home = home
         self.worker = worker
         self.https = https
         self.args = args
         self.port = free_port()
         self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
-        self.ca = home / "tls" / "ca.pem" if https else None
+        self.ca = (ca or home / "tls" / "ca.pem") if https else None
         self.env = {**os.environ, "GALLEY_HOME": str(home), "GALLEY_DEFAULT_SUBSCRIPTION_ID": SUBSCRIPTION,
                     **(extra_env or {})}
         if database_url:

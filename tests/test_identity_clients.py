@@ -153,3 +153,24 @@ def test_galley_login_account_and_logout(https_server, tmp_path):
 def test_plain_http_is_refused_off_loopback(tmp_path):
     refused = galley_cli(None, tmp_path, "serve", "--http", "--host", "0.0.0.0", "--port", "1")
     assert refused.returncode == 2 and "loopback" in refused.stderr
+
+
+def test_serve_with_the_operators_own_certificate(tmp_path):
+    """--tls-cert/--tls-key serve the operator's certificate (here one made by another CA); no
+    CA of Galley's own is made, and GALLEY_CA_BUNDLE names the CA clients are told to trust."""
+    from galley.identity.tls import ensure_tls
+    theirs = ensure_tls(tmp_path / "operator-pki")  # stands in for the operator's own PKI
+    home = tmp_path / "home"
+    home.mkdir()
+    server = ProcessServer(home, https=True, ca=theirs.ca_cert,
+                           args=("--tls-cert", str(theirs.cert), "--tls-key", str(theirs.key)),
+                           extra_env={"GALLEY_CA_BUNDLE": str(theirs.ca_cert)}).start()
+    try:
+        assert not (home / "tls").exists()
+        assert credentials(home)["caBundle"] == str(theirs.ca_cert)
+        answer = httpx.get(f"{server.url}/subscriptions?api-version=2022-12-01",
+                           headers={"Authorization": f"Bearer {server.token}"},
+                           verify=ssl.create_default_context(cafile=theirs.ca_cert))
+        assert answer.status_code == 200
+    finally:
+        server.stop()
