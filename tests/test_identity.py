@@ -536,3 +536,20 @@ def test_an_untrusted_issuer_is_refused(tmp_path):
         token = token_for(issuer.url, creds["tenantId"], creds["clientId"], creds["clientSecret"],
                           scope=f"{a.url}/.default").json()["access_token"]
         assert_401(httpx.get(f"{a.url}/subscriptions?{API}", headers=bearer(token)), "does not trust")
+
+
+def test_a_set_up_that_never_committed_is_made_again(tmp_path):
+    """credentials.json is written just before the first start's set-up commits; if the process
+    died in between, the database is empty on the next start, which makes everything anew and
+    writes a secret that works (the stale file does not stop it)."""
+    home = tmp_path / "home"
+    with ThreadServer(home, default_subscription_id=SUBSCRIPTION):
+        stale = credentials(home)
+    for database_file in home.glob("galley.db*"):
+        database_file.unlink()  # as if the set-up's transaction had never committed
+    with ThreadServer(home, default_subscription_id=SUBSCRIPTION) as again:
+        fresh = credentials(home)
+        assert fresh["clientSecret"] != stale["clientSecret"]
+        answer = token_for(again.url, fresh["tenantId"], fresh["clientId"], fresh["clientSecret"])
+        assert answer.status_code == 200
+        assert httpx.get(f"{again.url}{GROUPS}?{API}", headers=bearer(answer.json()["access_token"])).status_code == 200

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..domain import identity as rules
-from ..domain.access import OWNER
+from ..domain.access import OWNER, Assignment
 from ..domain.errors import ArmError, Conflict, InvalidParameter, NotFound
 from ..domain.identity import Caller, Principal, SecretRecord, Subscription, Tenant
 from ..domain.names import check_subscription_id
@@ -31,6 +31,18 @@ from .tokens import Tokens, resource_of_scope
 log = logging.getLogger("galley.identity")
 
 CREDENTIALS_FILE = "credentials.json"
+
+
+def _write_private_json(path: Path, document: dict) -> None:
+    """Atomically, mode 0600, on disk before returning."""
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(document, out, indent=2)
+        out.write("\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
 
 
 class OAuthError(Exception):
@@ -116,6 +128,7 @@ class Authority:
         whose secret goes once to $GALLEY_HOME/credentials.json (0600). Returns that file's path
         when this start wrote it."""
         self.keys.ensure()
+        path = home / CREDENTIALS_FILE
         with self.store.write() as tx:
             tx.lock("identity/bootstrap")
             if tx.tenants():
@@ -127,16 +140,17 @@ class Authority:
             tx.add_tenant(tenant, now)
             tx.add_subscription(subscription, now)
             created = self._add_principal(tx, tenant.id, "galley-admin", None)
+            tx.add_assignment(Assignment(id=str(uuid.uuid4()), scope=f"/subscriptions/{subscription.id}",
+                                         role_definition_id=OWNER.id, principal_id=created.principal.id,
+                                         created_on=now))
+            # Written before the set-up commits: a crash in between leaves an empty database, and
+            # the next start makes everything (and this file) anew; the secret is never lost.
+            _write_private_json(path, {
+                "server": server_url.rstrip("/"), "tenantId": tenant.id, "subscriptionId": subscription.id,
+                "clientId": created.principal.app_id, "clientSecret": created.secret,
+                "caBundle": str(ca_bundle) if ca_bundle else None})
         if self.access is not None:
-            self.access.grant(None, created.principal.id, OWNER, f"/subscriptions/{subscription.id}")
-        path = home / CREDENTIALS_FILE
-        document = {"server": server_url.rstrip("/"), "tenantId": tenant.id, "subscriptionId": subscription.id,
-                    "clientId": created.principal.app_id, "clientSecret": created.secret,
-                    "caBundle": str(ca_bundle) if ca_bundle else None}
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(document, out, indent=2)
-            out.write("\n")
+            self.access.forget()
         return path
 
     # -- tenants ---------------------------------------------------------------------------------
