@@ -319,3 +319,18 @@ def test_a_principal_with_no_role_is_refused_everywhere_in_its_own_tenant(world)
     listed = httpx.get(f"{world.url}/subscriptions?api-version=2022-12-01",
                        headers={"Authorization": f"Bearer {sign_in(world.url, sp)}"}).json()["value"]
     assert listed == []
+
+
+def test_a_resource_group_reader_by_its_exact_action_lists_that_group(world):
+    role_id = str(uuid.uuid4())
+    made = admin_http.put(f"{world.url}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/"
+                          f"roleDefinitions/{role_id}?{ROLES_API}", json={"properties": {
+                              "roleName": "Group lister", "assignableScopes": [f"/subscriptions/{SUBSCRIPTION}"],
+                              "permissions": [{"actions": ["Microsoft.Resources/subscriptions/resourceGroups/read"]}]}})
+    assert made.status_code == 201, made.text
+    sp = principal(world.url)
+    assign(world.url, f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}", role_id, sp["id"])
+    headers = {"Authorization": f"Bearer {sign_in(world.url, sp)}"}
+    listed = httpx.get(f"{world.url}/subscriptions/{SUBSCRIPTION}/resourcegroups?api-version=2024-11-01",
+                       headers=headers)
+    assert listed.status_code == 200 and [g["name"] for g in listed.json()["value"]] == [RG]

@@ -215,6 +215,13 @@ def _authorization_rule(method: str, parts: list[str], scope: str) -> Rule | Non
     return None
 
 
+def read_action(resource_type: str | None) -> str:
+    """The action that reads one item of a list (resource groups' is spelled under subscriptions)."""
+    if resource_type and resource_type.lower() == ids.RESOURCE_GROUP_TYPE.lower():
+        return "Microsoft.Resources/subscriptions/resourceGroups/read"
+    return f"{resource_type}/read"
+
+
 # ---- deciding ---------------------------------------------------------------------------------
 
 class Refusal(Exception):
@@ -284,7 +291,7 @@ class Authorizer:
                 return None
             if not access_rules.may_list(grants, rule.action, rule.scope):
                 raise self._denied(caller, rule.action, rule.scope)
-            return lambda item: access_rules.allowed(grants, f"{item.get('type')}/read", item.get("id") or "") \
+            return lambda item: access_rules.allowed(grants, read_action(item.get("type")), item.get("id") or "") \
                 if item.get("type") and item.get("id") else False
         if not access_rules.allowed(grants, rule.action, rule.scope):
             raise self._denied(caller, rule.action, rule.scope)
