@@ -60,6 +60,9 @@ class Settings:
     ca_bundle: str | None = None
     # Days the activity log keeps its entries (0: forever).
     activity_retention_days: int = 90
+    # How long a PUT/PATCH/DELETE waits for its operation before answering: work that ends within
+    # this budget is answered with its final state, without an async operation (0: always async).
+    quick_answer_ms: int = 200
 
     @property
     def origins(self) -> tuple[str, ...]:
@@ -130,4 +133,5 @@ def load_settings() -> Settings:
         default_subscription_id=os.environ.get("GALLEY_DEFAULT_SUBSCRIPTION_ID") or None,
         ca_bundle=os.environ.get("GALLEY_CA_BUNDLE") or None,
         activity_retention_days=_int_env("GALLEY_ACTIVITY_RETENTION_DAYS", 90),
+        quick_answer_ms=_int_env("GALLEY_QUICK_ANSWER_MS", 200),
     )

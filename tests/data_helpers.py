@@ -255,6 +255,8 @@ def collect_garbage(url: str) -> dict:
 
 
 def wait_operation_of(response_headers, timeout: float = 60.0) -> dict:
+    """Follow the headers' Azure-AsyncOperation until the operation ends (see arm.wait_operation
+    for a response that may be final)."""
     location = response_headers["Azure-AsyncOperation"]
     deadline = time.time() + timeout
     while True:

@@ -26,9 +26,11 @@ RG = "rg"
 def quick_polls(client: ComputeManagementClient, longest: float = 0.05) -> ComputeManagementClient:
     """Cap the SDK's waits between LRO polls so a test suite of hundreds of operations stays fast.
 
-    The SDK still reads Retry-After and polls the Azure-AsyncOperation URL exactly as it would;
-    only the sleep of its transport is shortened. test_sdk_create_completes_within_seconds uses
-    an unpatched client.
+    Most writes need no poll: the server answers them with their final state when their work ends
+    within its quick-answer budget (test_quick_answers.py, with an unpatched client). Longer ones
+    (replication of real bytes, or any write on a busy machine) are answered asynchronously; the
+    SDK still reads Retry-After and polls the Azure-AsyncOperation URL exactly as it would, only
+    the sleep of its transport is shortened.
     """
     transport = client._client._pipeline._transport  # pylint: disable=protected-access
     transport.sleep = lambda seconds: time.sleep(min(seconds, longest))

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,6 +93,18 @@ class ThreadServer:
     def __exit__(self, *exc) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=15)
+
+    @contextmanager
+    def settings_changed(self, **changes):
+        """The running server with some settings changed for a while, e.g. quick_answer_ms=0 for
+        a test of the asynchronous protocol on a shared (module) server: only settings read per
+        request (app.state.settings) take effect."""
+        before = self.app.state.settings
+        self.app.state.settings = replace(before, **changes)
+        try:
+            yield self
+        finally:
+            self.app.state.settings = before
 
 
 class ProcessServer:

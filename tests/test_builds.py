@@ -407,7 +407,7 @@ def test_cancel_stops_the_build_and_delete_waits_for_it(env):
     assert leftovers(env.app.state.settings.home) == []
     assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _cmdline(p) == "sleep 631"]
     done = httpx.delete(template_url(url, "long"), params={"api-version": API})
-    assert done.status_code == 202
+    assert done.status_code in (202, 204), done.text  # 204: deleted at once (a quick answer)
 
 
 def test_a_restart_during_a_build_starts_it_over(tmp_path):
@@ -436,7 +436,7 @@ def test_a_restart_during_a_build_starts_it_over(tmp_path):
         assert httpx.get(f"{server.url}{staging}", params={"api-version": "2024-11-01"}).status_code == 200
         deleted = httpx.delete(f"{server.url}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}",
                                params={"api-version": "2024-11-01"})
-        assert deleted.status_code == 202
+        assert deleted.status_code in (200, 202), deleted.text  # 200: deleted at once (a quick answer)
         deadline = time.time() + 30
         while httpx.get(f"{server.url}{staging}", params={"api-version": "2024-11-01"}).status_code != 404:
             assert time.time() < deadline, "the staging group outlived its template's resource group"

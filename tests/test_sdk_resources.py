@@ -277,8 +277,11 @@ def poll_status(url: str, timeout: float = 10.0) -> list[str]:
 
 
 def test_put_answers_201_with_async_operation_headers(server):
+    """Without a quick-answer budget every write is ARM's asynchronous operation (with one, quick
+    work is answered with its final state: test_quick_answers.py)."""
     make_group(server.url)
-    response = arm_put(server.url, "galleries/gal", {"location": "eastus"}, GALLERY_API)
+    with server.settings_changed(quick_answer_ms=0):
+        response = arm_put(server.url, "galleries/gal", {"location": "eastus"}, GALLERY_API)
     assert response.status_code == 201, response.text
     assert response.json()["properties"]["provisioningState"] == "Creating"
     assert response.headers["Retry-After"] == "1"
@@ -295,7 +298,8 @@ def test_put_answers_201_with_async_operation_headers(server):
 def test_delete_answers_202_with_async_operation_headers(server, compute):
     make_group(server.url)
     create_gallery(compute)
-    response = httpx.delete(f"{compute_url(server.url, 'galleries/gal')}?api-version={GALLERY_API}")
+    with server.settings_changed(quick_answer_ms=0):
+        response = httpx.delete(f"{compute_url(server.url, 'galleries/gal')}?api-version={GALLERY_API}")
     assert response.status_code == 202, response.text
     assert response.headers["Retry-After"] == "1"
     assert "/operationResults/" in response.headers["Location"]
@@ -313,6 +317,11 @@ def test_sdk_create_completes_within_seconds(server):
     gallery = create_gallery(compute)
     assert time.monotonic() - started < 10
     assert gallery.properties.provisioning_state == "Succeeded"
+    with server.settings_changed(quick_answer_ms=0):  # and when the SDK has to poll
+        started = time.monotonic()
+        other = create_gallery(compute, "other")
+        assert time.monotonic() - started < 10
+    assert other.properties.provisioning_state == "Succeeded"
 
 
 # ---- E. paging and replication status ---------------------------------------------------------------

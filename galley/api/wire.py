@@ -89,20 +89,21 @@ def page_response(request: Request, page: Page, items: list[dict]) -> Response:
     return json_response(body)
 
 
-def operation_urls(request: Request, operation: Operation, api_version: str) -> dict[str, str]:
+def operation_urls(request: Request, operation: Operation, api_version: str,
+                   retry_after: int = 1) -> dict[str, str]:
     base = (f"{str(request.base_url).rstrip('/')}/subscriptions/{operation.subscription_id}"
             f"/providers/Microsoft.Compute/locations/{operation.region}")
     query = urlencode({"api-version": api_version})
     return {
         "Azure-AsyncOperation": f"{base}/operations/{operation.id}?{query}",
         "Location": f"{base}/operationResults/{operation.id}?{query}",
-        "Retry-After": "1",
+        "Retry-After": str(retry_after),
     }
 
 
 def accepted_response(request: Request, body: dict | None, operation: Operation, api_version: str,
-                      status: int) -> Response:
-    headers = operation_urls(request, operation, api_version)
+                      status: int, retry_after: int = 1) -> Response:
+    headers = operation_urls(request, operation, api_version, retry_after)
     if body is None:
         return Response(status_code=status, headers=headers)
     return json_response(body, status, headers)

@@ -61,6 +61,18 @@ def aggregated_state(regions: list[TargetRegion]) -> str:
     return "Completed" if states == {"Completed"} else "InProgress"
 
 
+def remaining_seconds(regions: list[TargetRegion], elapsed: float) -> float | None:
+    """The replication time still to come, at the pace so far: the regions' mean progress
+    (a region Completed or Failed counts as done) over the `elapsed` seconds of the operation.
+    None before any progress is recorded (the source is still being copied in)."""
+    if not regions or elapsed <= 0:
+        return None
+    done = sum(100 if r.state in ("Completed", "Failed") else r.progress for r in regions) / (100 * len(regions))
+    if done <= 0:
+        return None
+    return elapsed * (1 - done) / done if done < 1 else 0.0
+
+
 def _publishing_profile(ctx: Context, resource: Resource, props: dict,
                         existing: Resource | None) -> dict:
     profile = fields.obj(props, "publishingProfile", "properties.publishingProfile") or {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable
 
 from ..config import Settings
@@ -17,8 +18,8 @@ from .kinds import PARENT_TYPES, kind_of
 from .names import check_resource_group_name, check_subscription_id
 from .ports import Context, DuplicateResource, Page, Store, Writer
 from .regions import normalize_region
-from .resource import (CREATING, DELETING, SUCCEEDED, TRANSITIONAL_STATES, UPDATING, Operation,
-                       Resource, TargetRegion, iso, utc_now)
+from .resource import (CREATING, DELETING, IN_PROGRESS, SUCCEEDED, TRANSITIONAL_STATES, UPDATING,
+                       Operation, Resource, TargetRegion, iso, utc_now)
 from .updates import merge, reject_frozen_changes, strip_paths
 
 
@@ -115,6 +116,19 @@ class ResourceService:
                              and found.subscription_id.lower() != subscription_id.lower()):
             raise NotFound(f"Operation '{operation_id}' was not found.", code="OperationNotFound")
         return found
+
+    def expected_remaining_seconds(self, operation: Operation) -> float | None:
+        """How long the operation should still take, when that can be told: a version's
+        replication, from its regions' progress so far. None otherwise."""
+        if operation.resource_type != IMAGE_VERSION_TYPE or operation.status != IN_PROGRESS \
+                or operation.action not in ("create", "update", "replicate"):
+            return None
+        with self.store.read_one() as tx:
+            regions = tx.target_regions(operation.resource_id)
+        if operation.action == "replicate":
+            regions = [r for r in regions if r.region == operation.region]
+        started = datetime.fromisoformat(operation.start_time.replace("Z", "+00:00"))
+        return image_version.remaining_seconds(regions, (utc_now() - started).total_seconds())
 
     # ---- resource groups ---------------------------------------------------------------------
 

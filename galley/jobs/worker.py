@@ -42,13 +42,45 @@ class Worker:
         self.owner = f"{name}-{uuid.uuid4().hex[:12]}"
         self._wake = threading.Condition()
         self._pending_wakes = 0
+        # Notified each time this worker ends an operation (whatever its outcome): requests that
+        # wait for their operation (wait_until) re-check then, instead of polling the database.
+        self._ended = threading.Condition()
+        self._ended_count = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @property
+    def running(self) -> bool:
+        """Whether this worker's threads are claiming operations (start() called, not stopped)."""
+        return bool(self._threads) and not self._stop.is_set()
 
     def wake(self) -> None:
         with self._wake:
             self._pending_wakes += 1
             self._wake.notify_all()
+
+    def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait up to `timeout` seconds for `done()` (a read of the database) to hold; it is
+        checked now and again each time this worker ends an operation. True if it held in time.
+
+        An operation another process's worker ends sends no notice here: `done()` is checked a
+        last time when the time is up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._ended:
+                seen = self._ended_count
+            if done():
+                return True
+            with self._ended:
+                another_ended = self._ended.wait_for(lambda: self._ended_count != seen,
+                                                     deadline - time.monotonic())
+            if not another_ended:
+                return done()  # a last look, for work that another process finished
+
+    def _operation_ended(self) -> None:
+        with self._ended:
+            self._ended_count += 1
+            self._ended.notify_all()
 
     def start(self) -> None:
         for number in range(self.threads):
@@ -104,6 +136,8 @@ class Worker:
             log.warning("operation %s (%s %s) failed: %s", operation.id, operation.action,
                         operation.resource_id, error)
             self._fail(operation, error)
+        finally:
+            self._operation_ended()
         return True
 
     def _fail(self, operation, error: Exception) -> None:

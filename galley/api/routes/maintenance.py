@@ -7,7 +7,8 @@ from fastapi.responses import Response
 
 from ...content.usage import usage_report
 from ..api_versions import gallery_api
-from ..wire import accepted_response, json_response, render
+from .. import answers
+from ..wire import json_response, render
 from .resources import SPECS, service_of
 
 router = APIRouter(tags=["Galley"])
@@ -31,7 +32,8 @@ def retry_replication(request: Request, subscriptionId: str, resourceGroupName: 
                     "galleryName": galleryName, "galleryImageName": galleryImageName,
                     "galleryImageVersionName": galleryImageVersionName})
     accepted = service_of(request).retry_replication(ref.id, region)
-    return accepted_response(request, render(accepted.resource), accepted.operation, api_version, 202)
+    # Replication moves real bytes: always the asynchronous answer.
+    return answers.accepted(request, render(accepted.resource), accepted.operation, api_version, 202)
 
 
 @router.post("/galley/store/verify", operation_id="Galley_VerifyStores")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from ...domain.resource import CANCELED, FAILED, IN_PROGRESS
+from .. import answers
 from ..api_versions import operation_api
 from ..wire import json_response, operation_urls, render, render_operation
 from .resources import service_of
@@ -18,7 +19,8 @@ BASE = "/subscriptions/{subscriptionId}/providers/microsoft.compute/locations/{l
 def status(request: Request, subscriptionId: str, location: str, operationId: str,
            api_version: str = Depends(operation_api)) -> Response:
     operation = service_of(request).operation(operationId, subscriptionId)
-    headers = {"Retry-After": "1"} if operation.status == IN_PROGRESS else None
+    headers = {"Retry-After": str(answers.retry_after(request, operation))} \
+        if operation.status == IN_PROGRESS else None
     return json_response(render_operation(operation), headers=headers)
 
 
@@ -28,7 +30,8 @@ def result(request: Request, subscriptionId: str, location: str, operationId: st
     service = service_of(request)
     operation = service.operation(operationId, subscriptionId)
     if operation.status == IN_PROGRESS:
-        return Response(status_code=202, headers=operation_urls(request, operation, api_version))
+        return Response(status_code=202, headers=operation_urls(request, operation, api_version,
+                                                                answers.retry_after(request, operation)))
     if operation.status in (FAILED, CANCELED):
         return json_response({"error": operation.error}, 409)
     if operation.action == "delete":

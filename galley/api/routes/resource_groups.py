@@ -8,8 +8,10 @@ from fastapi.responses import Response
 from ...domain import ids
 from ...domain.errors import NotFound, ResourceGroupNotFound
 from ...domain.names import check_subscription_id
+from .. import answers
+from ..answers import finished_in_time
 from ..api_versions import resources_api
-from ..wire import accepted_response, json_body, json_response, page_response
+from ..wire import json_body, json_response, page_response
 from .resources import service_of
 
 router = APIRouter(tags=["ResourceGroups"])
@@ -78,7 +80,9 @@ def delete(request: Request, subscriptionId: str, resourceGroupName: str,
     operation = service_of(request).delete_resource_group(subscriptionId, resourceGroupName)
     if operation is None:
         return Response(status_code=204)
-    return accepted_response(request, None, operation, api_version, 202)
+    if finished_in_time(request, operation):  # azure-mgmt-resource takes 200 or 202
+        return Response(status_code=200)
+    return answers.accepted(request, None, operation, api_version, 202)
 
 
 @router.get("/subscriptions/{subscriptionId}/resourcegroups", operation_id="ResourceGroups_List")
