@@ -72,8 +72,13 @@ def compute_path() -> str:
     return f"{group_id()}/providers/Microsoft.Compute"
 
 
-def definition_id() -> str:
-    return f"{compute_path()}/galleries/{GALLERY}/images/{DEFINITION}"
+def definition_id(name: str = DEFINITION) -> str:
+    return f"{compute_path()}/galleries/{GALLERY}/images/{name}"
+
+
+def definition_names(count: int) -> list[str]:
+    """The seeded definitions: DEFINITION alone, or DEFINITION-000, -001, ... when there are several."""
+    return [DEFINITION] if count == 1 else [f"{DEFINITION}-{d:03d}" for d in range(count)]
 
 
 def snapshot_id(index: int) -> str:
@@ -85,8 +90,8 @@ def version_name(i: int) -> str:
     return f"1.{i // 1000}.{i % 1000}"
 
 
-def version_id(i: int) -> str:
-    return f"{definition_id()}/versions/{version_name(i)}"
+def version_id(i: int, definition: str = DEFINITION) -> str:
+    return f"{definition_id(definition)}/versions/{version_name(i)}"
 
 
 def free_port() -> int:
@@ -209,8 +214,32 @@ def _relaxed_sync(dbapi_connection, _record, _proxy) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
-def seed(client, app, versions: int, snapshots: int, relaxed_sync: bool) -> dict:
-    """Group, snapshots, gallery and Linux definition over in-process HTTP; N versions in-process.
+def _seed_versions(service, worker, versions: int, snapshots: int, names: list[str], per_definition: int,
+                   started: float, deadline: float, report_every: int) -> None:
+    from galley.domain.ids import IMAGE_VERSION_TYPE
+    from galley.domain.service import ResourceRef
+
+    for i in range(versions):
+        name = version_name(i % per_definition)
+        ref = ResourceRef(id=version_id(i % per_definition, names[i // per_definition]),
+                          type=IMAGE_VERSION_TYPE, name=name, subscription_id=SUBSCRIPTION, resource_group=GROUP)
+        service.put(ref, {"location": LOCATION, "properties": {
+            "publishingProfile": {"targetRegions": [{"name": LOCATION, "regionalReplicaCount": 1}]},
+            "storageProfile": {"osDiskImage": {"source": {"id": snapshot_id(i % snapshots)}}}}})
+        if (i + 1) % snapshots == 0 or i + 1 == versions:
+            worker.run_pending()  # every version of the batch becomes Succeeded
+        if (i + 1) % report_every == 0:
+            log(f"  seeded {i + 1}/{versions} versions ({time.perf_counter() - started:.1f} s)")
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"seeding took over 600 s; stopped after {i + 1} versions")
+
+
+def seed(client, app, versions: int, snapshots: int, relaxed_sync: bool, definitions: int = 1) -> dict:
+    """Group, snapshots, gallery and Linux definition(s) over in-process HTTP; N versions in-process.
+
+    With `definitions` > 1 (names from definition_names), the N versions are spread evenly over
+    them: version i goes to definition i // (N / definitions) with the name version_name of its
+    place in that definition (N must be a multiple of `definitions`).
 
     Versions take their OS disk from `snapshots` Empty Linux snapshots in turn. The seed rule
     forbids a second version from a source while one is still Creating, so versions are put in
@@ -219,9 +248,6 @@ def seed(client, app, versions: int, snapshots: int, relaxed_sync: bool) -> dict
     from this source?" check small (it reads every version made from that source).
     """
     from sqlalchemy import event
-
-    from galley.domain.ids import IMAGE_VERSION_TYPE
-    from galley.domain.service import ResourceRef
 
     def put(path: str, api: str, body: dict) -> None:
         response = client.put(f"{path}?api-version={api}", json=body)
@@ -234,9 +260,15 @@ def seed(client, app, versions: int, snapshots: int, relaxed_sync: bool) -> dict
         put(snapshot_id(s), DISK_API, {"location": LOCATION, "properties": {
             "creationData": {"createOption": "Empty"}, "diskSizeGB": 30, "osType": "Linux"}})
     put(f"{compute_path()}/galleries/{GALLERY}", GALLERY_API, {"location": LOCATION})
-    put(definition_id(), GALLERY_API, {"location": LOCATION, "properties": {
-        "osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
-        "identifier": {"publisher": "bench", "offer": "galley", "sku": "control-plane"}}})
+    if definitions < 1 or versions % definitions:
+        raise ValueError(f"{versions} versions cannot be spread evenly over {definitions} definitions")
+    names = definition_names(definitions)
+    per_definition = versions // definitions
+    for d, definition in enumerate(names):
+        put(definition_id(definition), GALLERY_API, {"location": LOCATION, "properties": {
+            "osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
+            "identifier": {"publisher": "bench", "offer": "galley",
+                           "sku": "control-plane" if definitions == 1 else f"control-plane-{d:03d}"}}})
     app.state.worker.run_pending()
 
     service, worker = app.state.service, app.state.worker
@@ -247,34 +279,36 @@ def seed(client, app, versions: int, snapshots: int, relaxed_sync: bool) -> dict
         # later connection, and the `galley serve` process, use Galley's own settings again.
         event.listen(engine, "checkout", _relaxed_sync)
         engine.dispose()
+        # Likewise the content store's flush: every version's replication ends with
+        # FolderStore.sync(), an os.sync() of the whole machine (the versions' sources are empty
+        # snapshots, so there is nothing of theirs to flush). Restored below.
+        from galley.content.object_store import FolderStore
+        store_sync = FolderStore.__dict__["sync"]
+        FolderStore.sync = lambda self: None
     versions_started = time.perf_counter()
     deadline = versions_started + 600
     report_every = max(1, versions // 10)
-    for i in range(versions):
-        name = version_name(i)
-        ref = ResourceRef(id=version_id(i), type=IMAGE_VERSION_TYPE, name=name,
-                          subscription_id=SUBSCRIPTION, resource_group=GROUP)
-        service.put(ref, {"location": LOCATION, "properties": {
-            "publishingProfile": {"targetRegions": [{"name": LOCATION, "regionalReplicaCount": 1}]},
-            "storageProfile": {"osDiskImage": {"source": {"id": snapshot_id(i % snapshots)}}}}})
-        if (i + 1) % snapshots == 0 or i + 1 == versions:
-            worker.run_pending()  # every version of the batch becomes Succeeded
-        if (i + 1) % report_every == 0:
-            log(f"  seeded {i + 1}/{versions} versions ({time.perf_counter() - versions_started:.1f} s)")
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"seeding took over 600 s; stopped after {i + 1} versions")
+    try:
+        _seed_versions(service, worker, versions, snapshots, names, per_definition, versions_started, deadline,
+                       report_every)
+    finally:
+        if relaxed_sync:
+            FolderStore.sync = store_sync
     done = time.perf_counter()
     if relaxed_sync:
         event.remove(engine, "checkout", _relaxed_sync)
         engine.dispose()
     return {"method": f"versions through the service layer in-process (ResourceService.put, then "
                       f"Worker.run_pending() after each batch of {snapshots}, one version per snapshot "
-                      f"per batch); group, {snapshots} snapshots, gallery and definition through "
+                      f"per batch); group, {snapshots} snapshots, gallery and "
+                      + ("definition" if definitions == 1 else f"{definitions} definitions") + " through "
                       "in-process HTTP (TestClient)"
-                      + ("; SQLite synchronous=NORMAL while seeding (no fsync per commit), Galley's "
-                         "own setting for everything measured" if relaxed_sync else
+                      + ("; SQLite synchronous=NORMAL and the content store's os.sync() skipped while "
+                         "seeding (no fsync per commit), Galley's own settings for everything measured"
+                         if relaxed_sync else
                          "; Galley's own SQLite settings (fsync per commit)"),
-            "relaxed_sync": relaxed_sync, "versions": versions, "snapshots": snapshots, "total_s": done - started,
+            "relaxed_sync": relaxed_sync, "versions": versions, "snapshots": snapshots, "definitions": definitions,
+            "total_s": done - started,
             "versions_s": done - versions_started,
             "versions_per_s": versions / (done - versions_started) if versions else 0.0}
 
