@@ -489,3 +489,14 @@ def test_storage_account_kind_is_kept(server):
     # An update that leaves kind out keeps it.
     httpx.patch(f"{url}/blobs", params=params, json={"tags": {"a": "b"}})
     assert httpx.get(f"{url}/blobs", params=params).json()["kind"] == "BlobStorage"
+
+
+def test_deleting_a_resource_group_that_does_not_exist_is_a_404(server):
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.mgmt.resource import ResourceManagementClient
+    from .conftest import AdminBearer, AdminCredential
+    client = ResourceManagementClient(AdminCredential(server.url), SUBSCRIPTION, base_url=server.url,
+                                      authentication_policy=AdminBearer(server.url))
+    with pytest.raises(ResourceNotFoundError) as missing:
+        client.resource_groups.begin_delete("never-made").result()
+    assert missing.value.error.code == "ResourceGroupNotFound"

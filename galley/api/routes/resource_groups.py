@@ -78,8 +78,9 @@ def exists(request: Request, subscriptionId: str, resourceGroupName: str,
 def delete(request: Request, subscriptionId: str, resourceGroupName: str,
            api_version: str = Depends(resources_api)) -> Response:
     operation = service_of(request).delete_resource_group(subscriptionId, resourceGroupName)
-    if operation is None:
-        return Response(status_code=204)
+    if operation is None:  # as ARM answers (azure-mgmt-resource accepts no 204 here)
+        raise ResourceGroupNotFound(f"Resource group '{resourceGroupName}' could not be found.",
+                                    target=resourceGroupName)
     if finished_in_time(request, operation):  # azure-mgmt-resource takes 200 or 202
         return Response(status_code=200)
     return answers.accepted(request, None, operation, api_version, 202)
