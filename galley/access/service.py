@@ -63,9 +63,9 @@ class AccessService:
     def allowed(self, caller: Caller, action: str, scope: str) -> bool:
         return rules.allowed(self.grants(caller.object_id), action, scope)
 
-    def check(self, caller: Caller, action: str, scope: str) -> None:
+    def check(self, caller: Caller, action: str, scope: str, *, linked: bool = False) -> None:
         if not self.allowed(caller, action, scope):
-            raise rules.denial(caller.app_id or caller.object_id, caller.object_id, action, scope)
+            raise rules.denial(caller, action, scope, linked=linked)
 
     def subscriptions_with_roles(self, caller: Caller) -> set[str]:
         return {sub for g in self.grants(caller.object_id) if (sub := rules.subscription_of(g.scope_key))}
@@ -93,8 +93,7 @@ class AccessService:
         role = rules.parse_role_definition(role_id, body, {r.role_name.lower() for r in rules.BUILT_IN_ROLES})
         for assignable in role.assignable_scopes:  # you may define a role only where you may manage roles
             if not self.allowed(caller, "Microsoft.Authorization/roleDefinitions/write", assignable):
-                raise rules.denial(caller.app_id or caller.object_id, caller.object_id,
-                                   "Microsoft.Authorization/roleDefinitions/write", assignable)
+                raise rules.denial(caller, "Microsoft.Authorization/roleDefinitions/write", assignable)
         with self.store.write() as tx:
             existing = tx.custom_role(role_id)
             clash = next((r for r in tx.custom_roles() if r.role_name.lower() == role.role_name.lower()

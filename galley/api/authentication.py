@@ -20,9 +20,7 @@ import re
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..domain import access as access_rules
 from ..domain import sources
-from ..domain.errors import ArmError
 from ..domain.identity import Caller
 from ..identity.tokens import TokenError
 from .activity_recorder import Recording
@@ -46,13 +44,7 @@ def _path_subscription(path: str) -> str | None:
 def _source_check(access, caller):
     """What a request may do with the resources its body names (use as a source, assign an
     identity): what its caller is allowed to do there."""
-    def check(resource_id: str, action: str) -> None:
-        if not access.allowed(caller, action, resource_id):
-            denial = access_rules.denial(caller.app_id or caller.object_id, caller.object_id, action, resource_id)
-            raise ArmError(denial.message.replace("does not have authorization", "does not have authorization "
-                                                  "on the linked resource it names"),
-                           code="LinkedAuthorizationFailed", status=403, target=None)
-    return check
+    return lambda resource_id, action: access.check(caller, action, resource_id, linked=True)
 
 
 class Authentication:

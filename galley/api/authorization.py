@@ -326,5 +326,5 @@ class Authorizer:
 
     @staticmethod
     def _denied(caller, action: str | None, scope: str) -> Refusal:
-        error = access_rules.denial(caller.app_id or caller.object_id, caller.object_id, action or "", scope)
+        error = access_rules.denial(caller, action or "", scope)
         return Refusal(error.status, error.code, error.message)

@@ -183,11 +183,15 @@ def has_any_role_in(grants: list[Grant], scope: str) -> bool:
     return any(contains(g.scope_key, key) or contains(key, g.scope_key) for g in grants)
 
 
-def denial(caller_name: str, object_id: str, action: str, scope: str) -> AuthorizationFailed:
+def denial(caller, action: str, scope: str, *, linked: bool = False) -> ArmError:
+    """ARM's refusal of `action` over `scope` to `caller` (a domain.identity.Caller); `linked` when
+    the scope is a resource the request names in its body (a source, an identity to assign)."""
+    where = "on the linked resource it names " if linked else ""
     return AuthorizationFailed(
-        f"The client '{caller_name}' with object id '{object_id}' does not have authorization to perform "
-        f"action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, "
-        "please refresh your credentials.", target=None)
+        f"The client '{caller.app_id or caller.object_id}' with object id '{caller.object_id}' does not have "
+        f"authorization {where}to perform action '{action}' over scope '{scope}' or the scope is invalid. If "
+        "access was recently granted, please refresh your credentials.", target=None,
+        code="LinkedAuthorizationFailed" if linked else None)
 
 
 # ---- custom roles and assignments -----------------------------------------------------------
