@@ -15,6 +15,7 @@ from ..domain import access as rules
 from ..domain.access import Assignment, Grant, RoleDefinition
 from ..domain.errors import ArmError, Conflict, InvalidParameter, NotFound
 from ..domain.identity import Caller
+from ..domain.names import guid
 from ..domain.resource import iso, utc_now
 from ..store.access_store import AccessStore
 
@@ -266,10 +267,10 @@ def _principal_kind(tx, principal_id: str) -> str | None:
 
 
 def _guid(value: str, what: str) -> str:
-    try:
-        return str(uuid.UUID(str(value).strip())).lower()
-    except ValueError:
-        raise InvalidParameter(f"'{value}' is not a valid {what}: expected a GUID.", target=what) from None
+    canonical = guid(value)
+    if canonical is None:
+        raise InvalidParameter(f"'{value}' is not a valid {what}: expected a GUID.", target=what)
+    return canonical
 
 
 def _quoted(clause: str, prefix: str) -> str | None:

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from ..domain.errors import ArmError
 from ..domain.ids import IMAGE_TEMPLATE_TYPE, STORAGE_ACCOUNT_TYPE
 from ..domain.image_version import aggregated_state
+from ..domain.limits import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS, nesting_depth
 from ..domain.ports import Page
 from ..domain.resource import Operation, Resource, TargetRegion
 
@@ -32,7 +33,10 @@ async def json_body(request: Request) -> dict:
     """The request's JSON object; anything else is a 4xx before any work is done."""
     declared = request.headers.get("content-length")
     limit = getattr(request.app.state, "max_body_bytes", MAX_BODY_BYTES)
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and not (declared.isascii() and declared.isdigit()):
+        raise ArmError(f"The Content-Length header must be a whole number of bytes; got '{declared[:40]}'.",
+                       code="InvalidRequestContent", target="Content-Length")
+    if declared is not None and (len(declared) > MAX_NUMBER_DIGITS or int(declared) > limit):
         raise _too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -52,6 +56,9 @@ async def json_body(request: Request) -> dict:
     if not isinstance(body, dict):
         raise ArmError(f"The request content must be a JSON object, not {type(body).__name__}.",
                        code="InvalidRequestContent")
+    if nesting_depth(body) > MAX_JSON_DEPTH:
+        raise ArmError(f"The request content nests objects and arrays more than {MAX_JSON_DEPTH} levels "
+                       "deep; ARM request bodies are far shallower.", code="InvalidRequestContent")
     return body
 
 

@@ -20,9 +20,11 @@ from .qcow2 import Qcow2Image, QemuImgError, write_qcow2
 from .raw import RawImage, write_raw
 from .vhd import FOOTER_COOKIE, FOOTER_SIZE, VhdImage, write_vhd_dynamic, write_vhd_fixed
 
+SECTOR = 512
+
 __all__ = [
     "DiskFormatError", "DiskImage", "Extent", "ImageSource", "QemuImgError",
-    "READ_FORMATS", "WRITE_FORMATS", "detect_format", "open_disk", "write_image",
+    "READ_FORMATS", "WRITE_FORMATS", "check_disk_size", "detect_format", "open_disk", "write_image",
 ]
 
 READ_FORMATS = ("raw", "vhd", "vhd-fixed", "vhd-dynamic", "qcow2")
@@ -64,6 +66,22 @@ def open_disk(path: str | os.PathLike, fmt: str | None = None, *,
     if fmt == "qcow2":
         return Qcow2Image(path, tmp_dir=tmp_dir)
     return VhdImage(path, expect=None if fmt == "vhd" else fmt)
+
+
+def check_disk_size(image: DiskImage) -> None:
+    """A disk holds whole 512-byte sectors, at least one: what a VHD can carry and a VM can read.
+    Raises :class:`DiskFormatError` otherwise, saying so when the file looks like a fixed VHD whose
+    footer was cut short (its data, then the start of a footer)."""
+    size = image.virtual_size
+    if size == 0:
+        raise DiskFormatError("the image is empty (0 bytes); a disk holds at least one 512-byte sector")
+    partial = size % SECTOR
+    if not partial:
+        return
+    cut_vhd = image.format == "raw" and image.read(size - partial, min(partial, 8)) == FOOTER_COOKIE[:min(partial, 8)]
+    hint = (f"; it ends with {partial} bytes of a VHD footer: a fixed VHD whose last {SECTOR - partial} "
+            "bytes were cut off (upload the whole file)") if cut_vhd else ""
+    raise DiskFormatError(f"the image is {size:,} bytes, not a whole number of {SECTOR}-byte sectors{hint}")
 
 
 def write_image(source: ImageSource, fmt: str, out_path: str | os.PathLike, *,

@@ -14,10 +14,10 @@ request to an (action, scope).
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass, field
 
 from .errors import ArmError, InvalidParameter
+from .names import guid
 
 ROLE_DEFINITION_TYPE = "Microsoft.Authorization/roleDefinitions"
 ROLE_ASSIGNMENT_TYPE = "Microsoft.Authorization/roleAssignments"
@@ -155,11 +155,9 @@ def check_scope(scope: str) -> str:
         raise InvalidParameter(f"The scope '{scope}' is not valid: use '/', /subscriptions/{{id}}, a resource "
                                "group or a resource id.", target="scope", code="InvalidScope")
     if parts:
-        try:
-            uuid.UUID(parts[1])
-        except ValueError:
+        if guid(parts[1]) is None:
             raise InvalidParameter(f"The scope '{scope}' names no subscription GUID.", target="scope",
-                                   code="InvalidScope") from None
+                                   code="InvalidScope")
     return "/" + "/".join(parts)
 
 
@@ -227,7 +225,7 @@ def parse_role_definition(role_id: str, body: dict, existing_builtin_names: set[
                           tuple(check_scope(s) for s in scopes), CUSTOM)
 
 
-_ACTION = re.compile(r"^[A-Za-z0-9.*/_-]{1,256}$")
+_ACTION = re.compile(r"[A-Za-z0-9.*/_-]{1,256}")
 
 
 def _strings(value, target: str) -> list[str]:
@@ -235,7 +233,7 @@ def _strings(value, target: str) -> list[str]:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(value) > 200:
         raise InvalidParameter(f"'{target}' must be a list of at most 200 strings.", target=target)
-    if target.endswith("ctions") and not all(_ACTION.match(v) for v in value):
+    if target.endswith("ctions") and not all(_ACTION.fullmatch(v) for v in value):
         raise InvalidParameter(f"'{target}' holds an action that is not an ARM action pattern "
                                "(e.g. Microsoft.Compute/galleries/read, */read, *).", target=target)
     return value
@@ -246,11 +244,11 @@ def role_guid(role_definition_id: object) -> str:
     if not isinstance(role_definition_id, str) or not role_definition_id:
         raise InvalidParameter("'properties.roleDefinitionId' is required.", target="properties.roleDefinitionId")
     last = role_definition_id.rstrip("/").split("/")[-1]
-    try:
-        return str(uuid.UUID(last))
-    except ValueError:
+    canonical = guid(last)
+    if canonical is None:
         raise InvalidParameter(f"The role definition id '{role_definition_id}' is not valid.",
-                               target="properties.roleDefinitionId", code="InvalidRoleDefinitionId") from None
+                               target="properties.roleDefinitionId", code="InvalidRoleDefinitionId")
+    return canonical
 
 
 def check_assignable(role: RoleDefinition, scope: str) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import reprlib
 from datetime import datetime, timezone
 
+from . import limits
 from .errors import InvalidParameter
 
 _MISSING = object()
+# A short picture of a wrong value for error messages: a few levels and items, whatever its size.
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxlevel, _PREVIEW.maxstring, _PREVIEW.maxother = 3, 60, 60
 
 
 def _wrong_type(target: str, expected: str, value: object) -> InvalidParameter:
     return InvalidParameter(
-        f"Property '{target}' must be {expected}; got {type(value).__name__} {value!r:.80}.",
+        f"Property '{target}' must be {expected}; got {type(value).__name__} {_PREVIEW.repr(value):.80}.",
         target=target)
 
 
@@ -26,17 +31,20 @@ def obj(container: dict, key: str, target: str, *, required: bool = False) -> di
     return value
 
 
-def array(container: dict, key: str, target: str) -> list | None:
+def array(container: dict, key: str, target: str, *, max_items: int = limits.MAX_ARRAY_ITEMS) -> list | None:
     value = container.get(key)
     if value is None:
         return None
     if not isinstance(value, list):
         raise _wrong_type(target, "a JSON array", value)
+    if len(value) > max_items:
+        raise InvalidParameter(f"Property '{target}' has {len(value)} items; at most {max_items} are allowed.",
+                               target=target)
     return value
 
 
 def string(container: dict, key: str, target: str, *, required: bool = False,
-           max_length: int = 4096) -> str | None:
+           max_length: int = limits.MAX_STRING_LENGTH) -> str | None:
     value = container.get(key)
     if value is None:
         if required:
@@ -87,7 +95,11 @@ def timestamp(container: dict, key: str, target: str) -> str | None:
                                f"2030-12-01T00:00:00+00:00; got '{value}'.", target=target) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat()
+    try:
+        return moment.astimezone(timezone.utc).isoformat()
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
+        raise InvalidParameter(f"Property '{target}' is '{value}', which in UTC falls outside the years "
+                               "1 to 9999.", target=target) from None
 
 
 def tags(body: dict) -> dict | None:
@@ -96,13 +108,15 @@ def tags(body: dict) -> dict | None:
         return None
     if not isinstance(value, dict):
         raise _wrong_type("tags", "a JSON object of string values", value)
-    if len(value) > 50:
-        raise InvalidParameter("A resource can have at most 50 tags.", target="tags")
+    if len(value) > limits.MAX_TAGS:
+        raise InvalidParameter(f"A resource can have at most {limits.MAX_TAGS} tags; {len(value)} were given.",
+                               target="tags")
     for name, tag_value in value.items():
-        if len(name) > 512 or not isinstance(tag_value, str) or len(tag_value) > 256:
+        if (not name or len(name) > limits.MAX_TAG_NAME_LENGTH or not isinstance(tag_value, str)
+                or len(tag_value) > limits.MAX_TAG_VALUE_LENGTH):
             raise InvalidParameter(
-                f"Tag '{name[:64]}' is invalid: names are at most 512 characters and values "
-                "strings of at most 256 characters.", target="tags")
+                f"Tag '{name[:64]}' is invalid: names are 1 to {limits.MAX_TAG_NAME_LENGTH} characters and "
+                f"values strings of at most {limits.MAX_TAG_VALUE_LENGTH} characters.", target="tags")
     return dict(value)
 
 

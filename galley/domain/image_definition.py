@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import enums, fields
+from . import enums, fields, limits
 from .errors import Conflict, InvalidParameter
 from .ids import IMAGE_DEFINITION_TYPE, parent_id
 from .names import check_identifier_part, check_image_definition_name
@@ -61,8 +61,10 @@ def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource 
                                         "properties.architecture", default="x64"),
         "description": fields.string(props, "description", "properties.description"),
         "eula": fields.string(props, "eula", "properties.eula"),
-        "privacyStatementUri": fields.string(props, "privacyStatementUri", "properties.privacyStatementUri"),
-        "releaseNoteUri": fields.string(props, "releaseNoteUri", "properties.releaseNoteUri"),
+        "privacyStatementUri": fields.string(props, "privacyStatementUri", "properties.privacyStatementUri",
+                                             max_length=limits.MAX_URI_LENGTH),
+        "releaseNoteUri": fields.string(props, "releaseNoteUri", "properties.releaseNoteUri",
+                                        max_length=limits.MAX_URI_LENGTH),
         "endOfLifeDate": fields.timestamp(props, "endOfLifeDate", "properties.endOfLifeDate"),
         "recommended": _recommended(props),
         "disallowed": _disallowed(props),

@@ -15,7 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from . import enums, fields, sources, vm_sizes
+from . import enums, fields, limits, sources, vm_sizes
 from .errors import Conflict, InvalidParameter, InvalidResourceName, NotFound
 from .ids import (IMAGE_DEFINITION_TYPE, IMAGE_TEMPLATE_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE,
                   USER_IDENTITY_TYPE, parent_id, parse_resource_id, resource_group_id)
@@ -49,19 +49,23 @@ RUNNING, CANCELING = "Running", "Canceling"
 QUEUED = "Queued"
 ACTIVE_RUN_STATES = (RUNNING, CANCELING)
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_URI = re.compile(r"^https?://[^/\s]+(/\S*)?$", re.IGNORECASE)
-_USER_IDENTITY = re.compile(r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/"
-                            r"microsoft\.managedidentity/userassignedidentities/[^/]+$", re.IGNORECASE)
-_GROUP_ID = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)$", re.IGNORECASE)
+# Azure's imageTemplateName (and runOutputName) characters, 1-64 of them; like every ARM name it
+# starts with a letter or digit and does not end in a period or hyphen (so not '.', '..', '-a', 'a.').
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9_])?")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_URI = re.compile(r"https?://[^/\s]+(/\S*)?", re.IGNORECASE)
+_USER_IDENTITY = re.compile(r"/subscriptions/[0-9a-f-]{36}/resourcegroups/[-\w.()]{1,90}/providers/"
+                            r"microsoft\.managedidentity/userassignedidentities/[A-Za-z0-9][A-Za-z0-9_-]{2,127}",
+                            re.IGNORECASE | re.ASCII)
+_GROUP_ID = re.compile(r"/subscriptions/([0-9a-f-]{36})/resourcegroups/([-\w.()]{1,90})", re.IGNORECASE | re.ASCII)
 WINDOWS_MESSAGE = "Windows builds are not supported by Galley"
 
 
 def check_name(name: str) -> None:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidResourceName(f"Image template name '{name}' is invalid: use 1-64 letters, digits, "
-                                  "hyphens, underscores and periods.", target="imageTemplateName")
+                                  "hyphens, underscores and periods, starting with a letter or digit and "
+                                  "ending with a letter, digit or underscore.", target="imageTemplateName")
 
 
 # ---- the template ----------------------------------------------------------------------------------
@@ -152,7 +156,7 @@ def _check_linux(os_type: str | None, source_id: str, target: str) -> None:
 def _steps(props: dict, key: str, allowed: tuple[str, ...], prefix: str = "properties") -> list | None:
     """Customizers (or in-VM validators): a type each, unique names, Linux-only steps."""
     target = f"{prefix}.{key}"
-    raw = fields.array(props, key, target)
+    raw = fields.array(props, key, target, max_items=limits.MAX_TEMPLATE_STEPS)
     if raw is None:
         return None
     result, names = [], set()
@@ -180,7 +184,7 @@ def _steps(props: dict, key: str, allowed: tuple[str, ...], prefix: str = "prope
 
 
 def _script(step: dict, where: str) -> dict:
-    inline = fields.array(step, "inline", f"{where}.inline")
+    inline = fields.array(step, "inline", f"{where}.inline", max_items=limits.MAX_SCRIPT_LINES)
     script_uri = fields.string(step, "scriptUri", f"{where}.scriptUri")
     if (inline is None) == (script_uri is None):
         raise InvalidParameter(f"{where} needs exactly one of 'inline' (a list of commands) or "
@@ -190,6 +194,11 @@ def _script(step: dict, where: str) -> dict:
         if not inline or not all(isinstance(line, str) for line in inline):
             raise InvalidParameter(f"'{where}.inline' must be a non-empty list of command strings.",
                                    target=f"{where}.inline")
+        longest = max(range(len(inline)), key=lambda n: len(inline[n]))
+        if len(inline[longest]) > limits.MAX_SCRIPT_LINE_LENGTH:
+            raise InvalidParameter(f"'{where}.inline[{longest}]' is {len(inline[longest]):,} characters long; a "
+                                   f"line may hold at most {limits.MAX_SCRIPT_LINE_LENGTH:,}. Put a longer "
+                                   "script in a file and give its scriptUri.", target=f"{where}.inline[{longest}]")
         result["inline"] = list(inline)
     else:
         result["scriptUri"] = _uri(script_uri, f"{where}.scriptUri")
@@ -212,14 +221,14 @@ def _checksum(step: dict, where: str) -> dict:
     value = fields.string(step, "sha256Checksum", f"{where}.sha256Checksum")
     if value is None:
         return {}
-    if not _SHA256.match(value):
+    if not _SHA256.fullmatch(value):
         raise InvalidParameter(f"'{where}.sha256Checksum' must be 64 hexadecimal characters (the output of "
                                f"sha256sum); got '{value[:80]}'.", target=f"{where}.sha256Checksum")
     return {"sha256Checksum": value}
 
 
 def _uri(value: str | None, target: str) -> str:
-    if value is None or not _URI.match(value):
+    if value is None or not _URI.fullmatch(value):
         raise InvalidParameter(f"'{target}' must be an http(s) URI; got '{value}'.", target=target)
     return value
 
@@ -247,7 +256,7 @@ def _build_timeout(props: dict) -> int:
 
 def _distribute(ctx: Context, resource: Resource, props: dict) -> list:
     target = "properties.distribute"
-    raw = fields.array(props, "distribute", target)
+    raw = fields.array(props, "distribute", target, max_items=limits.MAX_TEMPLATE_STEPS)
     if not raw:
         raise InvalidParameter("Required parameter 'distribute' is missing or empty: give at least one "
                                "target (ManagedImage, SharedImage or VHD).", target=target)
@@ -258,9 +267,10 @@ def _distribute(ctx: Context, resource: Resource, props: dict) -> list:
             raise InvalidParameter(f"{where} must be an object with a type.", target=where)
         kind = enums.normalize(item.get("type"), DISTRIBUTOR_TYPES, f"{where}.type", required=True)
         name = _required_string(item, "runOutputName", f"{where}.runOutputName", 64)
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise InvalidParameter(f"runOutputName '{name}' is invalid: use 1-64 letters, digits, hyphens, "
-                                   "underscores and periods.", target=f"{where}.runOutputName")
+                                   "underscores and periods, starting with a letter or digit and ending "
+                                   "with a letter, digit or underscore.", target=f"{where}.runOutputName")
         if name.lower() in run_outputs:
             raise InvalidParameter(f"runOutputName '{name}' is used by more than one distribute target; "
                                    "each needs its own.", target=f"{where}.runOutputName")
@@ -304,8 +314,9 @@ def _shared_image_target(ctx: Context, item: dict, where: str) -> dict:
     gallery = ctx.tx.get(parent_id(definition.id))
     gallery_region = gallery.location if gallery is not None else definition.location
     entry: dict = {"galleryImageId": definition.id}
-    regions_raw = fields.array(item, "replicationRegions", f"{where}.replicationRegions")
-    targets_raw = fields.array(item, "targetRegions", f"{where}.targetRegions")
+    regions_raw = fields.array(item, "replicationRegions", f"{where}.replicationRegions",
+                               max_items=limits.MAX_TARGET_REGIONS)
+    targets_raw = fields.array(item, "targetRegions", f"{where}.targetRegions", max_items=limits.MAX_TARGET_REGIONS)
     if regions_raw is not None and targets_raw is not None:
         raise InvalidParameter(f"{where} gives both replicationRegions and targetRegions; give only "
                                "targetRegions (replicationRegions is its older form).", target=where)
@@ -454,7 +465,7 @@ def _identity(props: dict) -> dict:
 
 
 def _user_identity_id(value: object, target: str) -> str:
-    if not isinstance(value, str) or not _USER_IDENTITY.match(value):
+    if not isinstance(value, str) or not _USER_IDENTITY.fullmatch(value):
         raise InvalidParameter(
             f"'{value}' is not a user-assigned identity id such as /subscriptions/{{sub}}/resourceGroups/"
             "{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}.", target=target)
@@ -466,7 +477,7 @@ def _staging_group(resource: Resource, props: dict) -> str | None:
     value = fields.string(props, "stagingResourceGroup", target, max_length=1024)
     if not value:
         return None
-    match = _GROUP_ID.match(value)
+    match = _GROUP_ID.fullmatch(value)
     if not match:
         raise InvalidParameter(f"'{value}' is not a resource group id such as "
                                "/subscriptions/{sub}/resourceGroups/{name}.", target=target)

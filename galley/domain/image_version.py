@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import enums, fields, sources
+from . import enums, fields, limits, sources
 from .errors import Conflict, InvalidParameter
 from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE, key_of, parent_id)
 from .names import parse_version_name
@@ -82,7 +82,8 @@ def _publishing_profile(ctx: Context, resource: Resource, props: dict,
     default_storage = enums.normalize(
         profile.get("storageAccountType"), enums.GALLERY_STORAGE_ACCOUNT_TYPES,
         "properties.publishingProfile.storageAccountType", default=DEFAULT_STORAGE_ACCOUNT_TYPE)
-    raw_targets = fields.array(profile, "targetRegions", "properties.publishingProfile.targetRegions")
+    raw_targets = fields.array(profile, "targetRegions", "properties.publishingProfile.targetRegions",
+                               max_items=limits.MAX_TARGET_REGIONS)
     if not raw_targets:
         raw_targets = [{"name": resource.location}]
     targets, seen = [], set()
@@ -189,8 +190,8 @@ def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
         resource.source_key = primary.key
 
     data_images = []
-    for i, raw in enumerate(fields.array(storage, "dataDiskImages",
-                                         "properties.storageProfile.dataDiskImages") or []):
+    for i, raw in enumerate(fields.array(storage, "dataDiskImages", "properties.storageProfile.dataDiskImages",
+                                         max_items=limits.MAX_DATA_DISKS) or []):
         target = f"properties.storageProfile.dataDiskImages[{i}]"
         if not isinstance(raw, dict):
             raise InvalidParameter(f"{target} must be an object with lun and source.", target=target)
@@ -259,10 +260,12 @@ def _disk_source(ctx: Context, resource: Resource, raw: dict, target: str) -> tu
         disk = sources.resolve(ctx.tx, raw["id"], f"{target}.id", (SNAPSHOT_TYPE, DISK_TYPE))
         return {"id": disk.id}, disk
     if raw.get("uri"):
-        account = sources.resolve_blob(ctx.tx, raw["uri"], f"{target}.uri")
+        account_id = fields.string(raw, "storageAccountId", f"{target}.storageAccountId") or None
+        account = sources.resolve_blob(ctx.tx, raw["uri"], f"{target}.uri", account_id,
+                                       f"{target}.storageAccountId")
         _check_source_region(ctx, resource, account, f"{target}.uri")
         entry = {"uri": raw["uri"]}
-        if raw.get("storageAccountId"):
-            entry["storageAccountId"] = fields.string(raw, "storageAccountId", f"{target}.storageAccountId")
+        if account_id:
+            entry["storageAccountId"] = account_id
         return entry, None
     raise InvalidParameter(f"{target} needs an id (snapshot or disk) or a uri (VHD).", target=target)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import enums, fields, sources
+from . import enums, fields, limits, sources
 from .errors import InvalidParameter
 from .ids import DISK_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE
 from .names import check_compute_resource_name
@@ -29,7 +29,8 @@ def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource 
                                               required=True),
                     "properties.storageProfile.osDisk", os_disk=True)
     data_disks, luns = [], set()
-    for i, raw in enumerate(fields.array(storage, "dataDisks", "properties.storageProfile.dataDisks") or []):
+    for i, raw in enumerate(fields.array(storage, "dataDisks", "properties.storageProfile.dataDisks",
+                                         max_items=limits.MAX_DATA_DISKS) or []):
         target = f"properties.storageProfile.dataDisks[{i}]"
         if not isinstance(raw, dict):
             raise InvalidParameter(f"{target} must be an object.", target=target)

@@ -17,8 +17,8 @@ from .names import INT32_MAX
 
 LATEST = "latest"
 OS_DISK_LUN = -1
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_VERSION = re.compile(r"([0-9]{1,10})\.([0-9]{1,10})\.([0-9]{1,10})")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def resolve(tx: CatalogReader, publisher: str, offer: str, sku: str, version: st
 # ---- checks ------------------------------------------------------------------------------------
 
 def check_name(value: str, field: str) -> str:
-    if not _NAME.match(value or ""):
+    if not _NAME.fullmatch(value or ""):
         raise InvalidParameter(
             f"The {field} name '{value}' is invalid: use 1-64 letters, digits, hyphens, underscores "
             "and periods.", target=field)
@@ -101,7 +101,7 @@ def check_name(value: str, field: str) -> str:
 
 
 def check_version(value: str) -> str:
-    match = _VERSION.match(value or "")
+    match = _VERSION.fullmatch(value or "")
     if not match:
         raise InvalidParameter(
             f"The version '{value}' is invalid: a platform image version is three numbers separated by "

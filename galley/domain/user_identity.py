@@ -16,11 +16,11 @@ TYPE = USER_IDENTITY_TYPE
 KIND = "user assigned identity"
 UPDATABLE: frozenset[str] = frozenset()
 READ_ONLY = frozenset({"provisioningState", "principalId", "clientId", "tenantId"})
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,127}\Z")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,127}")
 
 
 def check_name(name: str) -> None:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidResourceName(f"Identity name '{name}' is invalid: use 3-128 letters, digits, hyphens and "
                                   "underscores, starting with a letter or digit.", target="resourceName")
 

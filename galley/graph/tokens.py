@@ -18,7 +18,8 @@ SYMBOLS = ("==", "!=", "=~", "!~", "<=", ">=", "|", ",", "(", ")", "[", "]", "."
 HYPHENATED = ("project-away", "project-rename", "project-keep", "project-reorder", "mv-expand",
               "mv-apply", "make-series")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"\d+(\.\d+)?([eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+MAX_NUMBER_LENGTH = 64  # longer literals are refused (int() of thousands of digits is slow, then refused)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
 
 
@@ -44,8 +45,10 @@ def tokenize(query: str) -> list[Token]:
             token = _string(query, i)
             tokens.append(token)
             i += len(token.text)
-        elif ch.isdigit():
+        elif ch in "0123456789":
             text = _NUMBER.match(query, i).group()
+            if len(text) > MAX_NUMBER_LENGTH:
+                raise QueryError(f"a number longer than {MAX_NUMBER_LENGTH} characters", query, i, text[:20])
             value = float(text) if any(c in text for c in ".eE") else int(text)
             tokens.append(Token(NUMBER, text, value, i))
             i += len(text)

@@ -96,11 +96,12 @@ def _expiry(years: float | None, end_date: str | None, default_years: float | No
     if end_date:
         try:
             moment = dt.datetime.fromisoformat(end_date.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidParameter(f"endDate '{end_date}' is not an ISO 8601 date.", target="endDate") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
-        expires = moment.timestamp()
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.timezone.utc)
+            expires = moment.astimezone(dt.timezone.utc).timestamp()  # past year 9999 in UTC: refused
+        except (ValueError, OverflowError):
+            raise InvalidParameter(f"endDate '{end_date}' is not an ISO 8601 date within the years 1 to 9999 "
+                                   "(in UTC).", target="endDate") from None
     elif years is not None:
         if not 0 < years <= 100:
             raise InvalidParameter("years must be more than 0 and at most 100.", target="years")

@@ -18,7 +18,7 @@ from ..domain.resource import (CREATING, IN_PROGRESS, SUCCEEDED, UPDATING, Opera
 from ..domain.image_template import RunOutput
 from ..domain.image_version import data_disk_source_keys
 from ..domain.platform_images import PlatformImage
-from .tables import (disk_contents, operations, platform_images, resources, run_outputs, subscriptions,
+from .tables import (contents, disk_contents, operations, platform_images, resources, run_outputs, subscriptions,
                      target_regions, upload_leases)
 
 _R = resources.c
@@ -241,6 +241,11 @@ class SqlTransaction:
     def has_content(self, content_key: str) -> bool:
         return self.c.execute(select(disk_contents.c.lun).where(
             disk_contents.c.resource_key == content_key).limit(1)).first() is not None
+
+    def content_size(self, content_key: str) -> int | None:
+        return self.c.execute(select(contents.c.virtual_size).join(
+            disk_contents, disk_contents.c.content_id == contents.c.id).where(
+            disk_contents.c.resource_key == content_key, disk_contents.c.lun == -1)).scalar()
 
     def get_operation(self, operation_id: str) -> Operation | None:
         row = self.c.execute(select(operations).where(_O.id == operation_id)).first()

@@ -23,7 +23,7 @@ from ...domain import access as rules
 from ..api_versions import authorization_api
 from ..authorization import display_scope
 from ..wire import json_body, json_response
-from .accounts import caller_of
+from .accounts import _optional, caller_of
 
 router = APIRouter(tags=["Authorization"])
 AUTHORIZATION = "/providers/microsoft.authorization"
@@ -121,7 +121,7 @@ def list_groups(request: Request) -> Response:
 @router.post(GROUPS, operation_id="Identity_CreateGroup", status_code=201)
 def create_group(request: Request, body: dict = Depends(json_body)) -> Response:
     return json_response(_access(request).create_group(caller_of(request), body.get("displayName"),
-                                                       body.get("tenantId")), 201)
+                                                       _optional(body, "tenantId")), 201)
 
 
 @router.get(GROUPS + "/{groupId}", operation_id="Identity_GetGroup")

@@ -144,7 +144,7 @@ def delete_principal(request: Request, principalId: str) -> Response:
 @router.post(IDENTITY + "/servicePrincipals/{principalId}/resetCredential",
              operation_id="Identity_ResetServicePrincipalCredential")
 async def reset_credential(request: Request, principalId: str) -> Response:
-    body = await json_body(request) if int(request.headers.get("content-length") or 0) else {}
+    body = await json_body(request) if request.headers.get("content-length", "0") != "0" else {}
     created = await run_in_threadpool(
         _authority(request).reset_credential, caller_of(request), principalId,
         bool(_optional(body, "append", bool)), _optional(body, "years", float), _optional(body, "endDate"))

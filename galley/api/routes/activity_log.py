@@ -100,9 +100,10 @@ def parse_filter(text: str | None, subscription_id: str) -> EventQuery:
 def _moment(value: str) -> str:
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidParameter(f"'{value}' in $filter is not an ISO 8601 time.", target="$filter") from None
-    return iso(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+        return iso(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+    except (ValueError, OverflowError):  # not a time, or one that in UTC falls outside years 1-9999
+        raise InvalidParameter(f"'{value}' in $filter is not an ISO 8601 time within the years 1 to 9999 "
+                               "(in UTC).", target="$filter") from None
 
 
 def _unsupported(text: str) -> InvalidParameter:
