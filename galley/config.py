@@ -63,6 +63,13 @@ class Settings:
     # How long a PUT/PATCH/DELETE waits for its operation before answering: work that ends within
     # this budget is answered with its final state, without an async operation (0: always async).
     quick_answer_ms: int = 200
+    # Slow clients: seconds a connection may take to send a request's head, and to send the next
+    # piece of a body it declared (then 408 and closed); uploads one client address may run at once.
+    header_timeout: float = 30.0
+    body_timeout: float = 60.0
+    uploads_per_client: int = 8
+    # One line per request on the `galley.access` logger.
+    access_log: bool = True
 
     @property
     def origins(self) -> tuple[str, ...]:
@@ -97,6 +104,16 @@ def _list_env(name: str) -> tuple[str, ...]:
 def _int_env(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw else default
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def _bool_env(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    return default if not raw else raw not in ("0", "false", "no", "off")
 
 
 def load_settings() -> Settings:
@@ -134,4 +151,8 @@ def load_settings() -> Settings:
         ca_bundle=os.environ.get("GALLEY_CA_BUNDLE") or None,
         activity_retention_days=_int_env("GALLEY_ACTIVITY_RETENTION_DAYS", 90),
         quick_answer_ms=_int_env("GALLEY_QUICK_ANSWER_MS", 200),
+        header_timeout=_float_env("GALLEY_HEADER_TIMEOUT", 30.0),
+        body_timeout=_float_env("GALLEY_BODY_TIMEOUT", 60.0),
+        uploads_per_client=_int_env("GALLEY_UPLOADS_PER_CLIENT", 8),
+        access_log=_bool_env("GALLEY_ACCESS_LOG", True),
     )

@@ -16,11 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from . import admin_http
 
 from galley.api.app import create_app
+from galley.api.server import make_server
 from galley.config import load_settings
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
@@ -77,9 +77,7 @@ class ThreadServer:
         settings = replace(settings, home=home,
                            database_url=database_url or f"sqlite:///{home / 'galley.db'}", **overrides)
         self.app = create_app(settings, run_worker=run_worker)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False)
-        self._server = uvicorn.Server(config)
+        self._server = make_server(self.app, settings, "127.0.0.1", self.port)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def __enter__(self) -> "ThreadServer":

@@ -455,6 +455,6 @@ def test_serve_sets_environment_and_calls_server(monkeypatch):
     result = run("serve", "--port", "9000", "--home", "/tmp/g", "--regions", "eastus, westus2", "--no-worker")
     assert result.exit_code == 0, result.output
     assert calls == [{"host": "127.0.0.1", "port": 9000, "worker": False, "http": False, "tls_cert": None,
-                      "tls_key": None, "tls_names": (), "public_url": None}]
+                      "tls_key": None, "tls_names": (), "public_url": None, "access_log": True}]
     assert os.environ["GALLEY_HOME"] == "/tmp/g" and os.environ["GALLEY_REGIONS"] == "eastus,westus2"
     assert "GALLEY_DATABASE_URL" not in os.environ

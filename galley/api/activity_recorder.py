@@ -1,18 +1,15 @@
 """Each request's part in the activity log, for the authentication middleware.
 
-Every request that is not an open one gets ARM's request ids back as response headers
-(`x-ms-correlation-request-id`: the client's own when it sent a usable one, and a new
-`x-ms-request-id`). When its response has started, its status is known; if it was a write
+The entry names the request's ARM ids (request_ids.py makes them and sends them back as
+response headers). When its response has started, its status is known; if it was a write
 (PUT, PATCH, DELETE, POST) or was refused (401, 403), one entry is queued for the activity log:
 who, what (the ARM action the route maps to), over which scope, with which outcome. A read that
-succeeds costs two ids and nothing else. Recording never fails a request: errors are logged.
+succeeds costs nothing more. Recording never fails a request: errors are logged.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
 import time
 import uuid
 from datetime import datetime, timezone
@@ -22,34 +19,19 @@ from starlette.types import Scope, Send
 from ..activity.entry import ANONYMOUS, Entry, should_record
 from ..domain.resource import iso
 from .authorization import ITEM, ITEM_ACTIONS, display_scope, rule_for
+from . import request_ids
+from .request_ids import CLIENT_REQUEST_HEADER, client_id
 
 log = logging.getLogger("galley.activity")
-
-_ID = re.compile(rb"[A-Za-z0-9._:{}\-]{1,128}")
-CORRELATION_HEADER = b"x-ms-correlation-request-id"
-REQUEST_HEADER = b"x-ms-request-id"
-CLIENT_REQUEST_HEADER = b"x-ms-client-request-id"
-_PREFIX = str(uuid.uuid4())[:24]  # random per process; a counter makes the rest
-_COUNTER = itertools.count(1)
-
-
-def new_id() -> str:
-    """A GUID-shaped id unique to this request (a quarter of uuid4()'s cost: every request makes one)."""
-    return f"{_PREFIX}{next(_COUNTER) & 0xFFFFFFFFFFFF:012x}"
-
-
-def _header_id(scope: Scope, name: bytes) -> str | None:
-    """A client-sent id, when it is one (printable, short); never anything else echoed or stored."""
-    value = next((v for k, v in scope["headers"] if k == name), None)
-    return value.decode("ascii") if value is not None and _ID.fullmatch(value) else None
 
 
 class Recording:
     __slots__ = ("correlation_id", "request_id", "started", "status", "caller")
 
     def __init__(self, scope: Scope) -> None:
-        self.correlation_id = _header_id(scope, CORRELATION_HEADER) or new_id()
-        self.request_id = new_id()
+        ids = request_ids.of(scope)
+        self.correlation_id = ids.correlation_id
+        self.request_id = ids.request_id
         self.started = time.time()
         self.status: int | None = None
         self.caller = None  # set by the middleware once the token is verified
@@ -58,9 +40,6 @@ class Recording:
         async def sending(message) -> None:
             if message["type"] == "http.response.start":
                 self.status = message["status"]
-                message = {**message, "headers": [
-                    *message.get("headers", ()), (CORRELATION_HEADER, self.correlation_id.encode()),
-                    (REQUEST_HEADER, self.request_id.encode())]}
             await send(message)
         return sending
 
@@ -74,7 +53,8 @@ class Recording:
             if activity is not None:
                 activity.record(self.entry(scope, status))
         except Exception:  # noqa: BLE001 - the activity log must never fail a request
-            log.exception("activity log: could not record %s %s", scope["method"], scope["path"])
+            log.exception("activity log: could not record %s %s (%s)", scope["method"], scope["path"],
+                          request_ids.describe_current())
 
     def entry(self, scope: Scope, status: int) -> Entry:
         method, path = scope["method"], scope["path"]
@@ -101,7 +81,7 @@ class Recording:
             status_code=status,
             correlation_id=self.correlation_id,
             request_id=self.request_id,
-            client_request_id=_header_id(scope, CLIENT_REQUEST_HEADER),
+            client_request_id=client_id(scope, CLIENT_REQUEST_HEADER),
             client_ip=client[0][:64] if client else None,
         )
 

@@ -9,9 +9,33 @@ from dataclasses import replace
 
 import uvicorn
 
-from ..config import load_settings, loopback_alternates
+from ..config import Settings, load_settings, loopback_alternates
 from ..identity.tls import ensure_tls
 from .app import create_app
+from .http_protocol import with_header_timeout
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling `on_ready` once its sockets listen and the app has started."""
+
+    def __init__(self, config: uvicorn.Config, on_ready=None) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit and self.on_ready is not None:
+            self.on_ready()
+
+
+def make_server(app, settings: Settings, host: str, port: int, ssl_certfile: str | None = None,
+                ssl_keyfile: str | None = None, on_ready=None) -> uvicorn.Server:
+    """The HTTP server for `app`, as `galley serve` and the tests run it: Galley's access log
+    instead of uvicorn's, and a deadline for request heads (settings.header_timeout)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            http=with_header_timeout(settings.header_timeout),
+                            ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+    return _Server(config, on_ready)
 
 
 def _url_host(host: str) -> str:
@@ -22,7 +46,7 @@ def _url_host(host: str) -> str:
 
 def run(host: str = "127.0.0.1", port: int = 8070, worker: bool = True, http: bool = False,
         tls_cert: str | None = None, tls_key: str | None = None, tls_names: tuple[str, ...] = (),
-        public_url: str | None = None) -> None:
+        public_url: str | None = None, access_log: bool = True) -> None:
     """Serve until stopped: HTTPS with Galley's own CA unless the operator brings a certificate,
     or plain HTTP when asked (loopback only; the CLI checks)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -38,7 +62,7 @@ def run(host: str = "127.0.0.1", port: int = 8070, worker: bool = True, http: bo
     alternates = settings.alternate_urls or tuple(f"{scheme}://{_url_host(name)}:{port}" for name in tls_names)
     settings = replace(settings, public_url=url.rstrip("/"),
                        alternate_urls=alternates + loopback_alternates(f"{scheme}://127.0.0.1:{port}"),
-                       ca_bundle=settings.ca_bundle or ca_bundle)
+                       ca_bundle=settings.ca_bundle or ca_bundle, access_log=settings.access_log and access_log)
     app = create_app(settings, run_worker=worker)
     lines = [f"Galley listening on {settings.public_url}"]
     if ca_bundle:
@@ -47,6 +71,7 @@ def run(host: str = "127.0.0.1", port: int = 8070, worker: bool = True, http: bo
     if credentials.exists():
         written = " (written now, once: it holds the administrator's secret)" if app.state.credentials_written else ""
         lines.append(f"  administrator credentials: {credentials}{written}")
-    print("\n".join(lines), file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                ssl_certfile=tls_cert if not http else None, ssl_keyfile=tls_key if not http else None)
+    server = make_server(app, settings, host, port, ssl_certfile=tls_cert if not http else None,
+                         ssl_keyfile=tls_key if not http else None,
+                         on_ready=lambda: print("\n".join(lines), file=sys.stderr, flush=True))
+    server.run()

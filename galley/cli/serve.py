@@ -25,6 +25,7 @@ def serve(
     tls_san: Annotated[Optional[list[str]], typer.Option("--tls-san", help="Another DNS name or IP address for Galley's own certificate (repeatable).")] = None,
     public_url: Annotated[Optional[str], typer.Option("--public-url", help="The URL clients use, e.g. behind a load balancer. Sets GALLEY_PUBLIC_URL.")] = None,
     trust_issuer: Annotated[Optional[list[str]], typer.Option("--trust-issuer", help="An external OIDC issuer whose tokens are accepted too (repeatable). Adds to GALLEY_OIDC_ISSUERS.")] = None,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log one line per request (method, path, status, duration, request id). Off also with GALLEY_ACCESS_LOG=0.")] = True,
 ):
     """Run the Galley server."""
     if http and not _is_loopback(host):
@@ -40,7 +41,7 @@ def serve(
     from galley.api.server import run  # imported late: the client must not need the server's dependencies
 
     run(host=host, port=port, worker=worker, http=http, tls_cert=tls_cert, tls_key=tls_key,
-        tls_names=tuple(tls_san or ()), public_url=public_url)
+        tls_names=tuple(tls_san or ()), public_url=public_url, access_log=access_log)
 
 
 def _is_loopback(host: str) -> bool:
