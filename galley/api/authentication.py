@@ -33,7 +33,7 @@ OPEN_PATHS = re.compile(
     r"|[^/]+/discovery/v2\.0/keys"
     r"|[^/]+/discovery/keys"
     r"|[^/]+/oauth2/v2\.0/token"
-    r"|openapi\.json|docs|docs/oauth2-redirect|redoc)/?$")
+    r"|openapi\.json|docs|docs/oauth2-redirect|docs/static/[\w.-]+)/?$")
 
 
 def _path_subscription(path: str) -> str | None:
