@@ -10,8 +10,8 @@ import typer
 
 from galley.cli import signin
 from galley.cli.client import API_GROUP, ArmClient, ArmError
-from galley.cli.common import OutputFormat, Session, arm_command, report
-from galley.cli.output import emit, field
+from galley.cli.common import OnlyShowErrorsOpt, OutputOpt, QueryOpt, Session, arm_command, report
+from galley.cli.output import QueryError, emit, field
 
 app = typer.Typer(help="Manage the account: subscriptions, tenants, tokens, signing keys.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Manage tenants (the home tenant's administrators create them).", no_args_is_help=True)
@@ -50,13 +50,16 @@ def _profile_or_error() -> signin.Profile:
 
 
 def login(
+    ctx: typer.Context,
     service_principal: Annotated[bool, typer.Option("--service-principal", help="Sign in as a service principal (the only kind for now).")] = False,
     username: Annotated[Optional[str], typer.Option("--username", "-u", help="The service principal's appId.")] = None,
     password: Annotated[Optional[str], typer.Option("--password", "-p", help="The service principal's secret. Env GALLEY_CLIENT_SECRET.")] = None,
     tenant: Annotated[Optional[str], typer.Option("--tenant", "-t", help="The tenant id.")] = None,
     server: Annotated[Optional[str], typer.Option("--server", help="Galley server URL. Env GALLEY_URL.")] = None,
     ca_bundle: Annotated[Optional[str], typer.Option("--ca-bundle", help="PEM file of the CA to trust for the server (e.g. its $GALLEY_HOME/tls/ca.pem).")] = None,
-    output: Annotated[Optional[OutputFormat], typer.Option("--output", "-o", help="Output format (default json).")] = None,
+    output: OutputOpt = None,
+    query: QueryOpt = None,
+    only_show_errors: OnlyShowErrorsOpt = False,
 ):
     """Sign in as a service principal; the account is kept in ~/.galley-cli (mode 0600)."""
     password = password or os.environ.get("GALLEY_CLIENT_SECRET")
@@ -82,10 +85,15 @@ def login(
     enabled = [s for s in found if s.get("state") == "Enabled"]
     profile.subscriptionId = (enabled or found or [{}])[0].get("subscriptionId")
     signin.save_profile(profile)
-    if not found:
+    root = ctx.find_root().obj or {}
+    if not found and not (only_show_errors or root.get("only_show_errors")):
         sys.stderr.write(f"WARNING: No subscriptions found for {username}.\n")
-    emit([_account_entry(s, profile, profile.subscriptionId) for s in found],
-         (output or OutputFormat.json).value, ACCOUNT_COLUMNS)
+    try:
+        emit([_account_entry(s, profile, profile.subscriptionId) for s in found],
+             (output or root.get("output") or "json"), ACCOUNT_COLUMNS, query or root.get("query"))
+    except QueryError as error:
+        sys.stderr.write(f"ERROR: {error}\n")
+        raise typer.Exit(1)
 
 
 def logout():

@@ -1,5 +1,5 @@
 """What every client command shares: the global options (`--server`,
-`--subscription`, `--output`), the session they produce, the `@arm_command`
+`--subscription`, `--output`, `--query`, `--only-show-errors`), the session they produce, the `@arm_command`
 decorator that adds them, error reporting, az-style option parsing
 (tags, true/false flags, usage errors), options used by many commands, and
 the small pieces of request bodies they all build (tags, given fields,
@@ -16,12 +16,16 @@ import typer
 
 from galley.cli import paths, signin
 from galley.cli.client import API_GROUP, DEFAULT_SUBSCRIPTION, DEFAULT_URL, ArmClient, ArmError
-from galley.cli.output import Columns, emit
+from galley.cli.output import Columns, QueryError, check_query, emit
 
 
 class OutputFormat(str, Enum):
     json = "json"
+    jsonc = "jsonc"
     table = "table"
+    tsv = "tsv"
+    yaml = "yaml"
+    yamlc = "yamlc"
     none = "none"
 
 
@@ -41,6 +45,27 @@ OutputOpt = Annotated[
     Optional[OutputFormat],
     typer.Option("--output", "-o", help="Output format (default json).", case_sensitive=False,
                  rich_help_panel=GLOBAL_PANEL, show_default=False),
+]
+
+
+def parsed_query(value: Optional[str]) -> Optional[str]:
+    """--query is parsed before the command runs: a bad query changes nothing (exit 2)."""
+    try:
+        return check_query(value)
+    except QueryError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+QueryOpt = Annotated[
+    Optional[str],
+    typer.Option("--query", help="JMESPath query applied to the result before it is printed, "
+                 "e.g. \"[?location=='eastus'].name\".",
+                 callback=parsed_query, rich_help_panel=GLOBAL_PANEL, show_default=False),
+]
+OnlyShowErrorsOpt = Annotated[
+    bool,
+    typer.Option("--only-show-errors", help="Print only errors on stderr: no progress, no warnings.",
+                 rich_help_panel=GLOBAL_PANEL),
 ]
 
 
@@ -137,6 +162,19 @@ class Session:
     client: ArmClient
     subscription: str
     output: str
+    query: Optional[str] = None
+    only_show_errors: bool = False
+
+    def emit(self, result: Any, columns: Optional[Columns] = None) -> None:
+        """Print `result` as the command line asked (--query, --output); for commands that print
+        before failing, or print tables of their own making."""
+        emit(result, self.output, columns, self.query)
+
+    def warn(self, message: str) -> None:
+        """`WARNING: message` on stderr, unless --only-show-errors."""
+        if not self.only_show_errors:
+            sys.stderr.write(f"WARNING: {message}\n")
+            sys.stderr.flush()
 
     def close(self) -> None:
         self.client.close()
@@ -177,6 +215,8 @@ GLOBAL_PARAMETERS = [
     inspect.Parameter("server", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ServerOpt),
     inspect.Parameter("subscription", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SubscriptionOpt),
     inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OutputOpt),
+    inspect.Parameter("query", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=QueryOpt),
+    inspect.Parameter("only_show_errors", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=OnlyShowErrorsOpt),
 ]
 
 
@@ -192,11 +232,13 @@ def arm_command(app: typer.Typer, name: str, columns: Optional[Columns] = None) 
         own = list(inspect.signature(func).parameters.values())[1:]  # drop `session`
 
         def command(**kwargs: Any) -> None:
-            root = kwargs.pop("ctx").find_root().obj
+            root = kwargs.pop("ctx").find_root().obj or {}
             server, subscription, output = resolve_settings(
                 kwargs.pop("server"), kwargs.pop("subscription"), kwargs.pop("output"), root
             )
-            session = Session(make_client(server), subscription, output)
+            query = kwargs.pop("query") or root.get("query")
+            only_show_errors = kwargs.pop("only_show_errors") or bool(root.get("only_show_errors"))
+            session = Session(make_client(server), subscription, output, query, only_show_errors)
             try:
                 result = func(session, **kwargs)
             except ArmError as error:
@@ -205,12 +247,15 @@ def arm_command(app: typer.Typer, name: str, columns: Optional[Columns] = None) 
             except UsageError as error:
                 sys.stderr.write(f"ERROR: usage error: {error}\n")
                 raise typer.Exit(2)
+            except QueryError as error:  # a command that printed its result itself before failing
+                sys.stderr.write(f"ERROR: {error}\n")
+                raise typer.Exit(1)
             except KeyboardInterrupt:
                 sys.stderr.write("Interrupted. A started operation goes on in the server.\n")
                 raise typer.Exit(130)
             finally:
                 session.close()
-            emit(result, output, columns)
+            print_result(session, result, columns)
 
         command.__name__ = func.__name__
         command.__qualname__ = func.__qualname__
@@ -222,6 +267,16 @@ def arm_command(app: typer.Typer, name: str, columns: Optional[Columns] = None) 
         return func
 
     return register
+
+
+def print_result(session: Session, result: Any, columns: Optional[Columns]) -> None:
+    """The result as asked; a query that fails on it (a function given the wrong type) is an
+    error, exit 1."""
+    try:
+        session.emit(result, columns)
+    except QueryError as error:
+        sys.stderr.write(f"ERROR: {error}\n")
+        raise typer.Exit(1)
 
 
 def location_of(session: Session, path: str, api_version: str) -> str:

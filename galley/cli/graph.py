@@ -27,7 +27,7 @@ def query(
 ):
     """Run a Resource Graph query: Resources or ResourceContainers, then where, project, extend,
     order by, top, limit, count, distinct and summarize count() by."""
-    table = session.output == "table"
+    table = session.output == "table" and not session.query  # a query picks from the JSON answer
     options = given(**{"$top": first, "$skip": skip, "$skipToken": skip_token})
     options["resultFormat"] = "table" if table else "objectArray"
     body = {"query": graph_query, "options": options, **given(subscriptions=subscriptions or None)}

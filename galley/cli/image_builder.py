@@ -21,7 +21,7 @@ from galley.cli.common import (
 )
 from galley.cli.image_version import compute_id
 from galley.cli.kinds import OPTIONAL_RESOURCE_GROUP, RESOURCE_GROUP, Kind, option
-from galley.cli.output import GROUP, LOCATION, NAME, STATE, emit, field
+from galley.cli.output import GROUP, LOCATION, NAME, STATE, field
 from galley.cli.transfer import local_file_errors, show_progress
 
 API_IMAGE_BUILDER = "2025-10-01"
@@ -253,7 +253,7 @@ def wait_for_run(session: Session, path: str) -> dict:
     while True:
         status = run_status(session.client.get(path, API_IMAGE_BUILDER))
         state = (status.get("runState"), status.get("runSubState"))
-        if state != seen and show_progress():
+        if state != seen and show_progress() and not session.only_show_errors:
             sys.stderr.write(f"{state[0] or 'NotRun'}{f' ({state[1]})' if state[1] else ''}\n")
         seen = state
         if state[0] not in ACTIVE_RUN_STATES:
@@ -272,7 +272,7 @@ def run(session: Session, *, resource_group: ResourceGroupOpt, name: NameOpt, no
         return None
     status = wait_for_run(session, path)
     if status.get("runState") in FAILED_RUN_STATES:
-        emit(status, session.output, RUN_STATUS_COLUMNS)
+        session.emit(status, RUN_STATUS_COLUMNS)
         message = status.get("message") or "see `galley image builder logs` for why."
         sys.stderr.write(f"ERROR: the run of image template {name!r} ended {status['runState']}: {message}\n")
         raise typer.Exit(1)

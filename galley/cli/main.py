@@ -12,7 +12,7 @@ import typer
 
 from galley.cli import account, activity, ad, disk, graph, identity, role, group, image, image_builder, image_definition, image_version, maintenance, platform, serve, sig, snapshot, storage, vm
 from galley.cli.argv import expand_argv, option_names
-from galley.cli.common import OutputOpt, ServerOpt, SubscriptionOpt, arm_command
+from galley.cli.common import OnlyShowErrorsOpt, OutputOpt, QueryOpt, ServerOpt, SubscriptionOpt, arm_command
 
 
 class GalleyApp(typer.Typer):
@@ -38,9 +38,12 @@ def root(
     server: ServerOpt = None,
     subscription: SubscriptionOpt = None,
     output: OutputOpt = None,
+    query: QueryOpt = None,
+    only_show_errors: OnlyShowErrorsOpt = False,
 ):
     """Global options given before the command apply to it unless it repeats them."""
-    ctx.obj = {"server": server, "subscription": subscription, "output": output}
+    ctx.obj = {"server": server, "subscription": subscription, "output": output, "query": query,
+               "only_show_errors": only_show_errors}
 
 
 sig.app.add_typer(image_definition.app, name="image-definition")

@@ -8,7 +8,7 @@ import typer
 
 from galley.cli.client import API_GALLERY, json_body
 from galley.cli.common import Session, arm_command
-from galley.cli.output import build_table, emit, make_console
+from galley.cli.output import build_table, make_console
 
 store_app = typer.Typer(help="Check and clean the server's content stores.", no_args_is_help=True)
 
@@ -75,7 +75,7 @@ def usage(session: Session):
 
     Per version: occupied bytes (the data written, not the provisioned size) and per region storage = occupied x replicas. Per region: logical and physical (deduplicated, compressed) bytes. Egress: bytes replication moved between regions."""
     report = session.client.get(usage_path(session.subscription), API_GALLERY)
-    if session.output == "table":
+    if session.output == "table" and not session.query:
         print_usage_tables(report or {})
         return None
     return report
@@ -105,7 +105,7 @@ def verify(
     report = json_body(response) or {}
     lost = report.get("lost") or []
     if lost:
-        emit(report, session.output, VERIFY_COLUMNS)
+        session.emit(report, VERIFY_COLUMNS)
         sys.stderr.write(f"ERROR: {len(lost)} chunk(s) lost: damaged in a store with no good copy elsewhere.\n")
         raise typer.Exit(LOST_EXIT_CODE)
     return report

@@ -93,8 +93,9 @@ def import_image(
         return _register(session, file, publisher, offer, sku, version)
     with tempfile.TemporaryDirectory(prefix="galley-platform-") as folder:
         built = Path(folder) / "debian-12.raw"
-        _build_debian(built, cache_dir.expanduser(), size_gb, mirror)
-        sys.stderr.write(f"upload: registering {publisher}:{offer}:{sku}:{version}\n")
+        _build_debian(built, cache_dir.expanduser(), size_gb, mirror, quiet=session.only_show_errors)
+        if not session.only_show_errors:
+            sys.stderr.write(f"upload: registering {publisher}:{offer}:{sku}:{version}\n")
         return _register(session, built, publisher, offer, sku, version)
 
 
@@ -109,10 +110,12 @@ def _check_names(publisher: str, offer: str, sku: str, version: Optional[str]) -
         raise usage_error(error.message) from None
 
 
-def _build_debian(out: Path, cache_dir: Path, size_gb: int, mirror: Optional[str]) -> None:
+def _build_debian(out: Path, cache_dir: Path, size_gb: int, mirror: Optional[str], quiet: bool = False) -> None:
     from galley.builder.debian import BuildError, build_debian_image  # the builder, only when building
 
     def progress(line: str) -> None:
+        if quiet:
+            return
         sys.stderr.write(f"build: {line}\n")
         sys.stderr.flush()
 

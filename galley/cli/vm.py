@@ -14,7 +14,7 @@ import typer
 from galley.cli.client import API_DISK, API_GALLERY, API_IMAGE, ArmError
 from galley.cli import paths
 from galley.cli.common import Session, arm_command, usage_error
-from galley.cli.output import emit, field
+from galley.cli.output import field
 from galley.cli.transfer import download_file, local_file_errors
 
 app = typer.Typer(help="Test images by booting them on this machine.", no_args_is_help=True)
@@ -71,7 +71,7 @@ def boot_test(
     report = {"exitCode": result.exit_code, "output": result.output, "seconds": result.seconds,
               "accel": result.accel}
     if result.exit_code != 0:
-        emit(report, session.output, BOOT_COLUMNS)
+        session.emit(report, BOOT_COLUMNS)
         raise typer.Exit(result.exit_code)
     return report
 
