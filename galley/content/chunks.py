@@ -7,12 +7,31 @@ never wrong bytes.
 
 from __future__ import annotations
 
+import threading
+
 import blake3
 import zstandard
 
 CHUNK_SIZE = 1024 * 1024
 _RAW, _ZSTD = b"\x00", b"\x01"
 _ZERO_CHUNK = bytes(CHUNK_SIZE)
+# A chunk is compressed only when three 16 KiB samples of it (start, middle, end) shrink by more
+# than this: random or already-compressed data (most of a real disk's used space) skips zstd.
+_SAMPLE = 16 * 1024
+_WORTH_COMPRESSING = 0.97
+_codecs = threading.local()  # a zstd context per thread: making one per chunk cost more than compressing
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    if not hasattr(_codecs, "compressor"):
+        _codecs.compressor = zstandard.ZstdCompressor(level=1)
+        _codecs.decompressor = zstandard.ZstdDecompressor()
+    return _codecs.compressor
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    _compressor()
+    return _codecs.decompressor
 
 
 class ChunkCorrupt(Exception):
@@ -26,23 +45,42 @@ def digest_of(data: bytes) -> str:
 
 
 def is_zero(data: bytes) -> bool:
-    return data == _ZERO_CHUNK if len(data) == CHUNK_SIZE else not any(data)
+    """True for all-zero data (bytes or a memoryview; startswith compares any buffer with memcmp)."""
+    if len(data) <= CHUNK_SIZE:
+        return _ZERO_CHUNK.startswith(data)
+    return not any(data)
+
+
+def _compressible(data: bytes) -> bool:
+    if len(data) <= 3 * _SAMPLE:
+        return True
+    view = memoryview(data)
+    middle = len(data) // 2
+    samples = (view[:_SAMPLE], view[middle:middle + _SAMPLE], view[-_SAMPLE:])
+    compressor = _compressor()
+    return sum(len(compressor.compress(s)) for s in samples) < _WORTH_COMPRESSING * 3 * _SAMPLE
+
+
+def encode_parts(data: bytes) -> tuple[bytes, bytes]:
+    """(codec byte, payload): a stored chunk without joining them (a store can write both at once)."""
+    if _compressible(data):
+        compressed = _compressor().compress(data)
+        if len(compressed) < len(data):
+            return _ZSTD, compressed
+    return _RAW, data
 
 
 def encode(data: bytes) -> bytes:
-    compressed = zstandard.ZstdCompressor(level=1).compress(data)
-    if len(compressed) < len(data):
-        return _ZSTD + compressed
-    return _RAW + data
+    return b"".join(encode_parts(data))
 
 
 def decode(blob: bytes, digest: str, store: str) -> bytes:
-    codec, payload = blob[:1], blob[1:]
+    codec, payload = blob[:1], memoryview(blob)[1:]
     if codec == _RAW:
-        data = payload
+        data = blob[1:]
     elif codec == _ZSTD:
         try:
-            data = zstandard.ZstdDecompressor().decompress(payload, max_output_size=CHUNK_SIZE)
+            data = _decompressor().decompress(payload, max_output_size=CHUNK_SIZE)
         except zstandard.ZstdError as error:
             raise ChunkCorrupt(store, digest, f"zstd frame unreadable ({error})") from None
     else:

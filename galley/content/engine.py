@@ -6,8 +6,10 @@ store that holds the same bytes, and all-zero chunks are never stored.
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -17,8 +19,24 @@ from .allocator import keep_chunk_buffers_in_heap
 from .chunks import CHUNK_SIZE, ChunkCorrupt
 from .locations import Locations
 from .object_store import MissingObject
+from .writer import IN_FLIGHT_CHUNKS, ContentWriter
 
 BATCH = 64
+READ_AHEAD = 8  # chunks read from an image with one call when ingesting
+FETCH_AHEAD = 16  # chunks being fetched while a reader streams out the one before (one file each)
+PIECE_BYTES = 4 * CHUNK_SIZE  # what ContentReader.pieces hands a sender at once
+_ZEROS = memoryview(bytes(CHUNK_SIZE))
+
+
+def _read_run(image, indexes: list[int], size: int) -> Iterator[tuple[int, bytes]]:
+    """The chunks of consecutive `indexes`, read with one call, as views of that one buffer (not
+    copied); all-zero ones are left out."""
+    start = indexes[0] * CHUNK_SIZE
+    block = memoryview(image.read(start, min(len(indexes) * CHUNK_SIZE, size - start)))
+    for n, idx in enumerate(indexes):
+        data = block[n * CHUNK_SIZE:(n + 1) * CHUNK_SIZE]
+        if not chunks.is_zero(data):
+            yield idx, data
 
 
 class ContentUnavailable(Exception):
@@ -40,43 +58,32 @@ class ContentEngine:
         self.bandwidth = bandwidth
         keep_chunk_buffers_in_heap()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="galley-io")
-        # One batch is written (through the pool) while the ingest reads the next one.
-        self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="galley-ingest")
+        # Batches of writers are recorded and stored here (their chunks go through the pool)
+        # while the writers produce the next ones; `in_flight` bounds the chunk data they hold.
+        self.batch_writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="galley-ingest")
+        self.in_flight = threading.BoundedSemaphore(IN_FLIGHT_CHUNKS)
 
-    # ---- ingest -----------------------------------------------------------------------------------
+    # ---- ingest ---------------------------------------------------------------------------------
     def ingest(self, image, store_id: str, attach: tuple[str, int],
                on_progress: Callable[[int], None] = lambda n: None) -> str:
         """Store a disk image's data chunks as the disk (resource key, lun) `attach` names.
 
         Until the last chunk is stored nothing changes for readers of that disk; a failure
         leaves the disk's previous content in place."""
-        content_id = self.repo.new_content(image.virtual_size, CHUNK_SIZE, store_id)
-        store = self.locations.open(store_id)
-        writing = None  # the previous batch, written while the next one is read
+        writer = self.writer(store_id, image.virtual_size)
         try:
-            batch: list[tuple[int, bytes]] = []
             for idx, data in self._data_chunks(image):
-                batch.append((idx, data))
-                if len(batch) == BATCH:
-                    if writing is not None:
-                        writing.result()
-                    writing = self._writer.submit(self._write_batch, content_id, store_id, store, batch)
-                    on_progress(batch[-1][0] * CHUNK_SIZE)
-                    batch = []
-            if writing is not None:
-                writing.result()
-                writing = None
-            if batch:
-                self._write_batch(content_id, store_id, store, batch)
-            if hasattr(store, "sync"):
-                store.sync()
-            self.repo.finish_content(content_id, attach)
+                writer.add(idx, data)
+                if idx % BATCH == 0:
+                    on_progress(idx * CHUNK_SIZE)
         except BaseException:
-            if writing is not None:
-                wait([writing])
-            self.repo.discard_content(content_id)
+            writer.abort()
             raise
-        return content_id
+        return writer.finish(attach)
+
+    def writer(self, store_id: str, virtual_size: int) -> ContentWriter:
+        """A new content in `store_id`, written chunk by chunk (see writer.py)."""
+        return ContentWriter(self, store_id, virtual_size)
 
     def empty_content(self, virtual_size: int, store_id: str, attach: tuple[str, int]) -> str:
         content_id = self.repo.new_content(virtual_size, CHUNK_SIZE, store_id)
@@ -85,20 +92,26 @@ class ContentEngine:
 
     @staticmethod
     def _data_chunks(image) -> Iterator[tuple[int, bytes]]:
-        seen = -1
+        """(index, bytes) of every chunk that holds data, read READ_AHEAD chunks at a time."""
         size = image.virtual_size
+        pending: list[int] = []
+        seen = -1
         for offset, length, has_data in image.extents():
             if not has_data:
                 continue
             first, last = offset // CHUNK_SIZE, (offset + length - 1) // CHUNK_SIZE
             for idx in range(max(first, seen + 1), last + 1):
-                start = idx * CHUNK_SIZE
-                data = image.read(start, min(CHUNK_SIZE, size - start))
+                if pending and (idx != pending[-1] + 1 or len(pending) == READ_AHEAD):
+                    yield from _read_run(image, pending, size)
+                    pending = []
+                pending.append(idx)
                 seen = idx
-                if not chunks.is_zero(data):
-                    yield idx, data
+        if pending:
+            yield from _read_run(image, pending, size)
 
-    def _write_batch(self, content_id: str, store_id: str, store, batch: list[tuple[int, bytes]]) -> None:
+    def write_batch(self, content_id: str, store_id: str, store, batch: list[tuple[int, bytes]]) -> list[str]:
+        """Hash a batch of chunks, record them in the content's manifest and store the ones the
+        store lacks (see ContentRepository for why in this order); the digests it stored."""
         digests = list(self._pool.map(lambda item: chunks.digest_of(item[1]), batch))
         entries = [(idx, digest, len(data)) for (idx, data), digest in zip(batch, digests)]
         present = self.repo.add_chunks(content_id, store_id, entries)
@@ -106,11 +119,26 @@ class ContentEngine:
 
         def put(item):
             digest, data = item
-            blob = chunks.encode(data)
-            store.put(digest, blob)
-            return digest, len(blob), len(data)
+            codec, payload = chunks.encode_parts(data)
+            if hasattr(store, "put_parts"):
+                store.put_parts(digest, (codec, payload))
+            else:
+                store.put(digest, codec + bytes(payload))
+            return digest, 1 + len(payload), len(data)
 
-        self._put_and_register(store_id, put, list(missing.items()))
+        return [digest for digest, _, _ in self._put_and_register(store_id, put, list(missing.items()))]
+
+    def drop_if_unreferenced(self, store_id: str, digests: list[str]) -> int:
+        """Delete those of `digests` nothing references any more (what an aborted write stored),
+        with the same guard as collect_garbage: a chunk another writer touched is kept."""
+        cutoff = time.time()
+        store = self.locations.open(store_id)
+        deleted = 0
+        for digest in digests:
+            if self.repo.delete_if_unreferenced(store_id, digest, cutoff,
+                                                lambda digest=digest: store.delete(digest)):
+                deleted += 1
+        return deleted
 
     def _put_and_register(self, store_id: str, put, items: list) -> list[tuple[str, int, int]]:
         """Run `put` on every item; record in `store_id` every object that was written, even when
@@ -200,7 +228,23 @@ class ContentEngine:
             store = self.locations.open(store_id)
             if self.repo.delete_if_unreferenced(store_id, digest, cutoff, lambda store=store, digest=digest: store.delete(digest)):
                 deleted += 1
-        return {"contents_dropped": dropped, "chunks_deleted": deleted}
+        return {"contents_dropped": dropped, "chunks_deleted": deleted + self._delete_strays(cutoff - stale_after)}
+
+    def _delete_strays(self, older_than: float) -> int:
+        """Delete objects no row records that were written before `older_than`: what a writer
+        killed between storing a chunk and recording it left (a live writer records its chunks
+        within seconds of writing them)."""
+        deleted = 0
+        for store_id in self.repo.store_ids():
+            store = self.locations.open(store_id)
+            if not hasattr(store, "old_keys"):
+                continue
+            recorded = {digest for _, digest in self.repo.store_rows(store_id)}
+            for key in list(store.old_keys(older_than)):
+                if key not in recorded:
+                    store.delete(key)
+                    deleted += 1
+        return deleted
 
     def verify(self, repair: bool = True) -> dict:
         """Read every chunk every store should hold; re-copy bad ones from another store."""
@@ -269,6 +313,43 @@ class ContentReader:
             parts.append(piece)
             position += len(piece)
         return b"".join(parts)
+
+    def pieces(self, start: int, end: int, size: int = PIECE_BYTES) -> Iterator[bytes]:
+        """The disk's bytes [start, end) in pieces of about `size`, for streaming out: chunks are
+        fetched and verified FETCH_AHEAD at a time on the engine's threads while the caller sends
+        the previous piece; holes are zeros that no store is asked for."""
+        end = min(end, self.virtual_size)
+        if start >= end:
+            return
+        window: deque = deque()
+        upcoming = iter(range(start // CHUNK_SIZE, (end - 1) // CHUNK_SIZE + 1))
+        parts: list = []
+        held = 0
+        try:
+            while True:
+                for idx in upcoming:
+                    entry = self.manifest.get(idx)
+                    window.append((idx, None if entry is None else self.engine._pool.submit(self.chunk, idx)))
+                    if len(window) >= FETCH_AHEAD:
+                        break
+                if not window:
+                    break
+                idx, fetching = window.popleft()
+                base = idx * CHUNK_SIZE
+                length = min(CHUNK_SIZE, self.virtual_size - base)
+                data = memoryview(fetching.result()) if fetching is not None else _ZEROS[:length]
+                piece = data[max(start, base) - base:min(end, base + length) - base]
+                parts.append(piece)
+                held += len(piece)
+                if held >= size:
+                    yield parts[0] if len(parts) == 1 else b"".join(parts)
+                    parts, held = [], 0
+            if parts:
+                yield parts[0] if len(parts) == 1 else b"".join(parts)
+        finally:
+            for _idx, fetching in window:
+                if fetching is not None:
+                    fetching.cancel()
 
     def close(self) -> None:
         pass

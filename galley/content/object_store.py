@@ -8,11 +8,17 @@ AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or ?access_key=&secret_key=).
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import uuid
 from pathlib import Path
 from typing import Iterator, Protocol
 from urllib.parse import parse_qs, urlparse
+
+
+# Temporary names unique to this process (next() on a count is atomic under the GIL).
+_PROCESS_TAG = uuid.uuid4().hex[:12]
+_incoming = itertools.count()
 
 
 class StoreFull(Exception):
@@ -45,21 +51,23 @@ class FolderStore:
         return self.root / key[:2] / key
 
     def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
+        self.put_parts(key, (data,))
+
+    def put_parts(self, key: str, parts: tuple[bytes, ...]) -> None:
+        """Store the concatenation of `parts` as one object (written with one writev, never joined)."""
+        folder = f"{self.root}/{key[:2]}"
         if key[:2] not in self._made:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             self._made.add(key[:2])
         # Write beside the target and rename: a reader never sees half an object.
-        tmp = f"{path.parent}/.incoming-{uuid.uuid4().hex}"
+        tmp = f"{folder}/.incoming-{_PROCESS_TAG}-{next(_incoming)}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                _writev_all(fd, [memoryview(part).cast("B") for part in parts])
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            os.replace(tmp, f"{folder}/{key}")
         except OSError as error:
             _unlink_quietly(tmp)
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -87,9 +95,37 @@ class FolderStore:
                     if not item.name.startswith(".incoming-"):
                         yield item.name
 
+    def old_keys(self, older_than: float) -> Iterator[str]:
+        """Keys of objects last written before `older_than` (a Unix time). Temporary files of
+        writes that died before then (a killed process) are removed on the way."""
+        if not self.root.exists():
+            return
+        for fan in sorted(self.root.iterdir()):
+            if not fan.is_dir():
+                continue
+            for item in os.scandir(fan):
+                try:
+                    old = item.stat().st_mtime < older_than
+                except FileNotFoundError:
+                    continue
+                if old and item.name.startswith(".incoming-"):
+                    _unlink_quietly(item.path)
+                elif old:
+                    yield item.name
+
     def sync(self) -> None:
         """Flush written objects to disk (called before a write is acknowledged)."""
         os.sync()
+
+
+def _writev_all(fd: int, views: list[memoryview]) -> None:
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
 
 
 def _unlink_quietly(path) -> None:

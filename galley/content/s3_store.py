@@ -168,6 +168,10 @@ class S3Store:
             except ClientError as again:
                 raise self._translate_write(again) from again
 
+    def put_parts(self, key: str, parts: tuple[bytes, ...]) -> None:
+        """One object from several parts (an S3 PUT needs one body, so they are joined)."""
+        self.put(key, b"".join(parts))
+
     def _put(self, name: str, data: bytes, md5: str) -> None:
         self._client.put_object(Bucket=self.bucket, Key=name, Body=data, ContentMD5=md5,
                                 ContentType="application/octet-stream")
@@ -237,6 +241,13 @@ class S3Store:
 
     def keys(self) -> Iterator[str]:
         """Every key in this store (in key order), read with paginated ListObjectsV2."""
+        return (key for key, _modified in self._listing())
+
+    def old_keys(self, older_than: float) -> Iterator[str]:
+        """Keys of objects last written before `older_than` (a Unix time)."""
+        return (key for key, modified in self._listing() if modified < older_than)
+
+    def _listing(self) -> Iterator[tuple[str, float]]:
         paginator = self._client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.bucket, Prefix=self._base,
                                    PaginationConfig={"PageSize": 1000})
@@ -248,7 +259,7 @@ class S3Store:
                     # Only this store's own layout: skips objects of stores nested under our
                     # prefix (prefix/x/...) and anything else someone put in the bucket.
                     if key and "/" not in key and fan == key[:2]:
-                        yield key
+                        yield key, item["LastModified"].timestamp()
         except ClientError as error:
             if _error_code(error) in _MISSING_BUCKET:
                 return

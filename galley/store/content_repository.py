@@ -23,6 +23,7 @@ _C, _CC, _DC = contents.c, content_chunks.c, disk_contents.c
 _P, _SC, _RP = content_placements.c, store_chunks.c, replicas.c
 
 WRITING, READY = "writing", "ready"
+CHUNK_BYTES = 1024 * 1024  # content.chunks.CHUNK_SIZE (the store layer does not import content)
 
 
 def _insert_ignoring_duplicates(connection, table, rows: list[dict]) -> None:
@@ -88,10 +89,19 @@ class ContentRepository:
         with self.sql.write() as tx:
             data_bytes = tx.c.execute(select(func.coalesce(func.sum(_CC.length), 0))
                                       .where(_CC.content_id == content_id)).scalar_one()
-            tx.c.execute(update(contents).where(_C.id == content_id)
-                         .values(state=READY, data_bytes=data_bytes))
+            made = tx.c.execute(update(contents).where(_C.id == content_id)
+                                .values(state=READY, data_bytes=data_bytes))
+            if made.rowcount != 1:
+                raise LookupError(f"content {content_id} was dropped while it was written")
             if attach is not None:
                 self._attach(tx.c, attach, content_id)
+
+    def keep_writing(self, content_id: str) -> None:
+        """A content still being written is not stale: garbage collection leaves it alone for
+        another `stale_after` (see ContentEngine.collect_garbage)."""
+        with self.sql.write() as tx:
+            tx.c.execute(update(contents).where(_C.id == content_id, _C.state == WRITING)
+                         .values(created_at=time.time()))
 
     def discard_content(self, content_id: str) -> None:
         with self.sql.write() as tx:
@@ -102,6 +112,51 @@ class ContentRepository:
         connection.execute(delete(content_chunks).where(_CC.content_id == content_id))
         connection.execute(delete(content_placements).where(_P.content_id == content_id))
         connection.execute(delete(contents).where(_C.id == content_id))
+
+    # ---- contents written in place (disk access sessions, see galley/blobservice/page_store.py) ----
+    def hold_content(self, content_id: str, hold_key: str) -> None:
+        """Keep a content that is being written for a long time (a disk SAS session) out of garbage
+        collection's reach: it is attached, as an OS disk, to `hold_key`, a key no resource has."""
+        with self.sql.write() as tx:
+            self._attach(tx.c, (hold_key, -1), content_id)
+
+    def set_chunk(self, content_id: str, store: str, idx: int, digest: str, length: int) -> bool:
+        """Record (or replace) chunk `idx` of a content being written; True if the store already
+        holds that digest (then it need not be written again)."""
+        with self.sql.write() as tx:
+            tx.c.execute(delete(content_chunks).where(_CC.content_id == content_id, _CC.idx == idx))
+            tx.c.execute(insert(content_chunks).values(content_id=content_id, idx=idx, digest=digest,
+                                                       length=length))
+            return bool(self._touch(tx.c, store, [digest]))
+
+    def drop_chunks(self, content_id: str, indexes: list[int] | None = None) -> None:
+        """Forget chunks of a content being written (all of them when `indexes` is None)."""
+        with self.sql.write() as tx:
+            query = delete(content_chunks).where(_CC.content_id == content_id)
+            if indexes is not None:
+                query = query.where(_CC.idx.in_(indexes))
+            tx.c.execute(query)
+
+    def finish_held_content(self, content_id: str, hold_key: str, virtual_size: int,
+                            attach: tuple[str, int]) -> None:
+        """In one transaction: a held content gets its final size, becomes ready, and replaces
+        the disk's content that `attach` names."""
+        with self.sql.write() as tx:
+            tx.c.execute(delete(content_chunks).where(_CC.content_id == content_id,
+                                                      _CC.idx * CHUNK_BYTES >= virtual_size))
+            data_bytes = tx.c.execute(select(func.coalesce(func.sum(_CC.length), 0))
+                                      .where(_CC.content_id == content_id)).scalar_one()
+            tx.c.execute(update(contents).where(_C.id == content_id)
+                         .values(state=READY, data_bytes=data_bytes, virtual_size=virtual_size))
+            tx.c.execute(delete(disk_contents).where(_DC.resource_key == hold_key))
+            self._attach(tx.c, attach, content_id)
+
+    def release_held_content(self, hold_key: str) -> None:
+        """Drop what a hold keeps (a session that expired or was discarded)."""
+        with self.sql.write() as tx:
+            for content_id in tx.c.execute(select(_DC.content_id).where(_DC.resource_key == hold_key)).scalars().all():
+                self._discard(tx.c, content_id)
+            tx.c.execute(delete(disk_contents).where(_DC.resource_key == hold_key))
 
     def content(self, content_id: str) -> dict | None:
         with self.sql.read() as tx:
@@ -291,6 +346,13 @@ class ContentRepository:
                 return False
             delete_object()
             return True
+
+    def store_ids(self) -> list[str]:
+        """Every store that holds chunks or has contents placed in it."""
+        with self.sql.read() as tx:
+            held = set(tx.c.execute(select(_SC.store).distinct()).scalars())
+            placed = set(tx.c.execute(select(_P.store).distinct()).scalars())
+        return sorted(held | placed)
 
     def store_rows(self, store: str | None = None) -> list[tuple[str, str]]:
         with self.sql.read() as tx:

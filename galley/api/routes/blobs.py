@@ -18,9 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from ...content.vhd import VhdFooter
 from ...domain import ids
 from ...domain.errors import NotFound
+from ...domain.names import check_blob_name, check_container_name
 from ...domain.resource import Resource
 from ..wire import json_response
-from .content import VHD_FIXED_TYPE, _ingest, _ranged, _spool, _tmp_dir, check_upload_format
+from .content import VHD_FIXED_TYPE, _ranged, check_upload_format, receive_image
 from .resources import service_of
 
 router = APIRouter(tags=["Blobs"])
@@ -37,6 +38,8 @@ def _account(request: Request, name: str) -> Resource:
 
 def _blob_resource(account: Resource, container: str, blob: str) -> Resource:
     """A stand-in resource whose key is where the blob's content is recorded."""
+    check_container_name(container)
+    check_blob_name(blob)
     return Resource(id=ids.blob_key(account.id, container, blob), type="blob", name=blob,
                     subscription_id=account.subscription_id, resource_group=account.resource_group,
                     location=account.location)
@@ -61,11 +64,9 @@ async def upload(request: Request, account: str, container: str, blob: str,
     check_upload_format(format)
     owner = await run_in_threadpool(_account, request, account)
     stand_in = _blob_resource(owner, container, blob)
-    spooled = await _spool(request, _tmp_dir(request))
-    try:
-        size = await run_in_threadpool(_ingest, request, stand_in, spooled, format)
-    finally:
-        spooled.unlink(missing_ok=True)
+    # A blob may be any file (a File customizer's source); the whole-sector rule applies where one
+    # becomes a disk (domain/sources.resolve_blob).
+    size = await receive_image(request, stand_in, format, whole_sectors=False)
     return json_response(_describe(request, owner, container, blob, size), 201)
 
 

@@ -3,25 +3,30 @@ download any disk-holding resource as raw, VHD (fixed or dynamic) or qcow2, with
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+import anyio
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from ...content.chunks import CHUNK_SIZE
 from ...content.disk_image import DiskFormatError
 from ...content.engine import ContentUnavailable
-from ...content.formats import open_disk, write_image
+from ...content.formats import check_disk_size, open_disk, write_image
 from ...content.object_store import StoreFull
-from ...content.vhd import VhdFooter
+from ...content.streaming import HEAD_BYTES, StreamingImage, needs_random_access
+from ...content.vhd import FOOTER_SIZE, VhdFooter
 from ...domain import ids
 from ...domain.errors import ArmError, InvalidParameter, NotFound
+from ...domain.limits import MAX_NUMBER_DIGITS
 from ... import uploads
 from ..wire import json_response, render
 from ._signature import with_parameters
@@ -31,7 +36,8 @@ router = APIRouter(tags=["DiskContent"])
 UPLOAD_FORMATS = ("vhd", "vhd-fixed", "vhd-dynamic", "raw", "qcow2")
 DOWNLOAD_FORMATS = ("raw", "vhd", "vhd-fixed", "vhd-dynamic", "qcow2")
 VHD_FIXED_TYPE = 2
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits, at most MAX_NUMBER_DIGITS of them: any longer number is past every disk's end.
+_RANGE = re.compile(rf"bytes=([0-9]{{0,{MAX_NUMBER_DIGITS}}})-([0-9]{{0,{MAX_NUMBER_DIGITS}}})")
 
 
 class InsufficientStorage(ArmError):
@@ -47,18 +53,20 @@ def _tmp_dir(request: Request) -> Path:
 
 RENEW_EVERY_BYTES = 64 * 1024 * 1024
 SPOOL_WRITE_BYTES = 4 * 1024 * 1024
+STREAM_FEED_BYTES = 2 * 1024 * 1024
 
 
-async def _spool(request: Request, directory: Path, renew=None) -> Path:
+async def _spool(request: Request, directory: Path, renew=None, head: bytes = b"", rest=None) -> Path:
     """The request body in a temporary file: memory use stays bounded whatever the size.
-    `renew` is called every so often while data keeps arriving (to keep an upload's lease)."""
+    `renew` is called every so often while data keeps arriving (to keep an upload's lease).
+    `head` and `rest`: the body when its first bytes were already read from request.stream()."""
     handle = tempfile.NamedTemporaryFile(dir=directory, prefix="upload-", delete=False)
     received = 0
-    pending: list[bytes] = []
-    pending_bytes = 0
+    pending: list[bytes] = [head] if head else []
+    pending_bytes = len(head)
     try:
         with handle:
-            async for piece in request.stream():
+            async for piece in (rest if rest is not None else request.stream()):
                 # Hand the file system whole megabytes, not each small piece the socket yields.
                 pending.append(piece)
                 pending_bytes += len(piece)
@@ -101,15 +109,12 @@ def _register_upload(spec: ResourceSpec) -> None:
         resource = await run_in_threadpool(service.begin_upload, resource_id, spec.type, owner,
                                            uploads.LEASE_SECONDS, uploads.owner_alive)
         virtual_size = None
-        spooled = None
         try:
-            spooled = await _spool(request, _tmp_dir(request),
-                                   lambda: service.renew_upload(resource_id, owner, uploads.LEASE_SECONDS))
-            virtual_size = await run_in_threadpool(_ingest, request, resource, spooled, format,
-                                                   _check_declared_size)
+            _check_declared_length(request, resource)
+            virtual_size = await receive_image(
+                request, resource, format, _check_declared_size,
+                renew=lambda: service.renew_upload(resource_id, owner, uploads.LEASE_SECONDS))
         finally:
-            if spooled is not None:
-                spooled.unlink(missing_ok=True)
             finished = await run_in_threadpool(service.end_upload, resource_id, virtual_size)
         return json_response(render(finished))
 
@@ -118,15 +123,83 @@ def _register_upload(spec: ResourceSpec) -> None:
                          upload, methods=["PUT"], operation_id=f"{spec.operation_prefix}_Upload")
 
 
-def _ingest(request: Request, resource, path: Path, fmt: str | None, check=None) -> int:
-    """Store the image at `path` as `resource`'s OS disk; `check(resource, virtual_size)` may refuse it first."""
+async def receive_image(request: Request, resource, fmt: str | None, check=None, renew=None,
+                        whole_sectors: bool = True) -> int:
+    """Store the request body, a disk image, as `resource`'s OS disk; its virtual size.
+
+    Raw disks and fixed VHDs are stored as they arrive (content/streaming.py); dynamic VHDs and
+    qcow2 need random access and are spooled to a file first. `check(resource, virtual_size)` may
+    refuse the image before it becomes the disk's content; `renew` is called every so often while
+    data keeps arriving. On any failure, a refusal or a client that goes away, the disk keeps its
+    previous content. `whole_sectors` False takes any size (a blob that is a file, not a disk)."""
+    rest = request.stream().__aiter__()
+    head = b""
+    async for piece in rest:
+        head += piece
+        if len(head) >= HEAD_BYTES:
+            break
+    with _image_errors():
+        random_access = needs_random_access(head, fmt)
+    if random_access:
+        spooled = await _spool(request, _tmp_dir(request), renew, head, rest)
+        try:
+            return await run_in_threadpool(_ingest, request, resource, spooled, fmt, check, whole_sectors)
+        finally:
+            spooled.unlink(missing_ok=True)
     content = request.app.state.content
+    writer = await run_in_threadpool(content.writer, content.locations.home_store(resource.location),
+                                     _declared_length(request) or 0)
+    feeding = None
     try:
-        with open_disk(path, fmt, tmp_dir=_tmp_dir(request)) as image:
+        image = StreamingImage(writer, fmt, whole_sectors)
+        pending, pending_bytes, since_renew = [head], len(head), 0
+        async for piece in rest:
+            pending.append(piece)
+            pending_bytes += len(piece)
+            if pending_bytes >= STREAM_FEED_BYTES:
+                # A thread stores these few megabytes while the loop goes on receiving the next
+                # ones: the connection never waits for the store (nor the store for the network).
+                if feeding is not None:
+                    await feeding
+                feeding = asyncio.ensure_future(run_in_threadpool(image.feed_all, pending))
+                since_renew += pending_bytes
+                pending, pending_bytes = [], 0
+            if since_renew >= RENEW_EVERY_BYTES:
+                since_renew = 0
+                await run_in_threadpool(_keep_alive, writer, renew)
+        if feeding is not None:
+            await feeding
+        await run_in_threadpool(image.feed_all, pending)
+        with _image_errors():
+            _fmt, virtual_size = await run_in_threadpool(image.finish)
             if check is not None:
-                check(resource, image.virtual_size)
-            content.ingest(image, content.locations.home_store(resource.location), (resource.key, -1))
-            return image.virtual_size
+                check(resource, virtual_size)
+            await run_in_threadpool(writer.finish, (resource.key, -1), virtual_size)
+        return virtual_size
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            if feeding is not None:
+                await asyncio.wait([feeding])
+            await run_in_threadpool(writer.abort)
+        raise
+
+
+def _keep_alive(writer, renew) -> None:
+    writer.keep_alive()
+    if renew is not None:
+        renew()
+
+
+def _declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() and len(value) <= MAX_NUMBER_DIGITS else None
+
+
+@contextmanager
+def _image_errors():
+    """An unusable image or a full store as the ARM errors clients get."""
+    try:
+        yield
     except DiskFormatError as error:
         raise InvalidParameter(f"The uploaded image is not usable: {error}", target="body",
                                code="InvalidDiskImage") from None
@@ -135,6 +208,26 @@ def _ingest(request: Request, resource, path: Path, fmt: str | None, check=None)
             raise InsufficientStorage(f"The region store ran out of space during the upload; the disk "
                                       f"keeps its previous content. ({error})") from None
         raise
+
+
+def _ingest(request: Request, resource, path: Path, fmt: str | None, check=None,
+            whole_sectors: bool = True) -> int:
+    """Store the image at `path` as `resource`'s OS disk; `check(resource, virtual_size)` may refuse it first."""
+    content = request.app.state.content
+    with _image_errors(), open_disk(path, fmt, tmp_dir=_tmp_dir(request)) as image:
+        if whole_sectors:
+            check_disk_size(image)
+        if check is not None:
+            check(resource, image.virtual_size)
+        content.ingest(image, content.locations.home_store(resource.location), (resource.key, -1))
+        return image.virtual_size
+
+
+def _check_declared_length(request: Request, resource) -> None:
+    """A body longer than the disk's uploadSizeBytes is refused before any of it is read."""
+    length = _declared_length(request)
+    if length is not None and length > FOOTER_SIZE:
+        _check_declared_size(resource, length - FOOTER_SIZE)  # the least the image can hold
 
 
 def _check_declared_size(resource, virtual_size: int) -> None:
@@ -210,7 +303,7 @@ def _ranged(request: Request, reader, trailer: bytes, media_type: str) -> Respon
     status = 200
     header = request.headers.get("range")
     if header:
-        match = _RANGE.match(header.strip())
+        match = _RANGE.fullmatch(header.strip())
         if not match or (not match.group(1) and not match.group(2)):
             return Response(status_code=416, headers={"Content-Range": f"bytes */{total}"})
         if match.group(1):
@@ -223,16 +316,9 @@ def _ranged(request: Request, reader, trailer: bytes, media_type: str) -> Respon
         status = 206
 
     def body():
-        position = start
-        while position <= end:
-            if position < reader.virtual_size:
-                length = min(end + 1, reader.virtual_size, (position // CHUNK_SIZE + 1) * CHUNK_SIZE) - position
-                piece = reader.read(position, length)
-            else:
-                offset = position - reader.virtual_size
-                piece = trailer[offset:offset + end + 1 - position]
-            yield piece
-            position += len(piece)
+        yield from reader.pieces(start, end + 1)
+        if end >= reader.virtual_size:
+            yield trailer[max(0, start - reader.virtual_size):end + 1 - reader.virtual_size]
 
     headers = {"Content-Length": str(end - start + 1), "Accept-Ranges": "bytes"}
     if status == 206:

@@ -1,0 +1,414 @@
+#!/usr/bin/env python
+"""Galley transfer benchmark: ingest, HTTPS upload and download of a random image next to `cp`
+of the same file on the same disk, a sparse image, and the server's peak memory under 8 uploads.
+
+Run from the repository root, as root (to drop the page cache):
+
+    python benchmarks/transfer.py                   # 2 GiB image, 30 GiB sparse image (about 5 min)
+    python benchmarks/transfer.py --size-gib 0.5 --sparse-virtual-gib 8 --sparse-data-gib 0.25
+    python benchmarks/transfer.py --profile         # also py-spy the server: where its time goes
+
+It reuses data_plane.py's machinery (Bench: the cp + sync baseline, each in-process ingest in its
+own Python process, cache dropping, py-spy summaries) and galley_server.Server (`galley serve` as
+users run it: HTTPS with Galley's own CA, a bearer token). Everything lives in one temporary folder
+on one file system and is removed at the end. See benchmarks/README.md ("Transfer").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from data_plane import (GiB, MiB, Bench, _cpu_seconds, _proc_status, _stop_py_spy, folder_bytes,
+                        store_folder, summarize_profile, write_random, PROFILE_RATE)
+from galley_server import SUBSCRIPTION, Server
+
+from galley.domain.ids import key_of
+
+GROUP = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/bench-transfer"
+RESOURCES_API = "2024-03-01"
+DISK_API = "2025-01-02"
+STORE = "eastus/1/r0"
+GOAL_RATIO = 0.8
+GOAL_RSS_MIB = 300
+SPARSE_PIECES = 4
+
+
+def log(message: str) -> None:
+    print(f"[transfer {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---- the server's side ------------------------------------------------------------------------------
+
+def create_disk(server: Server, name: str, size: int) -> str:
+    disk = f"{GROUP}/providers/Microsoft.Compute/disks/{name}"
+    with server.client(timeout=60) as client:
+        client.put(f"{GROUP}?api-version={RESOURCES_API}", json={"location": "eastus"}).raise_for_status()
+        response = client.put(f"{disk}?api-version={DISK_API}", json={"location": "eastus", "properties": {
+            "creationData": {"createOption": "Upload", "uploadSizeBytes": size + 512}, "osType": "Linux"}})
+        if response.status_code not in (200, 201, 202):
+            raise RuntimeError(f"PUT disk -> {response.status_code}: {response.text}")
+        deadline = time.time() + 60
+        while client.get(f"{disk}?api-version={DISK_API}").json()["properties"]["provisioningState"] != "Succeeded":
+            if time.time() > deadline:
+                raise RuntimeError(f"{name} never became Succeeded")
+            time.sleep(0.1)
+    return disk
+
+
+def curl_upload(server: Server, disk: str, source: Path) -> list[str]:
+    return ["curl", "-sS", "--fail-with-body", *server.curl_args(), "-X", "PUT", "-T", str(source),
+            "-H", "Expect:", "-H", "Content-Type: application/octet-stream", "-o", "/dev/null",
+            "-w", "%{http_code}", f"{server.url}{disk}/upload?api-version={DISK_API}&format=raw"]
+
+
+def curl_download(server: Server, disk: str, target: str, fmt: str = "raw") -> list[str]:
+    return ["curl", "-sS", "--fail-with-body", *server.curl_args(), "-o", target, "-w", "%{http_code}",
+            f"{server.url}{disk}/download?api-version={DISK_API}&format={fmt}"]
+
+
+class Profiled:
+    """py-spy on the server for one step, when --profile is given."""
+
+    def __init__(self, bench: Bench, server: Server, label: str) -> None:
+        self.bench, self.server, self.label, self.spy = bench, server, label, None
+
+    def __enter__(self):
+        if self.bench.profile_dir is not None:
+            self.bench.profile_dir.mkdir(parents=True, exist_ok=True)
+            self.out = self.bench.profile_dir / f"{self.label}.txt"
+            self.out.unlink(missing_ok=True)
+            self.spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "--rate", str(PROFILE_RATE),
+                                         "--idle", "--threads", "--nonblocking", "--output", str(self.out),
+                                         "--pid", str(self.server.process.pid)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+        return self
+
+    def __exit__(self, *exc):
+        if self.spy is not None:
+            _stop_py_spy(self.spy)
+            if self.out.exists():
+                self.bench.profiles[self.label] = {**summarize_profile(self.out), "file": str(self.out)}
+
+
+def server_step(bench: Bench, server: Server, label: str, argv: list[str], size: int,
+                after=None) -> dict:
+    """One curl against the server, cache dropped first; wall seconds (with `after`, e.g. a sync),
+    the server's CPU seconds and its VmHWM after the step."""
+    bench.drop_caches()
+    cpu = _cpu_seconds(server.process.pid)
+    with Profiled(bench, server, label):
+        started = time.perf_counter()
+        _wall, _rss, output = bench.run_timed(argv)
+        if after is not None:
+            after()
+        seconds = time.perf_counter() - started
+    status = _proc_status(server.process.pid)
+    return {"seconds": seconds, "mib_s": size / MiB / seconds, "http_status": output.strip()[-3:],
+            "server_cpu_seconds": _cpu_seconds(server.process.pid) - cpu,
+            "server_vmhwm_mib": status.get("VmHWM"), "server_rss_mib": status.get("VmRSS")}
+
+
+# ---- the steps ----------------------------------------------------------------------------------------
+
+def dense(bench: Bench, server: Server, source: Path, rounds: int) -> dict:
+    """Rounds of: cp + sync; in-process ingest; HTTPS upload; HTTPS download to a file + sync."""
+    size = source.stat().st_size
+    disk = create_disk(server, "bench-dense", size)
+    out = {"cp": [], "ingest": [], "upload": [], "download": [], "scheme": server.scheme.upper()}
+    for r in range(rounds):
+        log(f"dense round {r + 1}/{rounds}: cp + sync")
+        out["cp"].append(bench.cp(source, "dense"))
+        log(f"   {out['cp'][-1]['seconds']:.2f} s; ingest (own process, fresh store and database)")
+        home = bench.tmp / f"ingest-home-{r}"
+        home.mkdir()
+        step = bench.galley(f"ingest-{r + 1}", {"op": "ingest", "path": str(source), "format": "raw",
+                                                "store": STORE, "key": "bench/dense", "home": str(home)})
+        step["mib_s"] = size / MiB / step["seconds"]
+        shutil.rmtree(home, ignore_errors=True)
+        out["ingest"].append(step)
+        log(f"   {step['seconds']:.2f} s; HTTPS upload")
+        out["upload"].append(server_step(bench, server, f"upload-{r + 1}", curl_upload(server, disk, source), size))
+        log(f"   {out['upload'][-1]['seconds']:.2f} s; HTTPS download to a file, then sync")
+        target = bench.tmp / "downloaded.raw"
+        out["download"].append(server_step(bench, server, f"download-{r + 1}",
+                                           curl_download(server, disk, str(target)), size, after=os.sync))
+        log(f"   {out['download'][-1]['seconds']:.2f} s")
+        if target.stat().st_size != size:
+            raise RuntimeError(f"the download is {target.stat().st_size} bytes, not {size}")
+        target.unlink()
+        os.sync()
+    return out
+
+
+def write_sparse(path: Path, virtual: int, data: int) -> None:
+    """`virtual` bytes with `data` bytes of random data in SPARSE_PIECES pieces spread over it."""
+    piece = data // SPARSE_PIECES // MiB * MiB
+    with open(path, "wb") as handle:
+        handle.truncate(virtual)
+        for n in range(SPARSE_PIECES):
+            handle.seek((virtual // SPARSE_PIECES) * n + 7 * MiB)
+            left = piece
+            while left:
+                chunk = min(4 * MiB, left)
+                handle.write(os.urandom(chunk))
+                left -= chunk
+
+
+def sparse(bench: Bench, server: Server, virtual: int, data: int) -> dict:
+    source = bench.tmp / "sparse.raw"
+    write_sparse(source, virtual, data)
+    log(f"sparse: {virtual / GiB:.0f} GiB with {data / GiB:.2f} GiB of data; cp --sparse=always + sync")
+    target = bench.tmp / "cp-sparse.raw"
+    bench.drop_caches()
+    started = time.perf_counter()
+    bench.run_timed(["cp", "--sparse=always", str(source), str(target)])
+    os.sync()
+    result = {"cp": {"seconds": time.perf_counter() - started}}
+    target.unlink()
+    # Ingested (in its own process) straight into the running server's home, as the disk's content:
+    # an HTTP upload of a raw body would put all its zeros on the wire (sparse uploads are the
+    # page-write path's, which sends only data).
+    disk = create_disk(server, "bench-sparse", virtual)
+    log("   ingest (SEEK_DATA finds the data) into the server's store, as the disk's content")
+    before = folder_bytes(store_folder(server.home, STORE))[0]
+    result["ingest"] = bench.galley("ingest-sparse", {"op": "ingest", "path": str(source), "format": "raw",
+                                                      "store": STORE, "key": key_of(disk), "home": str(server.home)})
+    result["ingest"]["stored_bytes"] = folder_bytes(store_folder(server.home, STORE))[0] - before
+    log("   HTTPS download as a dynamic VHD, then sync")
+    vhd = bench.tmp / "sparse.vhd"
+    result["download_vhd"] = server_step(bench, server, "download-sparse-vhd",
+                                         curl_download(server, disk, str(vhd), "vhd-dynamic"), virtual, after=os.sync)
+    result["download_vhd"]["file_bytes"] = vhd.stat().st_size
+    vhd.unlink()
+    log("   HTTPS download as raw (all 30 GiB on the wire) to /dev/null")
+    result["download_raw"] = server_step(bench, server, "download-sparse-raw",
+                                         curl_download(server, disk, "/dev/null"), virtual)
+    source.unlink()
+    return result
+
+
+def parallel(bench: Bench, tmp: Path, size: int, writers: int, https: bool) -> dict:
+    """A fresh server; `writers` curl uploads at once to as many disks, size/writers bytes each."""
+    each = size // writers // MiB * MiB
+    server = Server(tmp / "parallel-home", http=not https).start()
+    try:
+        disks, sources = [], []
+        for n in range(writers):
+            disks.append(create_disk(server, f"bench-parallel-{n}", each))
+            sources.append(tmp / f"part-{n}.raw")
+            write_random(sources[-1], each)
+        before = _proc_status(server.process.pid)
+        bench.drop_caches()
+        cpu = _cpu_seconds(server.process.pid)
+        with Profiled(bench, server, "parallel-upload"):
+            started = time.perf_counter()
+            running = [subprocess.Popen(curl_upload(server, d, s), stdout=subprocess.PIPE)
+                       for d, s in zip(disks, sources)]
+            codes = [p.communicate()[0].decode().strip() for p in running]
+            seconds = time.perf_counter() - started
+        after = _proc_status(server.process.pid)
+        for source in sources:
+            source.unlink()
+        return {"writers": writers, "bytes": each * writers, "seconds": seconds,
+                "mib_s": each * writers / MiB / seconds, "codes": codes,
+                "server_cpu_seconds": _cpu_seconds(server.process.pid) - cpu,
+                "vmhwm_before_mib": before.get("VmHWM"), "vmhwm_mib": after.get("VmHWM")}
+    finally:
+        server.stop()
+
+
+def page_upload(bench: Bench, tmp: Path, source: Path, writers: int) -> dict:
+    """A fresh server; the source as a fixed VHD through a disk Write SAS with azure-storage-blob's
+    `upload_blob(blob_type="PageBlob", max_concurrency=writers)` (Put Page, 4 MiB each), then
+    endGetAccess; the server's VmHWM before and after."""
+    from azure.storage.blob import BlobClient
+
+    from galley.content.vhd import DISK_FIXED, VhdFooter
+
+    size = source.stat().st_size
+    vhd = tmp / "pages.vhd"
+    shutil.copyfile(source, vhd)
+    with open(vhd, "ab") as handle:
+        handle.write(VhdFooter.new(DISK_FIXED, size).pack())
+    server = Server(tmp / "pages-home").start()
+    try:
+        disk = create_disk(server, "bench-pages", size)
+        with server.client(timeout=60) as client:
+            response = client.post(f"{disk}/beginGetAccess?api-version={DISK_API}",
+                                   json={"access": "Write", "durationInSeconds": 3600})
+            if response.status_code != 200:
+                raise RuntimeError(f"beginGetAccess -> {response.status_code}: {response.text}")
+            sas = response.json()["accessSAS"]
+        before = _proc_status(server.process.pid)
+        bench.drop_caches()
+        cpu = _cpu_seconds(server.process.pid)
+        with Profiled(bench, server, "page-upload"):
+            started = time.perf_counter()
+            blob = BlobClient.from_blob_url(sas, connection_verify=str(server.ca_file))
+            with open(vhd, "rb") as handle:
+                blob.upload_blob(handle, blob_type="PageBlob", length=size + 512, max_concurrency=writers)
+            sent = time.perf_counter() - started
+            with server.client(timeout=600) as client:
+                client.post(f"{disk}/endGetAccess?api-version={DISK_API}").raise_for_status()
+            seconds = time.perf_counter() - started
+        after = _proc_status(server.process.pid)
+        vhd.unlink()
+        return {"writers": writers, "bytes": size, "seconds": seconds, "pages_seconds": sent,
+                "server_cpu_seconds": _cpu_seconds(server.process.pid) - cpu,
+                "vmhwm_before_mib": before.get("VmHWM"), "vmhwm_mib": after.get("VmHWM")}
+    finally:
+        server.stop()
+
+
+# ---- output ----------------------------------------------------------------------------------------------
+
+def render(size: int, d: dict | None, sp: dict | None, par: dict | None, pages: dict | None, bench: Bench,
+           load_end: float) -> str:
+    lines = [f"Galley transfer benchmark: {size / GiB:.2f} GiB of random data, {os.cpu_count()} CPUs; "
+             f"temp dir {bench.tmp}",
+             f"page cache dropped before each step: {'yes' if bench.drop_results and all(bench.drop_results) else 'no'}",
+             f"load average (1 min) at start {bench.loadavg_start:.2f}, at end {load_end:.2f}",
+             "baseline: `cp SRC DST; sync` of the same file on the same disk; ratio = cp+sync seconds / Galley "
+             f"seconds (goal >= {GOAL_RATIO}); medians of interleaved rounds", ""]
+    goals = {}
+    if d is not None:
+        goals.update(dense_rows(lines, size, d))
+
+    return finish_render(lines, goals, sp, par, pages, bench)
+
+
+def dense_rows(lines: list[str], size: int, d: dict) -> dict:
+    cp = statistics.median(r["seconds"] for r in d["cp"])
+    lines.append(f"  {'step':<52} {'seconds':>8} {'MiB/s':>7} {'ratio':>6} {'CPU s':>7} {'server HWM':>10}")
+
+    def row(name, steps, cpu_key=None, hwm=True):
+        seconds = statistics.median(s["seconds"] for s in steps)
+        cpu = statistics.median(s[cpu_key] for s in steps) if cpu_key else None
+        peak = max(s.get("server_vmhwm_mib") or 0 for s in steps) if hwm else None
+        lines.append(f"  {name:<52} {seconds:8.2f} {size / MiB / seconds:7.0f} {cp / seconds:6.2f} "
+                     + (f"{cpu:7.2f}" if cpu is not None else f"{'':>7}")
+                     + (f" {peak:10.0f}" if peak else ""))
+        lines.append("      rounds: " + " / ".join(f"{s['seconds']:.2f}" for s in steps) + " s")
+        return cp / seconds
+
+    lines.append(f"  {'cp + sync (baseline)':<52} {cp:8.2f} {size / MiB / cp:7.0f}")
+    lines.append("      rounds: " + " / ".join(f"{s['seconds']:.2f}" for s in d["cp"]) + " s")
+    ratios = {"ingest": row("ingest (ContentEngine.ingest, own process)", d["ingest"], "cpu_seconds", hwm=False),
+              "upload": row(f"{d['scheme']} PUT {{disk}}/upload (curl -T -> galley serve)", d["upload"],
+                            "server_cpu_seconds"),
+              "download": row(f"{d['scheme']} GET {{disk}}/download raw (curl -o file; sync)", d["download"],
+                              "server_cpu_seconds")}
+    lines.append("      (CPU s: the in-process ingest's own CPU seconds, or the server's over the step; server HWM: "
+                 "the server's VmHWM in MiB after the step)")
+    return {f"{k} >= {GOAL_RATIO}x cp": v >= GOAL_RATIO for k, v in ratios.items()}
+
+
+def finish_render(lines: list[str], goals: dict, sp: dict | None, par: dict | None, pages: dict | None,
+                  bench: Bench) -> str:
+    if sp is not None:
+        lines += ["", f"Sparse image: {sp['virtual'] / GiB:.0f} GiB virtual, {sp['data'] / GiB:.2f} GiB of random data "
+                      f"in {SPARSE_PIECES} pieces"]
+        lines.append(f"  {'step':<52} {'seconds':>8} {'x cp':>7} {'CPU s':>7}")
+        base = sp["cp"]["seconds"]
+        lines.append(f"  {'cp --sparse=always + sync (baseline)':<52} {base:8.2f}")
+        for name, key, cpu in (("ingest (own process; holes found with SEEK_DATA)", "ingest", "cpu_seconds"),
+                               ("HTTPS GET download as vhd-dynamic (file; sync)", "download_vhd", "server_cpu_seconds"),
+                               ("HTTPS GET download raw (all bytes, to /dev/null)", "download_raw", "server_cpu_seconds")):
+            step = sp[key]
+            lines.append(f"  {name:<52} {step['seconds']:8.2f} {step['seconds'] / base:7.2f} {step[cpu]:7.2f}")
+        lines.append(f"      (ingest stored {sp['ingest']['stored_bytes'] / GiB:.3f} GiB; the dynamic VHD is "
+                     f"{sp['download_vhd']['file_bytes'] / GiB:.3f} GiB)")
+        goals["sparse ingest within 2x cp of the data"] = sp["ingest"]["seconds"] <= 2 * base
+    if par is not None:
+        lines += ["", f"Memory: {par['writers']} parallel HTTPS PUT {{disk}}/upload of "
+                      f"{par['bytes'] / par['writers'] / MiB:.0f} MiB each ({par['bytes'] / GiB:.2f} GiB in all) "
+                      "to a fresh server",
+                  f"  {par['seconds']:.2f} s ({par['mib_s']:.0f} MiB/s in all), server CPU {par['server_cpu_seconds']:.2f} s, "
+                  f"HTTP {' '.join(sorted(set(par['codes'])))}",
+                  f"  server VmHWM {par['vmhwm_before_mib']:.0f} MiB before, {par['vmhwm_mib']:.0f} MiB after "
+                  f"(goal < {GOAL_RSS_MIB} MiB)"]
+        goals[f"server peak RSS < {GOAL_RSS_MIB} MiB with {par['writers']} uploads"] = par["vmhwm_mib"] < GOAL_RSS_MIB
+    if pages is not None:
+        lines += ["", f"Memory: {pages['bytes'] / GiB:.2f} GiB as a fixed VHD through a disk Write SAS, azure-storage-blob "
+                      f"upload_blob(PageBlob, max_concurrency={pages['writers']}), then endGetAccess, to a fresh server",
+                  f"  {pages['seconds']:.2f} s ({pages['pages_seconds']:.2f} s of page writes), server CPU "
+                  f"{pages['server_cpu_seconds']:.2f} s",
+                  f"  server VmHWM {pages['vmhwm_before_mib']:.0f} MiB before, {pages['vmhwm_mib']:.0f} MiB after "
+                  f"(goal < {GOAL_RSS_MIB} MiB)"]
+        goals[f"server peak RSS < {GOAL_RSS_MIB} MiB, page writes x{pages['writers']}"] = pages["vmhwm_mib"] < GOAL_RSS_MIB
+    lines += ["", "Goals: " + "; ".join(f"{k}: {'met' if ok else 'MISSED'}" for k, ok in goals.items())]
+    if bench.profiles:
+        lines += ["", f"Server profiles (py-spy at {PROFILE_RATE} Hz; seconds of samples per thread group)"]
+        for label, prof in bench.profiles.items():
+            lines.append(f"  {label}  ({prof['file']})")
+            for group, info in list(prof["threads"].items())[:4]:
+                lines.append(f"    {group}: {info['seconds']:.2f} s")
+                for key, seconds in info["top"][:6]:
+                    lines.append(f"      {seconds:7.2f} s  {key}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="Galley transfer benchmark (see benchmarks/README.md).")
+    parser.add_argument("--size-gib", type=float, default=2.0, help="the random image (default 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the dense steps (default 2)")
+    parser.add_argument("--sparse-virtual-gib", type=float, default=30.0)
+    parser.add_argument("--sparse-data-gib", type=float, default=1.0)
+    parser.add_argument("--writers", type=int, default=8, help="parallel uploads in the memory step (default 8)")
+    parser.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS (`galley serve --http`)")
+    parser.add_argument("--skip", action="append", default=[], choices=["dense", "sparse", "parallel", "pages"],
+                        help="leave a step out (repeatable)")
+    parser.add_argument("--tmp-dir", default="/tmp")
+    parser.add_argument("--settle", type=float, default=1.0, help="seconds after dropping the cache (default 1)")
+    parser.add_argument("--no-drop-caches", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server during each step")
+    parser.add_argument("--profile-dir", default="/tmp/galley-transfer-profiles")
+    args = parser.parse_args(argv)
+    for tool in ("cp", "curl") + (("py-spy",) if args.profile else ()):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed")
+    size = int(args.size_gib * GiB) // MiB * MiB
+    need = 5 * size + 3 * args.sparse_data_gib * GiB + GiB
+    if shutil.disk_usage(args.tmp_dir).free < need:
+        raise SystemExit(f"about {need / GiB:.1f} GiB of free space is needed in {args.tmp_dir}")
+    tmp = Path(tempfile.mkdtemp(prefix="galley-transfer-", dir=args.tmp_dir))
+    server = None
+    try:
+        bench = Bench(args, tmp)
+        source = tmp / "image.raw"
+        log(f"writing {size / GiB:.2f} GiB of random data")
+        write_random(source, size)
+        server = Server(tmp / "server-home", http=args.http).start()
+        d = None if "dense" in args.skip else dense(bench, server, source, args.rounds)
+        pages = None if "pages" in args.skip else page_upload(bench, tmp, source, args.writers)
+        source.unlink()
+        sp = None
+        if "sparse" not in args.skip:
+            sp = sparse(bench, server, int(args.sparse_virtual_gib * GiB), int(args.sparse_data_gib * GiB))
+            sp.update(virtual=int(args.sparse_virtual_gib * GiB), data=int(args.sparse_data_gib * GiB))
+        server.stop()
+        server = None
+        par = None if "parallel" in args.skip else parallel(bench, tmp, size, args.writers, not args.http)
+        print(render(size, d, sp, par, pages, bench, os.getloadavg()[0]))
+    except KeyboardInterrupt:
+        log("interrupted; cleaning up")
+        return 130
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        log(f"removed {tmp}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
