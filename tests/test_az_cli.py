@@ -644,3 +644,32 @@ def test_seed_001_story_a_shares_one_definition_with_tenant_b(server, admin_az, 
     refused = b.fails("sig", "image-definition", "show", "-g", "storyRG", "-r", "storyGallery", "-i", "shared",
                       "--subscription", SUBSCRIPTION_A)
     assert "AuthorizationFailed" in refused or "InvalidAuthenticationTokenTenant" in refused
+
+
+@pytest.mark.slow
+def test_disk_upload_through_grant_access_write_and_revoke(server, admin_az):
+    """az disk create --upload-type Upload, grant-access --access-level Write, page writes with
+    azure-storage-blob to the SAS URL, revoke-access: the bytes are the disk's."""
+    from azure.storage.blob import BlobClient
+
+    az = admin_az
+    az.json("group", "create", "-n", "uploadRG", "-l", "eastus")
+    size = 32 * 1024 * 1024
+    disk = az.json("disk", "create", "-g", "uploadRG", "-n", "upDisk", "--upload-type", "Upload",
+                   "--upload-size-bytes", str(size + 512))
+    assert disk["diskState"] == "ReadyToUpload"
+    granted = az.json("disk", "grant-access", "-g", "uploadRG", "-n", "upDisk", "--access-level", "Write",
+                      "--duration-in-seconds", "3600")
+    assert set(granted) <= {"accessSAS", "securityDataAccessSAS", "securityMetadataAccessSAS"}, granted
+    sas = granted["accessSAS"]
+    assert az.json("disk", "show", "-g", "uploadRG", "-n", "upDisk")["diskState"] == "ActiveUpload"
+    data = os.urandom(4 * 1024 * 1024)
+    BlobClient.from_blob_url(sas, connection_verify=str(server.ca)).upload_page(data, offset=0, length=len(data))
+    az.run("disk", "revoke-access", "-g", "uploadRG", "-n", "upDisk")
+    assert az.json("disk", "show", "-g", "uploadRG", "-n", "upDisk")["diskState"] == "Unattached"
+    path = "/subscriptions/{}/resourceGroups/uploadRG/providers/Microsoft.Compute/disks/upDisk/download".format(
+        SUBSCRIPTION_A)
+    got = httpx.get(f"{server.url}{path}", params={"api-version": "2026-03-02", "format": "raw"},
+                    headers={"Authorization": f"Bearer {az.token()}", "Range": f"bytes=0-{len(data) - 1}"},
+                    verify=server.tls(), timeout=60)
+    assert got.status_code == 206 and got.content == data

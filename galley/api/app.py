@@ -30,19 +30,51 @@ from ..access.service import AccessService
 from ..activity.log import ActivityLog
 from ..store.activity_store import ActivityStore
 from ..store.access_store import AccessStore
+from .access_log import AccessLog
 from .authentication import Authentication
 from .authorization import Authorizer
 from .fast_reads import FastResourceReads
 from .paths import CanonicalPathMiddleware
+from . import openapi
+from . import request_ids
+from .request_ids import RequestIdMiddleware
+from .slow_clients import SlowClientLimits, client_gone
 from .routes import content as content_routes
 from .routes import blobs, image_templates, maintenance, operations, resource_groups, resources
 from .routes import access as access_routes
 from .routes import graph as graph_routes
 from .routes import activity_log as activity_log_routes
 from .routes import accounts, authority, directory, platform_images, sharing
+from .routes import storage_account_actions
+from .routes import disk_access as disk_access_routes
+from .. import blobservice
+from ..blobservice import storage_accounts
+from ..store.account_key_store import AccountKeyStore
 from .wire import error_response
 
 log = logging.getLogger("galley.api")
+
+
+class GalleyApp(FastAPI):
+    def build_middleware_stack(self):
+        # Outside Starlette's error middleware, so that a 500 too carries the request ids, is
+        # logged with them and counted in the access log.
+        stack = _HandledErrorsEndHere(super().build_middleware_stack())
+        return RequestIdMiddleware(AccessLog(SlowClientLimits(stack)))
+
+
+class _HandledErrorsEndHere:
+    """Starlette's error middleware has answered (500) and `unexpected` has logged every error that
+    reaches here; it re-raises them for the server, which would log each a second time."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception:  # noqa: BLE001 - logged once already
+            pass
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> FastAPI:
@@ -90,9 +122,10 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
             activity.stop()
             engine.dispose()
 
-    app = FastAPI(title="Galley", version=__version__, lifespan=lifespan,
-                  description="Azure Resource Manager API for Compute Gallery, managed images, disks "
-                              "and snapshots, served by Galley.")
+    app = GalleyApp(title="Galley", version=__version__, lifespan=lifespan,
+                    description="Azure Resource Manager API for Compute Gallery, managed images, disks "
+                                "and snapshots, served by Galley.",
+                    docs_url=None, redoc_url=None)  # galley.api.openapi serves /docs offline
     app.state.settings = settings
     app.state.store = store
     app.state.service = service
@@ -106,6 +139,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.state.authority = identity
     app.state.access = access
     app.state.activity = activity
+    app.state.account_keys = AccountKeyStore(engine)
     app.state.authorizer = Authorizer(identity, access, service)
     app.state.credentials_written = credentials
     # Added last, runs first: paths are made canonical, then the caller is authenticated, then
@@ -113,6 +147,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.add_middleware(FastResourceReads)
     app.add_middleware(Authentication)
     app.add_middleware(CanonicalPathMiddleware)
+    # Runs before all of the above: blob account URLs (disk SAS, storage accounts) are not ARM.
+    blobservice.install(app, settings, service, content)
+    storage_accounts.install(app, settings, store, content)
     app.include_router(authority.router)
     app.include_router(accounts.router)
     app.include_router(access_routes.router)
@@ -125,10 +162,13 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.include_router(operations.router)
     app.include_router(content_routes.router)
     app.include_router(blobs.router)
+    app.include_router(disk_access_routes.router)
+    app.include_router(storage_account_actions.router)
     app.include_router(maintenance.router)
     app.include_router(platform_images.router)
     app.include_router(graph_routes.router)
     _install_error_handlers(app)
+    openapi.install(app)
     app.state.authorizer.routes = app.routes
     return app
 
@@ -158,7 +198,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(ArmError(str(error.detail), code="BadRequest", status=error.status_code))
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, error: Exception):
-        log.exception("unhandled error")
+    async def unexpected(request: Request, error: Exception):
+        if client_gone(error):
+            log.debug("%s %s: the client went away (%s): %r", request.method, request.url.path,
+                      request_ids.describe_current(), error)
+        else:
+            log.exception("unhandled error in %s %s (%s)", request.method, request.url.path,
+                          request_ids.describe_current())
         return error_response(ArmError("An internal error occurred; it has been logged.",
                                        code="InternalServerError", status=500))

@@ -38,6 +38,7 @@ ITEM_ACTIONS = {
     "cancel": ("cancel", "action"), "retryreplication": ("retryReplication", "action"),
     "begingetaccess": ("beginGetAccess", "action"), "endgetaccess": ("endGetAccess", "action"),
     "share": ("share", "action"), "logs": ("logs", "read"), "latestversion": ("latestVersion", "read"),
+    "listkeys": ("listkeys", "action"), "regeneratekey": ("regeneratekey", "action"),
 }
 # Subscription-wide reports: read at the subscription.
 SUBSCRIPTION_REPORTS = {"galleyusage": "Microsoft.Compute/galleyUsage/read"}
@@ -161,6 +162,9 @@ def _provider_rule(method: str, rest: list[str], scope: str, subscription: str) 
     at_subscription = scope.count("/") == 2
     if len(tail) == 1 and tail[0].lower() in SUBSCRIPTION_REPORTS and at_subscription:
         return Rule(ITEM, SUBSCRIPTION_REPORTS[tail[0].lower()], scope, subscription) if verb == "read" else None
+    if len(tail) == 1 and tail[0].lower() == "checknameavailability" and at_subscription:
+        return Rule(ITEM, f"{canonical_ns}/checknameavailability/read", scope, subscription) \
+            if method == "POST" else None
     types, names = tail[0::2], tail[1::2]
     if not types:
         return None

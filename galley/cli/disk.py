@@ -1,12 +1,13 @@
 """`galley disk …`: managed disks. Snapshots (snapshot.py) share the bodies built here."""
 
-import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from galley.cli.client import API_DISK, ArmError
+from galley.cli import disk_access, page_upload
+from galley.cli.client import API_DISK, ArmError, json_body
 from galley.cli.common import (
     HyperVGeneration, LocationOpt, NameOpt, NoWaitOpt, OsType, ResourceGroupOpt, Session, TagsOpt, arm_command,
     enum_value, group_location, parse_tags, usage_error,
@@ -19,6 +20,10 @@ from galley.cli.transfer import (
 )
 
 app = typer.Typer(help="Manage managed disks.", no_args_is_help=True)
+
+
+class UploadType(str, Enum):
+    Upload = "Upload"
 
 
 def disk_columns(header: str, getter: Getter) -> tuple:
@@ -102,10 +107,23 @@ def create(
     sku: SkuOpt = None,
     source: SourceOpt = None,
     gallery_image: Annotated[Optional[str], typer.Option("--gallery-image-reference", help="Create from this gallery image version id.")] = None,
+    upload_type: Annotated[Optional[UploadType], typer.Option("--upload-type", help="Upload: an empty disk to fill through grant-access --access-level Write.")] = None,
+    upload_size_bytes: Annotated[Optional[int], typer.Option("--upload-size-bytes", min=1, help="With --upload-type: the VHD's size, the disk plus its 512-byte footer.")] = None,
     tags: TagsOpt = None,
     no_wait: NoWaitOpt = False,
 ):
-    """Create a managed disk: empty (--size-gb), a copy (--source), or from a gallery image version."""
+    """Create a managed disk: empty (--size-gb), a copy (--source), from a gallery image version,
+    or ready for an upload (--upload-type Upload --upload-size-bytes N)."""
+    if upload_type is not None or upload_size_bytes is not None:
+        if upload_size_bytes is None or upload_type is None:
+            raise usage_error("--upload-type Upload and --upload-size-bytes go together.")
+        body = {"location": location or group_location(session, resource_group),
+                "properties": {"creationData": {"createOption": "Upload", "uploadSizeBytes": upload_size_bytes},
+                               **({"osType": enum_value(os_type)} if os_type else {}),
+                               **({"hyperVGeneration": enum_value(hyper_v_generation)} if hyper_v_generation else {})},
+                **update_body(sku=sku, tags=parse_tags(tags))}
+        return session.client.put(DISKS.path(session.subscription, resource_group, name), DISKS.api, body,
+                                  no_wait=no_wait)
     return put_disk(session, DISKS, resource_group, name, location, source=source, gallery_image=gallery_image,
                     size_gb=size_gb, os_type=os_type, hyper_v_generation=hyper_v_generation, sku=sku, tags=tags,
                     no_wait=no_wait)
@@ -131,6 +149,7 @@ def update(
 
 
 DISKS.add_delete("Delete a managed disk.")
+disk_access.add_commands(app, DISKS)
 
 
 # -- disk content ----------------------------------------------------------------------
@@ -142,27 +161,42 @@ def upload_disk(
     sku: Optional[str], tags: Optional[list[str]],
 ) -> Any:
     """Upload an image into a disk or snapshot, first creating it (createOption Upload, sized
-    from the image) when it does not exist. Returns the resource as the upload left it."""
+    from the image) when it does not exist. Returns the resource as the upload left it.
+
+    Azure's way (page_upload.py: Write SAS, parallel page writes of the data only, resumable)
+    when the disk is new and the image at least 20 MiB, or the disk waits for an upload of
+    exactly this image's size; else Galley's own PUT …/upload (a smaller image, a disk that
+    holds content already, a qcow2 this machine has no qemu-img to read)."""
     path = kind.path(session.subscription, resource_group, name)
     word = "snapshot" if source_kind(path) == "snapshots" else "disk"
     chosen = enum_value(fmt)
-    created = False
-    if session.client.exists(path, kind.api):
-        ignored = [opt for opt, value in (("--location", location), ("--os-type", os_type),
-                                          ("--hyper-v-generation", hyper_v_generation), ("--sku", sku),
-                                          ("--tags", tags)) if value is not None]
-        if ignored:
-            sys.stderr.write(f"WARNING: {word} '{name}' exists already; "
-                             f"uploading into it ({', '.join(ignored)} ignored).\n")
-    else:
-        properties = {"creationData": {"createOption": "Upload",
-                                       "uploadSizeBytes": upload_size_bytes(file, chosen)}}
+
+    def create_body(upload_size: int) -> dict:
+        properties = {"creationData": {"createOption": "Upload", "uploadSizeBytes": upload_size}}
         for key, value in (("osType", enum_value(os_type)), ("hyperVGeneration", enum_value(hyper_v_generation))):
             if value is not None:
                 properties[key] = value
-        body = {"location": location or group_location(session, resource_group), "properties": properties,
+        return {"location": location or group_location(session, resource_group), "properties": properties,
                 **update_body(sku=sku, tags=parse_tags(tags))}
-        session.client.put(path, kind.api, body)
+
+    with page_upload.local_image(file, chosen) as image:
+        found = session.client.send("GET", path, kind.api, allow=(404,))
+        existing = None if found.status_code == 404 else (json_body(found) or {})
+        if existing is not None:
+            ignored = [opt for opt, value in (("--location", location), ("--os-type", os_type),
+                                              ("--hyper-v-generation", hyper_v_generation), ("--sku", sku),
+                                              ("--tags", tags)) if value is not None]
+            if ignored:
+                session.warn(f"{word} '{name}' exists already; uploading into it ({', '.join(ignored)} ignored).")
+        if image is not None and page_upload.takes_sas_path(existing, page_upload.blob_size(image)):
+            return page_upload.upload_through_sas(session, kind, resource_group, name, file, image, existing,
+                                                  create_body)
+    created = False
+    if existing is None:
+        # Galley's own route takes an image smaller than the declared size (the disk gets the
+        # image's size), so a small image is declared as Azure's smallest upload.
+        size = max(upload_size_bytes(file, chosen), page_upload.MIN_UPLOAD_SIZE_BYTES)
+        session.client.put(path, kind.api, create_body(size))
         created = True
     try:
         return upload_file(session, path + "/upload", kind.api, file, {"format": chosen} if chosen else None,
@@ -203,7 +237,14 @@ def upload(
 ):
     """Upload a disk image (VHD, raw or qcow2) into a managed disk, creating the disk if needed.
 
-    The disk takes the image's exact virtual size. The image is streamed; a progress bar shows on stderr when it is a terminal."""
+    As Azure's tools do: the disk is created with --upload-type Upload and the image's size as a
+    fixed VHD, a Write SAS is granted, 8 writers send only the image's data (holes and zeros are
+    skipped; raw and qcow2 get a VHD footer computed here), then access is revoked. Interrupted,
+    the same command run again within 24 hours sends only the pages still missing (those already
+    written are kept, not compared). The disk takes the image's exact virtual size.
+
+    Images under 20 MiB (Azure's smallest upload) and disks that hold content already go through
+    Galley's own PUT …/upload instead, in one stream. Progress shows on stderr."""
     return upload_disk(session, DISKS, resource_group, name, file, fmt, location=location, os_type=os_type,
                        hyper_v_generation=hyper_v_generation, sku=sku, tags=tags)
 

@@ -4,6 +4,7 @@ from typing import Annotated
 
 import typer
 
+from galley.cli import disk_access
 from galley.cli.client import API_DISK
 from galley.cli.common import LocationOpt, NameOpt, NoWaitOpt, ResourceGroupOpt, Session, TagsOpt, arm_command, parse_tags
 from galley.cli.disk import (
@@ -62,6 +63,7 @@ def update(
 
 
 SNAPSHOTS.add_delete("Delete a snapshot.")
+disk_access.add_commands(app, SNAPSHOTS)
 
 
 @arm_command(app, "upload", COLUMNS)
@@ -80,7 +82,10 @@ def upload(
 ):
     """Upload a disk image (VHD, raw or qcow2) into a snapshot, creating the snapshot if needed.
 
-    The snapshot takes the image's exact virtual size. The image is streamed; a progress bar shows on stderr when it is a terminal."""
+    The same way as `galley disk upload` (see its help): a Write SAS and parallel page writes of
+    the image's data, resumable by running the command again; images under 20 MiB and snapshots
+    with content go through Galley's own PUT …/upload. The snapshot takes the image's exact
+    virtual size; progress shows on stderr."""
     return upload_disk(session, SNAPSHOTS, resource_group, name, file, fmt, location=location, os_type=os_type,
                        hyper_v_generation=hyper_v_generation, sku=sku, tags=tags)
 

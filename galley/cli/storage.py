@@ -105,7 +105,7 @@ def upload_blob(
 ):
     """Upload a disk image (VHD, raw or qcow2) as a page blob.
 
-    Prints the blob, with the `azureUrl` to give as --os-vhd-uri. A progress bar shows on stderr when it is a terminal."""
+    Prints the blob, with the `azureUrl` to give as --os-vhd-uri. Progress shows on stderr."""
     if blob_type.lower() != "page":
         raise usage_error(f"--type {blob_type}: Galley stores disk images, which are page blobs; use --type page.")
     chosen = fmt.value if fmt is not None else None

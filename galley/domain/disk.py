@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from . import enums, fields, sources
+from . import disk_access, enums, fields, limits, sources
 from .errors import InvalidParameter
 from .ids import DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE
 from .names import check_compute_resource_name
@@ -69,17 +69,25 @@ class _DiskLike:
             size = size or sources.size_gb_of(origin)
             os_type = os_type or sources.os_type_of(ctx.tx, origin)
         elif option == "Import":
+            account_id = fields.string(creation, "storageAccountId",
+                                       "properties.creationData.storageAccountId") or None
             account = sources.resolve_blob(ctx.tx, creation.get("sourceUri"),
-                                           "properties.creationData.sourceUri")
+                                           "properties.creationData.sourceUri", account_id,
+                                           "properties.creationData.storageAccountId")
             if account.location != resource.location:
                 raise InvalidParameter(f"The blob's storage account is in {account.location}; import it into "
                                        f"a {self.KIND} in the same region.", target="properties.creationData.sourceUri")
             creation_out["sourceUri"] = creation["sourceUri"]
-            if creation.get("storageAccountId"):
-                creation_out["storageAccountId"] = creation["storageAccountId"]
+            if account_id:
+                creation_out["storageAccountId"] = account_id
         elif option == "Upload":
             upload = fields.integer(creation, "uploadSizeBytes", "properties.creationData.uploadSizeBytes",
-                                    minimum=20 * 1024 * 1024 + 512)
+                                    minimum=limits.MIN_UPLOAD_SIZE_BYTES, maximum=limits.MAX_UPLOAD_SIZE_BYTES)
+            if upload is not None and upload % limits.SECTOR:
+                raise InvalidParameter(
+                    f"uploadSizeBytes {upload:,} is not a whole number of 512-byte sectors: it is the disk's "
+                    "size, a multiple of 512, plus the 512-byte VHD footer.",
+                    target="properties.creationData.uploadSizeBytes")
             if upload is None:
                 raise InvalidParameter("createOption Upload needs creationData.uploadSizeBytes (the VHD "
                                        "size including its 512-byte footer).",
@@ -108,11 +116,15 @@ class _DiskLike:
             "hyperVGeneration": generation,
             "uniqueId": kept["uniqueId"],
             "timeCreated": kept["timeCreated"],
-            "diskState": existing.properties.get("diskState", "Unattached") if existing else "Unattached",
+            "diskState": existing.properties.get("diskState", "Unattached") if existing else
+            ("ReadyToUpload" if option == "Upload" else "Unattached"),
         })
         if self.TYPE == SNAPSHOT_TYPE:
             result["incremental"] = bool(fields.boolean(props, "incremental", "properties.incremental"))
         return result
+
+    def check_delete(self, resource: Resource) -> None:
+        disk_access.check_not_in_use(resource, "deleted")
 
 
 DISK = _DiskLike(DISK_TYPE, "disk", enums.DISK_SKUS, "diskName")

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Callable
 
 from ..config import Settings
-from . import fields, image_version
+from . import disk_access, fields, image_version, limits
 from . import gallery as gallery_rules
 from .errors import (ArmError, Conflict, InvalidParameter, NotFound, ParentNotFound,
                      PropertyChangeNotAllowed, QuotaExceeded, ResourceGroupNotFound)
@@ -294,6 +294,7 @@ class ResourceService:
             if building:
                 raise Conflict(f"Image version '{building[0].id}' is being created from '{resource.name}'; "
                                "upload after that creation ends.", target=resource.id)
+            disk_access.check_not_in_use(resource, "uploaded to")  # an open SAS session
             tx.set_upload_lease(resource_id, owner, time.time() + lease_seconds)
             resource.properties["diskState"] = "ActiveUpload"
             tx.save(resource)
@@ -354,6 +355,7 @@ class ResourceService:
                             subscription_id=ref.subscription_id.lower(), resource_group=ref.resource_group,
                             location=location, tags=tags or {}, provisioning_state=CREATING)
         resource.properties = kind.normalize(ctx, resource, props, None)
+        limits.check_storable(resource.properties)
         if hasattr(kind, "normalize_sku"):
             resource.sku = kind.normalize_sku(body, None)
         self._check_quota(tx, resource)
@@ -380,6 +382,7 @@ class ResourceService:
         merged = merge(existing.properties, props)
         updated = Resource(**{**existing.__dict__})
         updated.properties = kind.normalize(ctx, updated, merged, existing)
+        limits.check_storable(updated.properties)
         reject_frozen_changes(strip_paths(existing.properties, kind.READ_ONLY),
                               strip_paths(updated.properties, kind.READ_ONLY), kind.UPDATABLE, kind.KIND)
         if hasattr(kind, "normalize_sku"):

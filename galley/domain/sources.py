@@ -6,18 +6,22 @@ import re
 from contextvars import ContextVar
 from typing import Callable
 
-from . import sharing
+from . import disk_access, sharing
 from .errors import Conflict, InvalidParameter, NotFound
 from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE,
                   STORAGE_ACCOUNT_TYPE, blob_key, parent_id, parse_resource_id)
+from .limits import SECTOR
 from .ports import Reader
 from .resource import SUCCEEDED, Resource
 
-_BLOB_URI = re.compile(r"^https?://[^/\s]+/[^/\s]+/\S+$")
+_BLOB_URI = re.compile(r"https?://[^/\s]+/[^/\s]+/\S+")
 # https://{account}.blob.core.windows.net/{container}/{blob}, or Galley's own
 # http(s)://{galley host}/blob/{account}/{container}/{blob}.
-_AZURE_BLOB = re.compile(r"^https?://([a-z0-9]{3,24})\.blob\.[^/]+/([^/]+)/(.+)$")
-_GALLEY_BLOB = re.compile(r"^https?://[^/]+/blob/([a-z0-9]{3,24})/([^/]+)/(.+)$")
+_AZURE_BLOB = re.compile(r"https?://([a-z0-9]{3,24})\.blob\.[^/]+/([^/]+)/(.+)")
+_GALLEY_BLOB = re.compile(r"https?://[^/]+/blob/([a-z0-9]{3,24})/([^/]+)/(.+)")
+# Galley's Blob service, path-style (the account is the first path segment, as Azure's SDKs
+# address an IP-literal host): https://{galley host}/{account}/{container}/{blob}.
+_PATH_STYLE_BLOB = re.compile(r"https?://[^/]+/([a-z0-9]{3,24})/([^/]+)/(.+)")
 
 # What a request may do to the resources it names in its body (read a source, assign an identity):
 # set by the API for each request, called with (resource id, ARM action); a call that raises refuses.
@@ -55,11 +59,13 @@ def resolve(reader: Reader, source_id: object, target: str, allowed: tuple[str, 
     if source.provisioning_state != SUCCEEDED:
         raise Conflict(f"The source resource '{source_id}' is {source.provisioning_state}; it can be "
                        "used once its provisioning has succeeded.", target=target)
+    if source.type in (DISK_TYPE, SNAPSHOT_TYPE):
+        disk_access.check_not_in_use(source, "used as a source")
     return source
 
 
 def check_blob_uri(uri: object, target: str) -> str:
-    if not isinstance(uri, str) or not _BLOB_URI.match(uri):
+    if not isinstance(uri, str) or not _BLOB_URI.fullmatch(uri):
         raise InvalidParameter(f"'{uri}' is not a blob URI such as "
                                "https://account.blob.core.windows.net/container/disk.vhd.", target=target)
     return uri
@@ -67,25 +73,50 @@ def check_blob_uri(uri: object, target: str) -> str:
 
 def parse_blob_uri(uri: str, target: str) -> tuple[str, str, str]:
     """(account, container, blob) named by a blob URI."""
-    match = _AZURE_BLOB.match(uri) or _GALLEY_BLOB.match(uri)
+    match = _AZURE_BLOB.fullmatch(uri) or _GALLEY_BLOB.fullmatch(uri) or _PATH_STYLE_BLOB.fullmatch(uri)
     if not match:
         raise InvalidParameter(f"'{uri}' is not a blob URI such as https://account.blob.core.windows.net/"
                                "container/disk.vhd.", target=target)
     return match.group(1), match.group(2), match.group(3)
 
 
-def resolve_blob(reader: Reader, uri: object, target: str) -> Resource:
-    """The storage account holding the blob a URI names; the blob must have been uploaded."""
+def resolve_blob(reader: Reader, uri: object, target: str, storage_account_id: object = None,
+                 account_target: str | None = None) -> Resource:
+    """The storage account holding the blob a URI names; the blob must have been uploaded. A
+    `storage_account_id` given beside the URI must name that same account."""
     account_name, container, blob = parse_blob_uri(check_blob_uri(uri, target), target)
     account = reader.find_named(STORAGE_ACCOUNT_TYPE, account_name)
     if account is None:
         raise NotFound(f"Storage account '{account_name}' of '{uri}' does not exist.", target=target,
                        code="NotFound")
     check_linked(f"{account.id}/blobServices/default/containers/{container}", f"{BLOB_TYPE}/read")
-    if not reader.has_content(blob_key(account.id, container, blob)):
-        raise NotFound(f"Blob '{container}/{blob}' does not exist in storage account '{account_name}'; "
-                       "upload it first (galley storage blob upload).", target=target, code="BlobNotFound")
+    size = reader.content_size(blob_key(account.id, container, blob))
+    if size is None:
+        raise NotFound(f"Blob '{container}/{blob}' does not exist in storage account '{account_name}' as a "
+                       "disk image; upload it first (az storage blob upload, galley storage blob upload). A page "
+                       "blob becomes usable a moment after its last page write.", target=target,
+                       code="BlobNotFound")
+    if size == 0 or size % SECTOR:
+        raise InvalidParameter(f"Blob '{container}/{blob}' holds {size:,} bytes, not a whole number of "
+                               f"{SECTOR}-byte sectors: it is not a disk (a VHD holds a disk of whole sectors "
+                               "and a footer).", target=target, code="InvalidDiskImage")
+    if storage_account_id is not None:
+        _check_named_account(reader, storage_account_id, account, uri, account_target or target)
     return account
+
+
+def _check_named_account(reader: Reader, value: object, holder: Resource, uri: object, target: str) -> None:
+    parsed = parse_resource_id(value, target)
+    if parsed.type != STORAGE_ACCOUNT_TYPE:
+        raise InvalidParameter(f"'{value}' is not a storage account id such as /subscriptions/{{sub}}/"
+                               "resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}.",
+                               target=target)
+    named = reader.get(parsed.id)
+    if named is None:
+        raise NotFound(f"Storage account '{value}' does not exist.", target=target, code="NotFound")
+    if named.key != holder.key:
+        raise InvalidParameter(f"'{uri}' is a blob of storage account '{holder.id}', not of '{named.id}': "
+                               "storageAccountId must name the account that holds the blob.", target=target)
 
 
 def os_type_of(reader: Reader, source: Resource) -> str | None:

@@ -19,17 +19,30 @@ READ_ONLY = frozenset({"provisioningState", "primaryEndpoints", "creationTime", 
 SKUS = ("Standard_LRS", "Standard_GRS", "Standard_RAGRS", "Standard_ZRS", "Premium_LRS", "Premium_ZRS",
         "Standard_GZRS", "Standard_RAGZRS")
 KINDS = ("StorageV2", "Storage", "BlobStorage", "BlockBlobStorage", "FileStorage")
-_NAME = re.compile(r"^[a-z0-9]{3,24}$")
+_NAME = re.compile(r"[a-z0-9]{3,24}")
+# Galley serves each account's Blob service path-style, https://HOST:PORT/{account}/…, beside its
+# own routes: an account may not take the first path segment of one of them (nor an OIDC tenant
+# alias, which also comes first: /common/oauth2/v2.0/token).
+RESERVED_NAMES = frozenset({"subscriptions", "providers", "tenants", "blob", "galley", "metadata", "docs",
+                            "redoc", "openapi", "common", "organizations", "consumers", "portal", "static",
+                            "healthz", "readyz", "metrics"})
 
 
 def check_name(name: str) -> None:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidResourceName(f"Storage account name '{name}' is invalid: use 3-24 lower-case letters "
                                   "and digits.", target="accountName", code="AccountNameInvalid")
+    if name in RESERVED_NAMES:
+        raise InvalidResourceName(
+            f"Storage account name '{name}' is reserved: Galley serves blobs at https://HOST:PORT/{{account}}/ "
+            f"beside its own routes, and '/{name}' is one of them. Reserved names: "
+            f"{', '.join(sorted(RESERVED_NAMES))}.", target="accountName", code="AccountNameInvalid")
 
 
-def blob_endpoint(name: str) -> str:
-    return f"https://{name}.blob.core.windows.net/"
+def blob_endpoint(public_url: str, name: str) -> str:
+    """The account's Blob service, path-style on Galley's own address (as Azure's SDKs address
+    an IP-literal host: the account is the first path segment)."""
+    return f"{public_url.rstrip('/')}/{name}/"
 
 
 def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource | None) -> dict:
@@ -42,7 +55,7 @@ def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource 
     return {
         # `kind` is sent beside properties; kept among them, and rendered beside them again.
         "kind": enums.normalize(props.get("kind"), KINDS, "kind", default=kept_kind),
-        "primaryEndpoints": {"blob": blob_endpoint(resource.name)},
+        "primaryEndpoints": {"blob": blob_endpoint(ctx.settings.public_url, resource.name)},
         "primaryLocation": resource.location,
         "statusOfPrimary": "available",
         "creationTime": existing.properties["creationTime"] if existing else iso(utc_now()),

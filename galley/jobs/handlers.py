@@ -11,6 +11,7 @@ import shutil
 
 from ..domain.ids import (DISK_TYPE, IMAGE_DEFINITION_TYPE, IMAGE_TEMPLATE_TYPE, IMAGE_VERSION_TYPE,
                           MANAGED_IMAGE_TYPE, RESOURCE_GROUP_TYPE, SNAPSHOT_TYPE, STORAGE_ACCOUNT_TYPE)
+from ..blobservice import account_blobs
 from ..domain.resource import FAILED, SUCCEEDED, Operation
 from . import content_work
 from .build import workspace
@@ -66,6 +67,7 @@ def _delete(ctx: JobContext, operation: Operation) -> None:
         ctx.content.repo.drop_resource(item.key)
         if item.type == STORAGE_ACCOUNT_TYPE:
             ctx.content.repo.drop_prefix(item.key + "/containers/")
+            account_blobs.forget(ctx.home, ctx.content, item)
     ctx.content.collect_garbage()
 
 

@@ -300,3 +300,15 @@ activity_log = Table(
     Index("ix_activity_log_subscription_time", "subscription_id", "event_timestamp"),
     Index("ix_activity_log_time", "event_timestamp"),
 )
+
+# ---- storage account keys (Shared Key and SAS signing; kept as given: HMAC keys cannot be hashed) -
+
+storage_account_keys = Table(
+    "storage_account_keys", metadata,
+    Column("account_key", String(1024), primary_key=True),  # the account's lower-cased ARM id
+    Column("key_name", String(16), primary_key=True),  # key1, key2
+    # The account's creationTime: keys of a deleted account never serve a new one of the same id.
+    Column("account_created", String(40), nullable=False),
+    Column("value", String(128), nullable=False),  # base64 of 64 random bytes
+    Column("created_at", String(40), nullable=False),
+)
