@@ -438,7 +438,8 @@ def test_an_upload_larger_than_its_disk_is_refused(sqlite_server, images):
     error = assert_arm_error(response, 400, "InvalidUploadSize")
     assert "uploadSizeBytes" in error["message"]
     got = compute.disks.get(RG, "small")
-    assert got.disk_size_bytes == 20 * MiB and got.disk_state == "Unattached"
+    # Refused, it is as it was: an Upload disk that has not received content yet.
+    assert got.disk_size_bytes == 20 * MiB and got.disk_state == "ReadyToUpload"
     fits = random_raw(images / "fits.raw", 20 * MiB, seed=6, pieces=[(0, MiB)])
     assert upload_ok(url, disk.id, fits)["properties"]["diskSizeBytes"] == 20 * MiB
 
@@ -473,6 +474,8 @@ def test_upload_cut_off_by_kill_9_does_not_lock_the_disk(tmp_path, images):
         first.kill()
     second = ProcessServer(home).start()
     try:
+        # The dead upload is released on start, and the disk is as it was before it began.
+        assert compute_client(second.url).disks.get(RG, "d1").disk_state == "ReadyToUpload"
         raw = random_raw(images / "after.raw", 24 * MiB, seed=99)
         response = upload(second.url, disk.id, raw)
         assert response.status_code == 200, response.text

@@ -295,7 +295,8 @@ class ResourceService:
                 raise Conflict(f"Image version '{building[0].id}' is being created from '{resource.name}'; "
                                "upload after that creation ends.", target=resource.id)
             disk_access.check_not_in_use(resource, "uploaded to")  # an open SAS session
-            tx.set_upload_lease(resource_id, owner, time.time() + lease_seconds)
+            tx.set_upload_lease(resource_id, owner, time.time() + lease_seconds,
+                                state_before=resource.properties.get("diskState") or "Unattached")
             resource.properties["diskState"] = "ActiveUpload"
             tx.save(resource)
             return resource
@@ -311,10 +312,11 @@ class ResourceService:
             for key, owner, _until in tx.upload_leases():
                 if owner_alive(owner):
                     continue
+                state_before = tx.upload_state_before(key) or "Unattached"
                 tx.drop_upload_lease(key)
                 resource = tx.get(key)
                 if resource is not None and resource.properties.get("diskState") == "ActiveUpload":
-                    resource.properties["diskState"] = "Unattached"
+                    resource.properties["diskState"] = state_before
                     tx.save(resource)
                 released += 1
         return released
@@ -323,8 +325,10 @@ class ResourceService:
         """Record the uploaded size (None: the upload failed and the disk keeps its content)."""
         with self._writing() as tx:
             resource = tx.get(resource_id)
+            state_before = tx.upload_state_before(resource_id) or "Unattached"
             tx.drop_upload_lease(resource_id)
-            resource.properties["diskState"] = "Unattached"
+            # A failed upload leaves the disk as it was (an Upload disk stays ReadyToUpload).
+            resource.properties["diskState"] = "Unattached" if virtual_size is not None else state_before
             if virtual_size is not None:
                 resource.properties["diskSizeBytes"] = virtual_size
                 resource.properties["diskSizeGB"] = -(-virtual_size // (1024 ** 3))

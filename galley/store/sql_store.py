@@ -333,10 +333,23 @@ class SqlTransaction:
         row = self.c.execute(select(upload_leases).where(upload_leases.c.resource_key == key_of(resource_id))).first()
         return (row.owner, row.until) if row else None
 
-    def set_upload_lease(self, resource_id: str, owner: str, until: float) -> None:
+    def set_upload_lease(self, resource_id: str, owner: str, until: float,
+                         state_before: str | None = None) -> None:
+        """Take or renew the lease; `state_before` (given when an upload begins) is kept until
+        the lease is dropped, so a failed upload can put the disk back as it was."""
         key = key_of(resource_id)
+        if state_before is None:
+            renewed = self.c.execute(update(upload_leases).where(upload_leases.c.resource_key == key)
+                                     .values(owner=owner, until=until)).rowcount
+            if renewed:
+                return
         self.c.execute(delete(upload_leases).where(upload_leases.c.resource_key == key))
-        self.c.execute(insert(upload_leases).values(resource_key=key, owner=owner, until=until))
+        self.c.execute(insert(upload_leases).values(resource_key=key, owner=owner, until=until,
+                                                    state_before=state_before))
+
+    def upload_state_before(self, resource_id: str) -> str | None:
+        return self.c.execute(select(upload_leases.c.state_before).where(
+            upload_leases.c.resource_key == key_of(resource_id))).scalar()
 
     def drop_upload_lease(self, resource_id: str) -> None:
         self.c.execute(delete(upload_leases).where(upload_leases.c.resource_key == key_of(resource_id)))

@@ -146,6 +146,7 @@ upload_leases = Table(
     Column("resource_key", String(1024), primary_key=True),
     Column("owner", String(256), nullable=False),  # host:pid of the process receiving the upload
     Column("until", Float, nullable=False),
+    Column("state_before", String(32)),  # the disk's diskState before the upload began
 )
 
 # What each distribute target of an image template produced in its last run (runOutputName).

@@ -151,31 +151,31 @@ async def receive_image(request: Request, resource, fmt: str | None, check=None,
                                      _declared_length(request) or 0)
     feeding = None
     try:
-        image = StreamingImage(writer, fmt, whole_sectors)
-        pending, pending_bytes, since_renew = [head], len(head), 0
-        async for piece in rest:
-            pending.append(piece)
-            pending_bytes += len(piece)
-            if pending_bytes >= STREAM_FEED_BYTES:
-                # A thread stores these few megabytes while the loop goes on receiving the next
-                # ones: the connection never waits for the store (nor the store for the network).
-                if feeding is not None:
-                    await feeding
-                feeding = asyncio.ensure_future(run_in_threadpool(image.feed_all, pending))
-                since_renew += pending_bytes
-                pending, pending_bytes = [], 0
-            if since_renew >= RENEW_EVERY_BYTES:
-                since_renew = 0
-                await run_in_threadpool(_keep_alive, writer, renew)
-        if feeding is not None:
-            await feeding
-        await run_in_threadpool(image.feed_all, pending)
-        with _image_errors():
+        with _image_errors():  # a full store, wherever it shows, is a 507
+            image = StreamingImage(writer, fmt, whole_sectors)
+            pending, pending_bytes, since_renew = [head], len(head), 0
+            async for piece in rest:
+                pending.append(piece)
+                pending_bytes += len(piece)
+                if pending_bytes >= STREAM_FEED_BYTES:
+                    # A thread stores these few megabytes while the loop goes on receiving the next
+                    # ones: the connection never waits for the store (nor the store for the network).
+                    if feeding is not None:
+                        await feeding
+                    feeding = asyncio.ensure_future(run_in_threadpool(image.feed_all, pending))
+                    since_renew += pending_bytes
+                    pending, pending_bytes = [], 0
+                if since_renew >= RENEW_EVERY_BYTES:
+                    since_renew = 0
+                    await run_in_threadpool(_keep_alive, writer, renew)
+            if feeding is not None:
+                await feeding
+            await run_in_threadpool(image.feed_all, pending)
             _fmt, virtual_size = await run_in_threadpool(image.finish)
             if check is not None:
                 check(resource, virtual_size)
             await run_in_threadpool(writer.finish, (resource.key, -1), virtual_size)
-        return virtual_size
+            return virtual_size
     except BaseException:
         with anyio.CancelScope(shield=True):
             if feeding is not None:
