@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -50,6 +51,8 @@ def _sqlite_transactions(engine: Engine) -> None:
 
 
 def migrate(engine: Engine) -> None:
+    # Each step's INFO line is noise before `galley serve`'s one ready line; failures still show.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.connect() as connection:
