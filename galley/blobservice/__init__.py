@@ -18,7 +18,8 @@ Layout
   sas.py         service SAS: string to sign per `sv`, HMAC-SHA256, checks of se/st/sp/sr/spr.
   ranges.py      x-ms-range / Range parsing and Put Page's 512-byte alignment and 4 MiB limit.
   disk_access.py beginGetAccess/endGetAccess sessions of disks and snapshots and their `md-…`
-                 accounts; page_store.py the durable pages of a Write session.
+                 accounts; page_store.py the durable pages of a Write session, whose concurrent
+                 writes share commits through group_commit.py.
   storage_accounts.py  storage accounts as blob accounts (resolver, Shared Key / SAS checks);
                  shared_key.py and account_sas.py verify those signatures; account_blobs.py keeps
                  their containers and blobs and publishes VHD blobs as sources; block_blobs.py and

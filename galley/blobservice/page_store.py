@@ -19,8 +19,14 @@ never acknowledged. A manifest entry whose chunk never reached the store (a cras
 two) is dropped on reopen. Valid pages are the written, non-zero ones (pages written as zeros are
 reported like cleared ones by Get Page Ranges).
 
-Writes to one chunk are serialized by a per-chunk lock (several chunks: in ascending order), so
-overlapping writers give the result of some order of their writes, never a mix inside a page.
+A write holds the locks of all the chunks it touches (taken in ascending order) until it is
+committed, so overlapping writers give the result of some order of their writes, never a mix
+inside a page. Its whole chunks are hashed and written to the store unless its rows already list
+them; then one transaction registers the objects written and records the manifest entries
+(touching the digests, so garbage collection keeps them: a digest that vanished in between is
+written again before the write is acknowledged), and the ledger lines follow with one fdatasync.
+The commit is a group commit (group_commit.py): concurrent writers share one transaction and one
+fdatasync rather than queueing one by one for SQLite's write lock.
 `fold()` (at endGetAccess) stores every overlay chunk into the content and returns it; the
 caller finishes it as the disk's content. Memory held is a write's body plus a chunk or two.
 """
@@ -32,15 +38,19 @@ import ctypes.util
 import os
 import threading
 from bisect import bisect_left, bisect_right
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..content import chunks
 from ..content.chunks import CHUNK_SIZE
+from .group_commit import GroupCommit
 
 PAGE = 512
 _ZERO_PAGE = bytes(PAGE)
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _PUNCH_HOLE = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+FOLD_BATCH = 16  # overlay chunks stored per commit at endGetAccess
 
 
 class PageSet:
@@ -80,12 +90,13 @@ class PageSet:
         self.starts, self.ends = [], []
 
 
-def _data_runs(data, base: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """(non-zero runs, zero runs) of 512-byte pages of `data`, as absolute [a, b) offsets."""
-    view = memoryview(data)
-    if chunks.is_zero(view) if len(view) <= CHUNK_SIZE else not any(view):
+def _data_runs(data: bytes, a: int, b: int, base: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(non-zero runs, zero runs) of the 512-byte pages of data[a:b], as absolute [x, y) offsets
+    (data[a] is at `base`). Nothing is copied."""
+    view = memoryview(data)[a:b]
+    if chunks.is_zero(view):
         return [], [(base, base + len(view))]
-    if _ZERO_PAGE not in (data if isinstance(data, bytes) else view.tobytes()):
+    if data.find(_ZERO_PAGE, a, b) < 0:
         return [(base, base + len(view))], []  # no run of 512 zeros anywhere: all data (the usual case)
     runs: tuple[list, list] = ([], [])
     current, run_start = None, 0
@@ -99,6 +110,31 @@ def _data_runs(data, base: int) -> tuple[list[tuple[int, int]], list[tuple[int, 
     return runs
 
 
+@dataclass
+class _Commit:
+    """What one write makes durable, in this order: database rows (objects it stored, chunks it
+    dropped or recorded: ContentRepository.record_page_writes), then ledger lines."""
+    stored: list[tuple[str, int, int]] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
+    entries: list[tuple[int, str, int]] = field(default_factory=list)
+    ledger: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Write:
+    """One write (or clear) under way: what it commits and what changes in memory once it has."""
+    commit: _Commit = field(default_factory=_Commit)
+    set_runs: list[tuple[int, int]] = field(default_factory=list)
+    clear_runs: list[tuple[int, int]] = field(default_factory=list)
+    to_manifest: list[int] = field(default_factory=list)  # overlay chunks now whole in the manifest
+    to_overlay: list[int] = field(default_factory=list)
+    pieces: dict[str, object] = field(default_factory=dict)  # digest -> bytes, until committed
+
+    def runs(self, nonzero, zero) -> None:
+        self.set_runs += nonzero
+        self.clear_runs += zero
+
+
 class PageStore:
     def __init__(self, folder: Path, size: int, content, content_id: str, store_id: str) -> None:
         self.folder, self.size = folder, size
@@ -108,6 +144,7 @@ class PageStore:
         self.overlay_chunks: set[int] = set()
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._commits: GroupCommit[_Commit, set[str]] = GroupCommit(self._commit_batch)
         folder.mkdir(parents=True, exist_ok=True)
         self._overlay = os.open(folder / "overlay", os.O_RDWR | os.O_CREAT, 0o600)
         os.ftruncate(self._overlay, size)
@@ -147,7 +184,7 @@ class PageStore:
 
     # ---- page operations ----------------------------------------------------------------------------
     def write_pages(self, offset: int, data: bytes) -> None:
-        self._apply(offset, len(data), memoryview(data))
+        self._apply(offset, len(data), data if isinstance(data, (bytes, bytearray)) else bytes(data))
 
     def clear_pages(self, offset: int, length: int) -> None:
         self._apply(offset, length, None)
@@ -172,7 +209,7 @@ class PageStore:
     def reset(self) -> None:
         """Put Blob: the blob starts over, empty."""
         with self._guard:
-            self._log("R\n")
+            os.write(self._ledger, b"R\n")
             self.content.repo.drop_chunks(self.content_id)
             self.manifest.clear()
             self.overlay_chunks.clear()
@@ -184,18 +221,24 @@ class PageStore:
     def fold(self, virtual_size: int) -> str:
         """Store every overlay chunk in the content, the chunk that ends at `virtual_size` cut
         there (a VHD footer after it is not disk data); the content id."""
-        for idx in sorted(self.overlay_chunks):
-            with self._lock(idx):
-                start = idx * CHUNK_SIZE
-                data = os.pread(self._overlay, min(CHUNK_SIZE, self.size - start), start)
-                self._store_whole(idx, data)
+        overlay = sorted(self.overlay_chunks)
+        for n in range(0, len(overlay), FOLD_BATCH):
+            indexes = overlay[n:n + FOLD_BATCH]
+            with self._locked(indexes):
+                self._commit_write(self._whole_chunks([
+                    (idx, os.pread(self._overlay, min(CHUNK_SIZE, self.size - idx * CHUNK_SIZE), idx * CHUNK_SIZE))
+                    for idx in indexes], _Write()))
         tail = virtual_size // CHUNK_SIZE
         if virtual_size % CHUNK_SIZE and tail in self.manifest:
-            data = self.read(tail * CHUNK_SIZE, virtual_size - tail * CHUNK_SIZE)
-            if chunks.is_zero(data):
-                self.content.repo.drop_chunks(self.content_id, [tail])
-            else:
-                self._put_chunk(tail, data)
+            with self._locked([tail]):
+                data = self._chunk_bytes(tail)[:virtual_size - tail * CHUNK_SIZE]
+                if chunks.is_zero(data):
+                    self.content.repo.drop_chunks(self.content_id, [tail])
+                    del self.manifest[tail]
+                else:
+                    write = _Write()
+                    self._store_chunks([(tail, data)], write)
+                    self._commit_write(write)
         if hasattr(self.store, "sync"):
             self.store.sync()
         return self.content_id
@@ -215,83 +258,144 @@ class PageStore:
                 lock = self._locks[idx] = threading.Lock()
             return lock
 
-    def _apply(self, offset: int, length: int, data: memoryview | None) -> None:
+    @contextmanager
+    def _locked(self, indexes):
+        """The locks of chunks `indexes` (ascending), held together for a whole write."""
+        held = []
+        try:
+            for idx in indexes:
+                lock = self._lock(idx)
+                lock.acquire()
+                held.append(lock)
+            yield
+        finally:
+            for lock in reversed(held):
+                lock.release()
+
+    def _apply(self, offset: int, length: int, data: bytes | None) -> None:
         end = offset + length
-        for idx in range(offset // CHUNK_SIZE, (end - 1) // CHUNK_SIZE + 1):
+        first, last = offset // CHUNK_SIZE, (end - 1) // CHUNK_SIZE
+        with self._locked(range(first, last + 1)):
+            write, whole = _Write(), []
+            try:
+                for idx in range(first, last + 1):
+                    start = idx * CHUNK_SIZE
+                    chunk_end = min(start + CHUNK_SIZE, self.size)
+                    lo, hi = max(offset, start), min(end, chunk_end)
+                    piece = memoryview(data)[lo - offset:hi - offset] if data is not None else None
+                    if lo == start and hi == chunk_end:
+                        whole.append((idx, piece))
+                    else:
+                        self._write_partial(idx, lo, hi, data, lo - offset, write)
+                self._commit_write(self._whole_chunks(whole, write, data, offset))
+            except BaseException:
+                self.overlay_chunks.difference_update(write.to_overlay)  # their "O" lines were not written
+                raise
+
+    def _whole_chunks(self, whole: list, write: _Write, data: bytes | None = None, offset: int = 0) -> _Write:
+        """Whole chunks `whole` ((index, bytes or a view of `data`, or None to clear)) are stored in
+        the content (their manifest entries take effect at once, the rest once `write` is
+        committed). `data` and `offset`: the write's body and where it starts, searched for zero
+        pages without copying; without them each item's bytes are."""
+        stored = []
+        for idx, piece in whole:
             start = idx * CHUNK_SIZE
-            chunk_end = min(start + CHUNK_SIZE, self.size)
-            lo, hi = max(offset, start), min(end, chunk_end)
-            piece = data[lo - offset:hi - offset] if data is not None else None
-            with self._lock(idx):
-                if lo == start and hi == chunk_end:
-                    self._store_whole(idx, piece)
-                else:
-                    self._write_partial(idx, lo, piece, hi - lo)
-        os.fdatasync(self._ledger)
-
-    def _store_whole(self, idx: int, data) -> None:
-        start = idx * CHUNK_SIZE
-        if data is None or chunks.is_zero(data):
-            if idx in self.manifest:
-                self.content.repo.drop_chunks(self.content_id, [idx])
-                del self.manifest[idx]
-            nonzero, zero = [], [(start, start + len(data) if data is not None else self.size - start)]
-        else:
-            data = bytes(data)
-            self._put_chunk(idx, data)
-            nonzero, zero = _data_runs(data, start)
-        lines = [f"M {idx}\n"] if idx in self.overlay_chunks else []
-        if idx in self.overlay_chunks:
-            self.overlay_chunks.discard(idx)
-            self._punch(start, min(CHUNK_SIZE, self.size - start))
-        self._record(lines, nonzero, zero)
-
-    def _put_chunk(self, idx: int, data: bytes) -> None:
-        """Chunk `idx` of the content is `data`: referenced first, then stored if the store lacks
-        it (the order ContentEngine.write_batch keeps for garbage collection's sake)."""
-        digest = chunks.digest_of(data)
-        if not self.content.repo.set_chunk(self.content_id, self.store_id, idx, digest, len(data)):
-            codec, payload = chunks.encode_parts(data)
-            if hasattr(self.store, "put_parts"):
-                self.store.put_parts(digest, (codec, payload))
+            length = len(piece) if piece is not None else min(CHUNK_SIZE, self.size - start)
+            if piece is None or chunks.is_zero(piece):
+                if idx in self.manifest:
+                    write.commit.dropped.append(idx)
+                write.runs([], [(start, start + length)])
             else:
-                self.store.put(digest, codec + bytes(payload))
-            self.content.repo.register_stored(self.store_id, [(digest, 1 + len(payload), len(data))])
-        self.manifest[idx] = (digest, len(data))
+                stored.append((idx, piece))
+                source, base = (data, offset) if data is not None else (piece, start)
+                write.runs(*_data_runs(source, start - base, start - base + length, start))
+            if idx in self.overlay_chunks:
+                write.commit.ledger.append(f"M {idx}\n")
+                write.to_manifest.append(idx)
+        self._store_chunks(stored, write)
+        return write
 
-    def _write_partial(self, idx: int, offset: int, data, length: int) -> None:
-        lines = []
+    def _store_chunks(self, items: list[tuple[int, memoryview]], write: _Write) -> None:
+        """Chunks `items` ((index, bytes)) are stored where the store lacks them and go into
+        `write`'s commit: the objects to register and the manifest entries."""
+        digests = [chunks.digest_of(piece) for _, piece in items]
+        skip = self.content.repo.held(self.store_id, sorted(set(digests)))
+        for (idx, piece), digest in zip(items, digests):
+            write.commit.entries.append((idx, digest, len(piece)))
+            write.pieces[digest] = piece
+            if digest not in skip:
+                skip.add(digest)
+                write.commit.stored.append(self._put_object(digest, piece))
+
+    def _put_object(self, digest: str, data) -> tuple[str, int, int]:
+        codec, payload = chunks.encode_parts(data)
+        if hasattr(self.store, "put_parts"):
+            self.store.put_parts(digest, (codec, payload))
+        else:
+            self.store.put(digest, codec + bytes(payload))
+        return digest, 1 + len(payload), len(data)
+
+    def _write_partial(self, idx: int, lo: int, hi: int, data: bytes | None, at: int, write: _Write) -> None:
+        """Pages [lo, hi) of chunk `idx` (data[at:] or zeros) go to the overlay (durable at once)."""
         if idx not in self.overlay_chunks:
             start = idx * CHUNK_SIZE
             self._punch(start, min(CHUNK_SIZE, self.size - start))
             if idx in self.manifest:
                 os.pwrite(self._overlay, self._chunk_bytes(idx), start)
             os.fdatasync(self._overlay)
-            self._log(f"O {idx}\n")  # from here on the overlay holds this chunk
+            write.commit.ledger.append(f"O {idx}\n")  # from here on the overlay holds this chunk
             self.overlay_chunks.add(idx)
+            write.to_overlay.append(idx)
         if data is None:
-            nonzero, zero = [], [(offset, offset + length)]
+            nonzero, zero = [], [(lo, hi)]
         else:
-            nonzero, zero = _data_runs(data, offset)
+            nonzero, zero = _data_runs(data, at, at + hi - lo, lo)
         for a, b in nonzero:
-            os.pwrite(self._overlay, data[a - offset:b - offset], a)
+            os.pwrite(self._overlay, memoryview(data)[at + a - lo:at + b - lo], a)
         for a, b in zero:
             self._punch(a, b - a)
         os.fdatasync(self._overlay)
-        self._record(lines, nonzero, zero)
+        write.runs(nonzero, zero)
 
-    def _record(self, lines: list[str], nonzero, zero) -> None:
-        lines += [f"S {a} {b}\n" for a, b in nonzero] + [f"C {a} {b}\n" for a, b in zero]
+    def _commit_write(self, write: _Write) -> None:
+        """Make `write` durable (one group commit with the writes running beside it), then visible."""
+        write.commit.ledger += [f"S {a} {b}\n" for a, b in write.set_runs]
+        write.commit.ledger += [f"C {a} {b}\n" for a, b in write.clear_runs]
+        lost = self._commits.run(write.commit)
+        if lost:  # skipped as held, deleted by garbage collection since: referenced now, written again
+            self._commits.run(_Commit(stored=[self._put_object(d, write.pieces[d]) for d in sorted(lost)],
+                                      ledger=write.commit.ledger))
+        for idx, digest, length in write.commit.entries:
+            self.manifest[idx] = (digest, length)
+        for idx in write.commit.dropped:
+            self.manifest.pop(idx, None)
+        for idx in write.to_manifest:
+            self.overlay_chunks.discard(idx)
+            start = idx * CHUNK_SIZE
+            self._punch(start, min(CHUNK_SIZE, self.size - start))
         with self._guard:
-            self._log("".join(lines))
-            for a, b in nonzero:
+            for a, b in write.set_runs:
                 self.valid.add(a, b)
-            for a, b in zero:
+            for a, b in write.clear_runs:
                 self.valid.remove(a, b)
 
-    def _log(self, text: str) -> None:
-        if text:
-            os.write(self._ledger, text.encode())
+    def _commit_batch(self, batch: list[_Commit]) -> list[set[str]]:
+        """GroupCommit's work: one transaction for the database rows of the whole batch, then its
+        ledger lines with one fdatasync. Each caller gets the digests of its entries the store does
+        not hold (see ContentRepository.record_page_writes); its ledger lines wait until it has
+        stored them."""
+        stored = [s for c in batch for s in c.stored]
+        dropped = [i for c in batch for i in c.dropped]
+        entries = [e for c in batch for e in c.entries]
+        present: set[str] = set()
+        if stored or dropped or entries:
+            present = self.content.repo.record_page_writes(self.content_id, self.store_id, stored, dropped, entries)
+        lost = [{digest for _, digest, _ in c.entries if digest not in present} for c in batch]
+        lines = "".join(line for c, missing in zip(batch, lost) if not missing for line in c.ledger)
+        if lines:
+            os.write(self._ledger, lines.encode())
+            os.fdatasync(self._ledger)
+        return lost
 
     def _chunk_bytes(self, idx: int) -> bytes:
         size = min(CHUNK_SIZE, self.size - idx * CHUNK_SIZE)

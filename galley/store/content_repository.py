@@ -76,6 +76,15 @@ class ContentRepository:
         with self.sql.write() as tx:
             return self._touch(tx.c, store, digests)
 
+    def held(self, store: str, digests: list[str]) -> set[str]:
+        """Those of `digests` the store's rows list, read without a write lock (a hint: a row may go
+        before the caller references it; record_page_writes tells)."""
+        if not digests:
+            return set()
+        with self.sql.read() as tx:
+            rows = tx.c.execute(select(_SC.digest).where(_SC.store == store, _SC.digest.in_(digests)))
+            return {row.digest for row in rows}
+
     def register_stored(self, store: str, items: Iterable[tuple[str, int, int]]) -> None:
         now = time.time()
         with self.sql.write() as tx:
@@ -128,6 +137,28 @@ class ContentRepository:
             tx.c.execute(insert(content_chunks).values(content_id=content_id, idx=idx, digest=digest,
                                                        length=length))
             return bool(self._touch(tx.c, store, [digest]))
+
+    def record_page_writes(self, content_id: str, store: str, stored: list[tuple[str, int, int]],
+                           dropped: list[int], entries: list[tuple[int, str, int]]) -> set[str]:
+        """One transaction for a batch of page writes to a content being written (see
+        galley/blobservice/page_store.py): register the objects just written to `store` (digest,
+        stored bytes, raw bytes), forget chunks `dropped`, record (or replace) chunks `entries`
+        (index, digest, length). Returns the digests of `entries` the store holds, touched: one
+        missing is a chunk that the writer skipped as held (see `held`) and that garbage collection
+        deleted since; referenced now, it is safe to write it again and register it."""
+        now = time.time()
+        with self.sql.write() as tx:
+            _insert_ignoring_duplicates(tx.c, store_chunks, [
+                {"store": store, "digest": d, "stored_bytes": s, "raw_bytes": r, "last_seen": now}
+                for d, s, r in stored])
+            replaced = dropped + [idx for idx, _, _ in entries]
+            if replaced:
+                tx.c.execute(delete(content_chunks).where(_CC.content_id == content_id, _CC.idx.in_(replaced)))
+            if entries:
+                tx.c.execute(insert(content_chunks), [
+                    {"content_id": content_id, "idx": idx, "digest": digest, "length": length}
+                    for idx, digest, length in entries])
+            return self._touch(tx.c, store, sorted({digest for _, digest, _ in entries}))
 
     def drop_chunks(self, content_id: str, indexes: list[int] | None = None) -> None:
         """Forget chunks of a content being written (all of them when `indexes` is None)."""
