@@ -75,9 +75,15 @@ def encode(data: bytes) -> bytes:
 
 
 def decode(blob: bytes, digest: str, store: str) -> bytes:
+    data = decode_view(blob, digest, store)
+    return data if type(data) is bytes else bytes(data)
+
+
+def decode_view(blob: bytes, digest: str, store: str) -> bytes | memoryview:
+    """As decode, but a chunk stored as it is comes back as a view of `blob`: no copy."""
     codec, payload = blob[:1], memoryview(blob)[1:]
     if codec == _RAW:
-        data = blob[1:]
+        data = payload
     elif codec == _ZSTD:
         try:
             data = _decompressor().decompress(payload, max_output_size=CHUNK_SIZE)

@@ -24,7 +24,6 @@ from .writer import IN_FLIGHT_CHUNKS, ContentWriter
 BATCH = 64
 READ_AHEAD = 8  # chunks read from an image with one call when ingesting
 FETCH_AHEAD = 16  # chunks being fetched while a reader streams out the one before (one file each)
-PIECE_BYTES = 4 * CHUNK_SIZE  # what ContentReader.pieces hands a sender at once
 _ZEROS = memoryview(bytes(CHUNK_SIZE))
 
 
@@ -197,13 +196,15 @@ class ContentEngine:
             target_store.sync()
         return progress
 
-    def fetch(self, digest: str, stores: list[str]) -> tuple[bytes, bytes]:
-        """A verified copy of a chunk from the first of `stores` that has a good one: (blob, data)."""
+    def fetch(self, digest: str, stores: list[str], view: bool = False) -> tuple[bytes, bytes]:
+        """A verified copy of a chunk from the first of `stores` that has a good one: (blob, data).
+        `view`: data may be a memoryview of blob (a chunk stored uncompressed is not copied)."""
         problems = []
+        decode = chunks.decode_view if view else chunks.decode
         for store_id in stores:
             try:
                 blob = self.locations.open(store_id).get(digest)
-                return blob, chunks.decode(blob, digest, store_id)
+                return blob, decode(blob, digest, store_id)
             except (MissingObject, ChunkCorrupt) as error:
                 problems.append(str(error))
         raise ContentUnavailable(f"no readable copy of chunk {digest}: " + "; ".join(problems or ["no stores"]))
@@ -292,12 +293,13 @@ class ContentReader:
         if position < self.virtual_size:
             yield position, self.virtual_size - position, False
 
-    def chunk(self, idx: int) -> bytes:
+    def chunk(self, idx: int, view: bool = False) -> bytes:
+        """Chunk `idx`'s bytes (`view`: maybe a memoryview, see ContentEngine.fetch)."""
         entry = self.manifest.get(idx)
         size = min(CHUNK_SIZE, self.virtual_size - idx * CHUNK_SIZE)
         if entry is None:
             return bytes(size)
-        _blob, data = self.engine.fetch(entry[0], self.stores)
+        _blob, data = self.engine.fetch(entry[0], self.stores, view)
         return data
 
     def read(self, offset: int, length: int) -> bytes:
@@ -314,22 +316,21 @@ class ContentReader:
             position += len(piece)
         return b"".join(parts)
 
-    def pieces(self, start: int, end: int, size: int = PIECE_BYTES) -> Iterator[bytes]:
-        """The disk's bytes [start, end) in pieces of about `size`, for streaming out: chunks are
-        fetched and verified FETCH_AHEAD at a time on the engine's threads while the caller sends
-        the previous piece; holes are zeros that no store is asked for."""
+    def pieces(self, start: int, end: int) -> Iterator[memoryview]:
+        """The disk's bytes [start, end) for streaming out, as views of at most one chunk each
+        (nothing is copied or joined): chunks are fetched and verified FETCH_AHEAD at a time on
+        the engine's threads while the caller sends the previous ones; holes are zeros that no
+        store is asked for."""
         end = min(end, self.virtual_size)
         if start >= end:
             return
         window: deque = deque()
         upcoming = iter(range(start // CHUNK_SIZE, (end - 1) // CHUNK_SIZE + 1))
-        parts: list = []
-        held = 0
         try:
             while True:
                 for idx in upcoming:
                     entry = self.manifest.get(idx)
-                    window.append((idx, None if entry is None else self.engine._pool.submit(self.chunk, idx)))
+                    window.append((idx, None if entry is None else self.engine._pool.submit(self.chunk, idx, True)))
                     if len(window) >= FETCH_AHEAD:
                         break
                 if not window:
@@ -338,14 +339,7 @@ class ContentReader:
                 base = idx * CHUNK_SIZE
                 length = min(CHUNK_SIZE, self.virtual_size - base)
                 data = memoryview(fetching.result()) if fetching is not None else _ZEROS[:length]
-                piece = data[max(start, base) - base:min(end, base + length) - base]
-                parts.append(piece)
-                held += len(piece)
-                if held >= size:
-                    yield parts[0] if len(parts) == 1 else b"".join(parts)
-                    parts, held = [], 0
-            if parts:
-                yield parts[0] if len(parts) == 1 else b"".join(parts)
+                yield data[max(start, base) - base:min(end, base + length) - base]
         finally:
             for _idx, fetching in window:
                 if fetching is not None:

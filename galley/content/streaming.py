@@ -16,6 +16,7 @@ and ingest that as before.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Iterable
 
 from .chunks import CHUNK_SIZE
@@ -57,24 +58,32 @@ class StreamingImage:
         self.fmt = fmt
         self.whole_sectors = whole_sectors
         self.received = 0
-        self._held = bytearray()  # what is not a whole chunk yet, and the last FOOTER_SIZE bytes
+        # What is not a whole chunk yet, and the last FOOTER_SIZE bytes: views of the pieces fed,
+        # so a chunk within one piece is stored without a copy and one across pieces with one.
+        self._pieces: deque[memoryview] = deque()
+        self._held = 0
         self._next = 0  # index of the next chunk
 
     def feed(self, data: bytes) -> None:
         self.feed_all((data,))
 
     def feed_all(self, pieces: Iterable[bytes]) -> None:
-        held = self._held
+        """Take the next pieces of the body (bytes: they are kept as they are, not copied)."""
         for piece in pieces:
-            held += piece
-            self.received += len(piece)
-        while len(held) >= CHUNK_SIZE + FOOTER_SIZE:
-            self._store(CHUNK_SIZE)
+            if piece:
+                self._pieces.append(memoryview(piece if type(piece) is bytes else bytes(piece)))
+                self._held += len(piece)
+                self.received += len(piece)
+        while self._held >= CHUNK_SIZE + FOOTER_SIZE:
+            self.writer.add(self._next, self._take(CHUNK_SIZE))
+            self._next += 1
 
     def finish(self) -> tuple[str, int]:
         """Store the rest; (format, virtual size). Raises DiskFormatError for a body that is not
         a whole raw disk or fixed VHD (the caller then aborts the writer)."""
-        tail = bytes(self._held[-FOOTER_SIZE:])
+        held = bytearray().join(self._pieces)  # less than a chunk and a footer
+        self._pieces.clear()
+        tail = bytes(held[-FOOTER_SIZE:])
         is_vhd = tail[:len(FOOTER_COOKIE)] == FOOTER_COOKIE and len(tail) == FOOTER_SIZE
         if self.fmt == "raw" and is_vhd:
             raise DiskFormatError("declared raw, but the file is a vhd image")
@@ -83,14 +92,16 @@ class StreamingImage:
                                   f"(expected {FOOTER_COOKIE!r})")
         if is_vhd:
             virtual_size = self._check_footer(VhdFooter.parse(tail))
-            del self._held[-FOOTER_SIZE:]
+            del held[-FOOTER_SIZE:]
             fmt = "vhd-fixed"
         else:
             virtual_size, fmt = self.received, "raw"
         if self.whole_sectors:
-            check_disk_size(_Received(self, fmt, virtual_size))
-        while self._held:
-            self._store(min(CHUNK_SIZE, len(self._held)))
+            check_disk_size(_Received(held, fmt, virtual_size))
+        with memoryview(held) as view:
+            for start in range(0, len(held), CHUNK_SIZE):
+                self.writer.add(self._next, bytes(view[start:start + CHUNK_SIZE]))
+                self._next += 1
         return fmt, virtual_size
 
     def _check_footer(self, footer: VhdFooter) -> int:
@@ -105,21 +116,35 @@ class StreamingImage:
                                   f"but {data} precede the footer")
         return data
 
-    def _store(self, length: int) -> None:
-        with memoryview(self._held) as view:
-            chunk = bytes(view[:length])
-        del self._held[:length]
-        self.writer.add(self._next, chunk)
-        self._next += 1
+    def _take(self, length: int):
+        """The next `length` held bytes (`length` <= what is held): a view of one piece when they
+        lie within it, else the pieces' parts joined."""
+        self._held -= length
+        pieces = self._pieces
+        first = pieces[0]
+        if len(first) >= length:
+            if len(first) == length:
+                return pieces.popleft()
+            pieces[0] = first[length:]
+            return first[:length]
+        parts = []
+        while length:
+            piece = pieces.popleft()
+            if len(piece) > length:
+                pieces.appendleft(piece[length:])
+                piece = piece[:length]
+            parts.append(piece)
+            length -= len(piece)
+        return b"".join(parts)
 
 
 class _Received:
     """The image received so far, as the disk size rule (formats.check_disk_size) reads it: only
     the bytes still held (the last ones) can be read."""
 
-    def __init__(self, image: StreamingImage, fmt: str, virtual_size: int) -> None:
+    def __init__(self, held: bytearray, fmt: str, virtual_size: int) -> None:
         self.format, self.virtual_size = fmt, virtual_size
-        self._held, self._held_from = image._held, virtual_size - len(image._held)
+        self._held, self._held_from = held, virtual_size - len(held)
 
     def read(self, offset: int, length: int) -> bytes:
         start = offset - self._held_from
