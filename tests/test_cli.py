@@ -206,6 +206,7 @@ def test_version_usage_error_sends_nothing(galley):
 # -- latest, exclude-from-latest, end of life (seed 001) ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_show_latest_follows_exclusion_and_region(galley):
     seed_gallery(galley, "eastus")
     make_version(galley, "1.0.0", "--target-regions", "eastus", "westus2")
@@ -352,6 +353,7 @@ def test_delete_of_a_gallery_with_children_fails_with_the_servers_message(galley
     assert result.code == 1 and "1.0.0" in error_line(result)
 
 
+@pytest.mark.slow
 def test_deletes_in_order_succeed(galley):
     seed_gallery(galley, "eastus")
     make_version(galley, "1.0.0")

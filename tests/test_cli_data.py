@@ -149,6 +149,7 @@ def leftovers(folder: Path) -> list[str]:
 # -- tests -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_template", ["folders", "s3"], indirect=True)
 def test_raw_upload_then_version_downloads_identical_from_westus2(galley, files):
     seed_gallery(galley)
@@ -208,6 +209,7 @@ def test_dynamic_vhd_upload_into_disk_snapshot_and_image(galley, files):
     assert leftovers(files) == []
 
 
+@pytest.mark.slow
 def test_blob_upload_then_version_from_vhd_uri(galley, files):
     seed_gallery(galley)
     raw = make_raw(files / "blob.raw", seed=2)

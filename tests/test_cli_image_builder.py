@@ -376,6 +376,7 @@ def test_boot_test_boots_the_downloaded_disk_and_exits_with_the_script_code(gall
     assert not seen["path"].exists() and list(own_tmp.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which(boot.QEMU) is None or shutil.which("mkfs.ext4") is None, reason="needs QEMU")
 def test_boot_test_of_a_disk_that_never_boots_is_a_clear_error(galley, boot_disk, script, own_tmp, monkeypatch):
     monkeypatch.setenv("GALLEY_QEMU_ACCEL", "tcg")

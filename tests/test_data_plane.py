@@ -444,6 +444,7 @@ def test_an_upload_larger_than_its_disk_is_refused(sqlite_server, images):
     assert upload_ok(url, disk.id, fits)["properties"]["diskSizeBytes"] == 20 * MiB
 
 
+@pytest.mark.slow
 def test_upload_cut_off_by_kill_9_does_not_lock_the_disk(tmp_path, images):
     home = tmp_path / "home"
     home.mkdir()
@@ -724,6 +725,7 @@ def _last_seen(repo, stores) -> dict:
 _S3SERVER = Path(__file__).with_name("s3server.py")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _S3SERVER.exists(), reason="tests/s3server.py (the S3 test server) is missing")
 def test_round_trip_on_s3_store(tmp_path, images):
     from .s3server import S3Server, find_weed

@@ -168,6 +168,7 @@ def test_active_sas_blocks_use_as_source_and_delete(sdk):
     sdk.snapshots.begin_create_or_update("rg", "snap", snapshot).result()
 
 
+@pytest.mark.slow
 def test_expired_upload_session_leaves_nothing(sdk, sqlite_server):
     upload_disk(sdk, "late")
     sas = grant(sdk, "late", seconds=2)
@@ -220,6 +221,7 @@ def test_overlapping_writers_never_mix_a_page(sdk, sqlite_server):
         assert chunk[0] in (writers or {0})
 
 
+@pytest.mark.slow
 def test_kill_9_mid_session_keeps_acknowledged_pages(tmp_path):
     server = ProcessServer(tmp_path).start()
     try:

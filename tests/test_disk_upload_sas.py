@@ -241,6 +241,7 @@ def test_an_interrupted_upload_resumes_with_only_the_missing_pages(galley, files
     assert sha256(download(galley, files, "resumed")) == sha256(raw)
 
 
+@pytest.mark.slow
 def test_pages_written_before_are_trusted_not_rewritten(galley, files, received):
     """A page written through the SAS before `disk upload` runs stays as written (the resume
     trusts written ranges); every other page comes from the file."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from . import admin_http as httpx
 
 from .data_helpers import (MiB, compute_client, create_upload_disk, create_version, gallery_chain,
@@ -19,6 +21,7 @@ from .sdk_helpers import RG
 from .servers import ThreadServer
 
 
+@pytest.mark.slow
 def test_gc_never_removes_chunks_that_writers_need(tmp_path):
     images = tmp_path / "images"
     images.mkdir()

@@ -182,6 +182,7 @@ def test_credential_reset_replaces_the_secret(server):
     assert signed_in(server.url, {**principal, "password": fresh})
 
 
+@pytest.mark.slow
 def test_repeated_wrong_secrets_lock_the_client_out_for_a_while(server, monkeypatch):
     from galley.domain import identity
     monkeypatch.setattr(identity, "LOCKOUT_SECONDS", 2.0)
@@ -483,6 +484,7 @@ def test_two_servers_on_one_postgresql_database_accept_each_others_tokens(tmp_pa
             assert httpx.get(f"{b.url}{GROUPS}?{API}", headers=bearer(fresh)).status_code == 200
 
 
+@pytest.mark.slow
 def test_tokens_survive_a_restart_and_credentials_are_not_rewritten(tmp_path):
     from .servers import ProcessServer
     (tmp_path / "home").mkdir()

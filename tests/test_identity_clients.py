@@ -109,6 +109,7 @@ def galley_cli(server, cli_home, *args, env_extra=None) -> subprocess.CompletedP
                           text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_galley_login_account_and_logout(https_server, tmp_path):
     admin = {"GALLEY_HOME": str(https_server.home)}  # the server's machine: credentials.json signs in
     made = galley_cli(https_server, tmp_path / "admin", "ad", "sp", "create-for-rbac", "--name", "ci", "--role", "Contributor",
@@ -155,6 +156,7 @@ def test_plain_http_is_refused_off_loopback(tmp_path):
     assert refused.returncode == 2 and "loopback" in refused.stderr
 
 
+@pytest.mark.slow
 def test_serve_with_the_operators_own_certificate(tmp_path):
     """--tls-cert/--tls-key serve the operator's certificate (here one made by another CA); no
     CA of Galley's own is made, and GALLEY_CA_BUNDLE names the CA clients are told to trust."""

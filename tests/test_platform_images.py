@@ -228,6 +228,7 @@ def cli_server(tmp_path, monkeypatch):
         yield running
 
 
+@pytest.mark.slow
 def test_cli_import_file_list_show_delete(galley, cli_server, images):
     today = f"0.{datetime.date.today():%Y%m%d}"
     first = galley("platform", "import", "debian-12", "--file", images["a"]).json()

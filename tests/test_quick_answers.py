@@ -136,6 +136,7 @@ def test_a_failed_operation_keeps_the_asynchronous_answer(server, monkeypatch):
     assert status["status"] == "Failed" and "no create today" in status["error"]["message"]
 
 
+@pytest.mark.slow
 def test_long_replication_keeps_the_asynchronous_answer_and_estimates_retry_after(tmp_path):
     """Real bytes replicated under GALLEY_REPLICATION_BANDWIDTH take seconds: the PUT answers 201
     Creating with the async headers, and Retry-After follows the replication's pace (1..30)."""

@@ -103,6 +103,7 @@ property_names = st.sampled_from([
     "recommended", "endOfLifeDate", "description", "creationData", "diskSizeGB", "targetRegions"])
 
 
+@pytest.mark.slow
 def test_random_bodies_never_cause_a_server_error(tmp_path):
     """Any JSON for any resource type: a success or a 4xx, never a 5xx."""
     with ThreadServer(tmp_path) as running:

@@ -351,6 +351,7 @@ class Serve:
         return self.log.read_text()
 
 
+@pytest.mark.slow
 def test_galley_serve_is_ready_when_it_says_so_and_logs_each_request(tmp_path):
     serve = Serve(tmp_path)
     try:

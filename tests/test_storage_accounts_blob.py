@@ -379,6 +379,7 @@ def test_a_blob_service_sas_signed_with_the_account_key(galley, storage):
     assert storage.get_container_client("vhds").download_blob("shared.bin").readall() == b"shared bytes"
 
 
+@pytest.mark.slow
 def test_a_page_blob_upload_survives_kill_9_and_continues(tmp_path):
     server = ProcessServer(tmp_path).start()
     try:

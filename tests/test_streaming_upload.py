@@ -74,6 +74,7 @@ def _pieces(path: Path, seed: int):
             yield piece
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["raw", "vhd-fixed"])
 def test_raw_and_fixed_vhd_round_trip_byte_identical(sqlite_server, images, no_spooling, fmt):
     url = sqlite_server.url
@@ -137,6 +138,7 @@ def _wait_unattached(compute, name: str, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_body_that_ends_early_leaves_the_disk_unchanged(sqlite_server, images, no_spooling):
     url = sqlite_server.url
     home = _home(sqlite_server)
@@ -161,6 +163,7 @@ def test_a_body_that_ends_early_leaves_the_disk_unchanged(sqlite_server, images,
     assert download_sha(url, disk.id, images / "out.raw") == sha256_file(images / "new.raw")
 
 
+@pytest.mark.slow
 def test_a_fixed_vhd_with_a_cut_off_footer_is_refused(sqlite_server, images, no_spooling):
     url = sqlite_server.url
     home = _home(sqlite_server)
