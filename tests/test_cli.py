@@ -374,6 +374,7 @@ def test_deletes_in_order_succeed(galley):
     assert [s["name"] for s in galley("snapshot", "list", "-g", RG).json()] == ["snap-2.0.0"]
 
 
+@pytest.mark.slow
 def test_group_delete_yes_deletes_what_it_contains(galley):
     seed_gallery(galley, "eastus")
     make_version(galley, "1.0.0")

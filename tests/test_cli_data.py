@@ -298,6 +298,7 @@ def test_usage_shows_occupied_bytes_and_storage_per_replica(galley, files):
     assert "westus2" in table and "Egress" in table
 
 
+@pytest.mark.slow
 def test_store_verify_repairs_and_reports_loss(galley, files, tmp_path):
     seed_gallery(galley)
     disk = galley("disk", "upload", "-g", RG, "-n", "vDisk", "--file", make_raw(files / "s.raw", seed=5)).json()

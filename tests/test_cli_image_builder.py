@@ -77,6 +77,7 @@ def create_simple(galley, name: str, *extra: str) -> dict:
 # -- templates against the server -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_create_from_flags_then_show_list_delete(galley, chain):
     identity = galley("identity", "create", "-g", RG, "-n", "aibIdentity").json()
     assert identity["properties"]["principalId"] and identity["properties"]["clientId"]

@@ -500,6 +500,7 @@ def test_tokens_survive_a_restart_and_credentials_are_not_rewritten(tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 def test_an_external_issuer_speaks_for_a_tenant_registered_with_it(tmp_path):
     """Server B is the external issuer (any OIDC authority would do); server A trusts it and
     maps B's tenant to a tenant of its own."""

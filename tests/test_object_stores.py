@@ -217,6 +217,7 @@ def test_bucket_is_created_on_first_write(s3_server):
     assert [item["Key"] for item in listed] == [f"p/{digest('a')[:2]}/{digest('a')}"]
 
 
+@pytest.mark.slow
 def test_keys_reads_several_pages(s3_server):
     store = S3Store(bucket=new_bucket(), prefix="paged", endpoint=s3_server.endpoint,
                     access_key=s3_server.access_key, secret_key=s3_server.secret_key)

@@ -150,6 +150,7 @@ def test_docs_are_served_from_the_package_with_no_internet(server):
     assert plain_httpx.get(server.url + "/redoc").status_code in (401, 404)  # not served (it needs a CDN)
 
 
+@pytest.mark.slow
 def test_a_generated_client_drives_the_server(server, document, tmp_path):
     """openapi-python-client makes a package from the document; that package creates a resource
     group and a gallery, reads the gallery back and lists it."""

@@ -173,6 +173,7 @@ def test_long_replication_keeps_the_asynchronous_answer_and_estimates_retry_afte
         assert len(seen) > 10 and all(1 <= s <= 30 for s in seen), seen
 
 
+@pytest.mark.slow
 def test_without_a_budget_every_write_is_asynchronous(tmp_path):
     with ThreadServer(tmp_path, quick_answer_ms=0) as server:
         make_group(server.url)
