@@ -221,7 +221,8 @@ def test_a_wrong_or_regenerated_key_is_refused_and_changes_nothing(galley):
     service = blob_client(galley.url, "rotateacct", old)
     service.create_container("keep")
     service.get_container_client("keep").upload_blob("kept", b"original")
-    wrong = blob_client(galley.url, "rotateacct", key_of(galley.url, "blobacct")).get_container_client("keep")
+    make_account(galley.url, "otheracct")  # another account's key is a wrong key here
+    wrong = blob_client(galley.url, "rotateacct", key_of(galley.url, "otheracct")).get_container_client("keep")
     with pytest.raises(HttpResponseError) as refused:
         wrong.upload_blob("kept", b"overwritten", overwrite=True)
     assert refused.value.status_code == 403 and refused.value.error_code == "AuthenticationFailed"
