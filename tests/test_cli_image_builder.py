@@ -22,7 +22,6 @@ import pytest
 
 from galley.builder import boot
 from galley.cli import common, image_builder
-from galley.cli.client import ArmClient
 
 from . import test_cli_unit as unit
 from .servers import SUBSCRIPTION, ThreadServer

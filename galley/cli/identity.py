@@ -1,7 +1,7 @@
 """`galley identity …`: user-assigned managed identities, the principals image template builds
 act as (shaped like `az identity`)."""
 
-from typing import Annotated, Optional
+from typing import Optional
 
 import typer
 

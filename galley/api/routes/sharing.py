@@ -20,7 +20,7 @@ from fastapi.responses import Response
 
 from ...domain import sharing
 from ...domain.errors import NotFound
-from ...domain.gallery import community_name, unique_name
+from ...domain.gallery import unique_name
 from ...domain.ids import IMAGE_DEFINITION_TYPE, IMAGE_VERSION_TYPE
 from ...domain.resource import Resource
 from ..api_versions import gallery_api
