@@ -203,6 +203,23 @@ def test_snapshot_upload_and_page_ranges(sdk, sqlite_server):
     assert raw == bytes(expected)
 
 
+def test_out_of_bound_ranges_are_storage_errors_and_change_nothing(sdk, sqlite_server):
+    """Range numbers too long for int() or in non-ASCII digits: Storage's 400, never a 500 (the
+    ARM download routes read ranges through the same pattern)."""
+    upload_disk(sdk, "ranged")
+    sas = grant(sdk, "ranged")
+    blob(sas).upload_page(b"\x07" * 512, offset=0, length=512)
+    endless = "9" * 5000
+    for name, value in (("x-ms-range", f"bytes={endless}-"), ("x-ms-range", f"bytes=0-{endless}"),
+                        ("Range", f"bytes={endless}-{endless}"), ("x-ms-range", "bytes=-512")):
+        read = httpx.get(sas, headers={name: value})
+        assert read.status_code == 400 and read.headers["x-ms-error-code"] == "InvalidHeaderValue", read.text
+        write = httpx.put(sas + "&comp=page", content=bytes(512),
+                          headers={name: value, "x-ms-page-write": "update", "x-ms-version": "2025-11-05"})
+        assert write.status_code == 400 and write.headers["x-ms-error-code"] == "InvalidHeaderValue", write.text
+    assert [(r["start"], r["end"]) for r in blob(sas).get_page_ranges()[0]] == [(0, 511)]
+
+
 def test_overlapping_writers_never_mix_a_page(sdk, sqlite_server):
     upload_disk(sdk, "race")
     client = blob(grant(sdk, "race"))

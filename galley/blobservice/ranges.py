@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
+from ..domain.limits import BYTE_RANGE
 from .errors import BlobError, invalid_header
 
 PAGE = 512
 MAX_PAGE_WRITE = 4 * 1024 * 1024
-_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
 def requested(headers) -> tuple[str, str] | None:
@@ -27,8 +25,8 @@ def parse(headers, size: int) -> tuple[int, int] | None:
     if found is None:
         return None
     name, value = found
-    match = _RANGE.match(value)
-    if not match:
+    match = BYTE_RANGE.fullmatch(value)
+    if not match or not match.group(1):
         raise invalid_header(name, value)
     start = int(match.group(1))
     end = int(match.group(2)) if match.group(2) else size - 1
@@ -45,8 +43,8 @@ def page_write(headers, size: int) -> tuple[int, int]:
     if found is None:
         raise BlobError(400, "MissingRequiredHeader", "Put Page needs x-ms-range (or Range).", HeaderName="x-ms-range")
     name, value = found
-    match = _RANGE.match(value)
-    if not match or not match.group(2):
+    match = BYTE_RANGE.fullmatch(value)
+    if not match or not match.group(1) or not match.group(2):
         raise invalid_header(name, value)
     start, end = int(match.group(1)), int(match.group(2))
     length = end - start + 1

@@ -6,6 +6,8 @@ any real ARM body, where it does not (nesting, array lengths, script lines)."""
 
 from __future__ import annotations
 
+import re
+
 from .errors import InvalidParameter
 
 KIB, MIB, GIB, TIB = 1024, 1024 ** 2, 1024 ** 3, 1024 ** 4
@@ -42,6 +44,9 @@ MAX_UPLOAD_SIZE_BYTES = 32 * TIB + VHD_FOOTER
 
 # Numbers read from headers and query strings: at most this many digits (any byte offset fits).
 MAX_NUMBER_DIGITS = 20
+# A Range header's `bytes=a-b` (either side may be empty), in ASCII digits few enough for int():
+# use with fullmatch. ARM downloads and the Blob service both read ranges through it.
+BYTE_RANGE = re.compile(rf"bytes=([0-9]{{0,{MAX_NUMBER_DIGITS}}})-([0-9]{{0,{MAX_NUMBER_DIGITS}}})")
 
 
 def nesting_depth(value: object) -> int:

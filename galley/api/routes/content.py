@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ from ...content.streaming import HEAD_BYTES, StreamingImage, needs_random_access
 from ...content.vhd import FOOTER_SIZE, VhdFooter
 from ...domain import ids
 from ...domain.errors import ArmError, InvalidParameter, NotFound
-from ...domain.limits import MAX_NUMBER_DIGITS
+from ...domain.limits import BYTE_RANGE, MAX_NUMBER_DIGITS
 from ... import uploads
 from ..wire import json_response, render
 from ._signature import with_parameters
@@ -36,8 +35,6 @@ router = APIRouter(tags=["DiskContent"])
 UPLOAD_FORMATS = ("vhd", "vhd-fixed", "vhd-dynamic", "raw", "qcow2")
 DOWNLOAD_FORMATS = ("raw", "vhd", "vhd-fixed", "vhd-dynamic", "qcow2")
 VHD_FIXED_TYPE = 2
-# ASCII digits, at most MAX_NUMBER_DIGITS of them: any longer number is past every disk's end.
-_RANGE = re.compile(rf"bytes=([0-9]{{0,{MAX_NUMBER_DIGITS}}})-([0-9]{{0,{MAX_NUMBER_DIGITS}}})")
 
 
 class InsufficientStorage(ArmError):
@@ -315,7 +312,7 @@ def _ranged(request: Request, reader, trailer: bytes, media_type: str) -> Respon
     status = 200
     header = request.headers.get("range")
     if header:
-        match = _RANGE.fullmatch(header.strip())
+        match = BYTE_RANGE.fullmatch(header.strip())
         if not match or (not match.group(1) and not match.group(2)):
             return Response(status_code=416, headers={"Content-Range": f"bytes */{total}"})
         if match.group(1):
