@@ -10,6 +10,7 @@ import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from azure.core.exceptions import (
@@ -183,6 +184,29 @@ def test_containers_are_created_once_and_listed(storage):
     with pytest.raises(HttpResponseError) as refused:
         storage.create_container("Bad_Name")
     assert refused.value.status_code == 400
+
+
+def test_numbers_that_are_not_plain_digits_are_storage_errors(galley, storage):
+    """maxresults and x-ms-blob-content-length of thousands of digits, or of digits str.isdigit()
+    takes but int() does not ('²'): Storage's 4xx, never a 500, and no blob is made."""
+    key = key_of(galley.url, "blobacct")
+    sas = generate_account_sas("blobacct", key, ResourceTypes(service=True, container=True, object=True),
+                               AccountSasPermissions(read=True, write=True, list=True, create=True),
+                               datetime.now(UTC) + timedelta(hours=1))
+    container = f"{galley.url}/blobacct/vhds"
+    for odd in ("9" * 5000, "\u00b2", "\u0661"):
+        listed = httpx.get(f"{container}?restype=container&comp=list&maxresults={quote(odd)}&{sas}",
+                           headers={"Authorization": ""})
+        if odd.isascii():  # a whole number, only too long for int(): as many as one page holds
+            assert listed.status_code == 200 and "<MaxResults>5000</MaxResults>" in listed.text, listed.text
+        else:
+            assert listed.status_code == 400, listed.text
+            assert listed.headers["x-ms-error-code"] == "OutOfRangeQueryParameterValue"
+        made = httpx.put(f"{container}/odd.vhd?{sas}", headers={
+            "Authorization": "", "x-ms-blob-type": "PageBlob", "x-ms-version": "2025-11-05",
+            "x-ms-blob-content-length": odd.encode("latin-1", "replace")})
+        assert made.status_code == 400 and made.headers["x-ms-error-code"] == "InvalidHeaderValue", made.text
+    assert "odd.vhd" not in [b.name for b in storage.get_container_client("vhds").list_blobs()]
 
 
 def test_account_sas_allows_what_it_says_and_nothing_more(galley, storage):

@@ -27,7 +27,7 @@ from .accounts import (
     BlobRequest,
 )
 from .errors import BlobError, standard_headers, unsupported
-from .operations import read_body, register
+from .operations import read_body, refuse_declared_over, register
 
 MAX_BLOCK_BYTES = 4000 * 1024 * 1024
 MAX_PUT_BLOB_BYTES = 5000 * 1024 * 1024
@@ -50,9 +50,7 @@ def tmp_dir(request: BlobRequest) -> Path:
 
 async def spool_body(request: BlobRequest, limit: int) -> tuple[Path, str]:
     """The body in a temporary file, and its MD5 (base64), checked against Content-MD5 if sent."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise BlobError(413, "RequestBodyTooLarge", f"The request body is larger than {limit} bytes.")
+    refuse_declared_over(request, limit)
     handle = tempfile.NamedTemporaryFile(dir=tmp_dir(request), prefix="blob-", delete=False)
     path, digest, size, pending = Path(handle.name), hashlib.md5(), 0, []
     try:

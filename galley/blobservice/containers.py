@@ -10,6 +10,7 @@ from xml.sax.saxutils import escape, quoteattr
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from ..domain.limits import ascii_number
 from .account_blobs import container_not_found
 from .accounts import (
     CREATE_CONTAINER,
@@ -34,10 +35,11 @@ def _http_date(moment) -> str:
 
 def _max_results(request: BlobRequest) -> int:
     raw = request.query.get("maxresults") or str(DEFAULT_MAX_RESULTS)
-    if not raw.isdigit() or int(raw) < 1:
+    wanted = ascii_number(raw)
+    if wanted is None or wanted < 1:
         raise BlobError(400, "OutOfRangeQueryParameterValue", "maxresults must be a whole number of at least 1.",
                         QueryParameterName="maxresults", QueryParameterValue=raw)
-    return min(int(raw), DEFAULT_MAX_RESULTS)
+    return min(wanted, DEFAULT_MAX_RESULTS)
 
 
 def _endpoint(request: BlobRequest) -> str:

@@ -14,6 +14,7 @@ from typing import Awaitable, Callable
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
+from ..domain.limits import MAX_UPLOAD_SIZE_BYTES, ascii_number
 from . import ranges
 from .accounts import (DELETE_BLOB, DELETE_CONTAINER, GET_BLOB, GET_BLOB_PROPERTIES, GET_BLOCK_LIST,
                        GET_CONTAINER_PROPERTIES, GET_PAGE_RANGES, LIST_BLOBS, LIST_CONTAINERS, PUT_BLOB,
@@ -60,10 +61,15 @@ def _page_blob(account: BlobAccount, request: BlobRequest) -> PageBlob:
     return blob
 
 
-async def read_body(request: BlobRequest, limit: int) -> bytes:
+def refuse_declared_over(request: BlobRequest, limit: int) -> None:
+    """Storage's 413 for a body whose declared Content-Length is over `limit` (or not a number)."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and ((size := ascii_number(declared)) is None or size > limit):
         raise BlobError(413, "RequestBodyTooLarge", f"The request body is larger than {limit} bytes.")
+
+
+async def read_body(request: BlobRequest, limit: int) -> bytes:
+    refuse_declared_over(request, limit)
     parts, size = [], 0
     async for piece in request.http.stream():
         size += len(piece)
@@ -104,11 +110,13 @@ async def put_blob(account: BlobAccount, request: BlobRequest) -> Response:
     length = request.headers.get("x-ms-blob-content-length")
     if length is None:
         raise missing_header("x-ms-blob-content-length")
-    if not length.isdigit() or int(length) % ranges.PAGE:
+    size = ascii_number(length)
+    # No page blob here outgrows the largest disk upload (and its size must fit the database).
+    if size is None or size % ranges.PAGE or size > MAX_UPLOAD_SIZE_BYTES:
         raise invalid_header("x-ms-blob-content-length", length)
     if await read_body(request, 0):
         raise invalid_header("Content-Length", request.headers.get("content-length"))
-    blob = await run_in_threadpool(account.create_page_blob, request.container, request.blob, int(length))
+    blob = await run_in_threadpool(account.create_page_blob, request.container, request.blob, size)
     return Response(status_code=201, headers={**blob_headers(request, blob), "x-ms-request-server-encrypted": "true"})
 
 

@@ -49,6 +49,17 @@ MAX_NUMBER_DIGITS = 20
 BYTE_RANGE = re.compile(rf"bytes=([0-9]{{0,{MAX_NUMBER_DIGITS}}})-([0-9]{{0,{MAX_NUMBER_DIGITS}}})")
 
 
+def ascii_number(value: str | None) -> int | None:
+    """A header's or query's whole number, None unless it is ASCII digits (str.isdigit() also
+    takes '²' and Arabic digits, which int() refuses or reads). More than MAX_NUMBER_DIGITS
+    significant digits read as 10**MAX_NUMBER_DIGITS, past every size and count, without an
+    int() of thousands of digits."""
+    if not value or not (value.isascii() and value.isdigit()):
+        return None
+    digits = value.lstrip("0") or "0"
+    return int(digits) if len(digits) <= MAX_NUMBER_DIGITS else 10 ** MAX_NUMBER_DIGITS
+
+
 def nesting_depth(value: object) -> int:
     """How many objects and arrays deep `value` goes (walked without recursion: it may be deep)."""
     deepest, pending = 0, [(value, 1)]
