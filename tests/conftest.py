@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 
 import pytest
@@ -61,6 +62,15 @@ def server(tmp_path, database_url):
 
 @pytest.fixture
 def sqlite_server(tmp_path):
+    with ThreadServer(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def cli_server(tmp_path, monkeypatch):
+    """A server for the CLI tests: no GALLEY_ variable of the caller's reaches the CLI."""
+    for name in [name for name in os.environ if name.startswith("GALLEY_")]:
+        monkeypatch.delenv(name)
     with ThreadServer(tmp_path) as running:
         yield running
 

@@ -24,7 +24,6 @@ from galley.cli import page_upload
 from galley.cli.page_upload import WrittenPages, data_pieces
 from galley.content.vhd import VhdFooter
 
-from .servers import ThreadServer
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img")
 
@@ -34,14 +33,6 @@ SIZE = 48 * MiB
 # (offset, length) of random data; everything else is a hole, but for ZEROS, written as zeros.
 DATA = ((0, 3 * MiB), (9 * MiB + 4096, 64 * 1024), (20 * MiB, 6 * MiB), (SIZE - 8192, 8192))
 ZEROS = (32 * MiB, 4 * MiB)  # explicit zero bytes (not a hole): a 4 MiB cell that must not be sent
-
-
-@pytest.fixture
-def cli_server(tmp_path, monkeypatch):
-    for name in [name for name in os.environ if name.startswith("GALLEY_")]:
-        monkeypatch.delenv(name)
-    with ThreadServer(tmp_path) as running:
-        yield running
 
 
 class Received(list):

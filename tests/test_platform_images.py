@@ -220,14 +220,6 @@ def test_delete_removes_the_image_and_its_content(server, images, tmp_path):
 
 # ---- the CLI -----------------------------------------------------------------------------------
 
-@pytest.fixture
-def cli_server(tmp_path, monkeypatch):
-    for name in [name for name in os.environ if name.startswith("GALLEY_")]:
-        monkeypatch.delenv(name)
-    with ThreadServer(tmp_path) as running:
-        yield running
-
-
 @pytest.mark.slow
 def test_cli_import_file_list_show_delete(galley, cli_server, images):
     today = f"0.{datetime.date.today():%Y%m%d}"
