@@ -367,7 +367,6 @@ class DiskAccess:
             state = resource.properties.get("diskState", "Unattached")
             resource.properties["diskState"] = rules.state_after_end(state, completed)
             if virtual_size is not None:
-                resource.properties["diskSizeBytes"] = virtual_size
-                resource.properties["diskSizeGB"] = -(-virtual_size // (1024 ** 3))
+                rules.record_content_size(resource.properties, virtual_size)
             tx.save(resource)
 

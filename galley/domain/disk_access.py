@@ -51,6 +51,12 @@ def state_after_end(state: str, completed: bool) -> str:
     return "Unattached" if state in ACTIVE_STATES else state
 
 
+def record_content_size(properties: dict, virtual_size: int) -> None:
+    """The sizes a disk or snapshot reports once content arrived (an upload, a revoked Write SAS)."""
+    properties["diskSizeBytes"] = virtual_size
+    properties["diskSizeGB"] = -(-virtual_size // (1024 ** 3))
+
+
 def check_not_in_use(resource: Resource, what: str) -> None:
     """A disk or snapshot with an active SAS cannot be used as a source or deleted (Azure's 409)."""
     state = (resource.properties or {}).get("diskState")

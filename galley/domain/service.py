@@ -330,8 +330,7 @@ class ResourceService:
             # A failed upload leaves the disk as it was (an Upload disk stays ReadyToUpload).
             resource.properties["diskState"] = "Unattached" if virtual_size is not None else state_before
             if virtual_size is not None:
-                resource.properties["diskSizeBytes"] = virtual_size
-                resource.properties["diskSizeGB"] = -(-virtual_size // (1024 ** 3))
+                disk_access.record_content_size(resource.properties, virtual_size)
             tx.save(resource)
             return resource
 
