@@ -7,7 +7,7 @@ writes the output and the exit code between markers to the serial console, and p
 Here the serial console is a file that is read until the markers show up.
 
 The tested image is attached with `snapshot=on`: the guest's writes go to a temporary overlay
-and the image file is never modified.
+and the image file is never modified (unless a caller asks for `snapshot=False` on a copy it owns).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -84,6 +84,9 @@ def boot_test(
     accel: str | None = None,
     work_dir: str | os.PathLike | None = None,
     cancel: threading.Event | None = None,
+    extra_drives: Sequence[tuple[str | os.PathLike, str]] = (),
+    qemu_args: Sequence[str] = (),
+    snapshot: bool = True,
 ) -> BootResult:
     """Boot `image_path`, run `script` in it as root, and return its exit code and output.
 
@@ -93,6 +96,9 @@ def boot_test(
     validation disk (next to validate.sh, the script's working folder) to their content or a
     host file. `accel` forces "kvm" or "tcg"; by default KVM is used only if it really boots.
     Setting `cancel` kills QEMU and raises BootCancelled.
+    `extra_drives` (path, format) are attached read-only after the validation disk (a seed
+    disk, for instance); `qemu_args` are appended to QEMU's command line. With
+    `snapshot=False` the guest writes to `image_path` itself: only for a copy the caller owns.
     """
     image = Path(image_path).resolve()
     if not image.is_file():
@@ -118,7 +124,8 @@ def boot_test(
                              settings={"TIMEOUT": str(script_timeout)}, work=tmp)
         run = functools.partial(_run_vm, image=image, drive_format=drive_format, validation_disk=validation_disk,
                                 tmp=tmp, timeout=timeout, deadline=deadline, memory_mib=memory_mib, cpus=cpus,
-                                cancel=cancel or threading.Event())
+                                cancel=cancel or threading.Event(),
+                                extra=_extra_drive_options(extra_drives) + list(qemu_args), snapshot=snapshot)
         if forced is not None:
             return run(accel=forced, probe=False)
         if kvm_usable():
@@ -157,16 +164,44 @@ def kvm_usable() -> bool:
     return _kvm_verdict is not False and os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
+def kvm_unproven() -> bool:
+    """No KVM boot has been watched in this process yet: the next one should be probed."""
+    return _kvm_verdict is None
+
+
+class KvmProbe:
+    """Watches a KVM boot's console from QEMU's start: `observe` says True once the kernel has
+    announced itself, False when it stalled (KVM is then dropped for this process), else None."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.booting_seen_at: float | None = None
+
+    def observe(self, console: str, now: float) -> bool | None:
+        if "Linux version" in console:
+            _set_kvm_verdict(True)
+            return True
+        if self.booting_seen_at is None and any(marker in console for marker in _BOOTING_MARKERS):
+            self.booting_seen_at = now
+        if now - self.started > KVM_PROBE_SECONDS or (
+                self.booting_seen_at is not None and now - self.booting_seen_at > KVM_PROBE_AFTER_BOOT_SECONDS):
+            _set_kvm_verdict(False)
+            return False
+        return None
+
+
 def _run_vm(*, accel: str, probe: bool, image: Path, drive_format: str, validation_disk: Path, tmp: Path,
-            timeout: float, deadline: float, memory_mib: int, cpus: int, cancel: threading.Event) -> BootResult:
+            timeout: float, deadline: float, memory_mib: int, cpus: int, cancel: threading.Event,
+            extra: list[str], snapshot: bool) -> BootResult:
     serial = tmp / f"serial-{accel}.log"
     qemu_errors = tmp / f"qemu-{accel}.stderr"
     command = [
         QEMU, "-accel", accel, "-smp", str(cpus), "-m", str(memory_mib),
         "-nographic", "-monitor", "none", "-serial", f"file:{serial}", "-no-reboot",
-        "-drive", f"file={_drive_path(image)},format={drive_format},if=virtio,snapshot=on",
+        "-drive", f"file={_drive_path(image)},format={drive_format},if=virtio,snapshot={'on' if snapshot else 'off'}",
         "-drive", f"file={_drive_path(validation_disk)},format=raw,if=virtio,readonly=on",
         "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0",
+        *extra,
     ]
     log.info("boot test: %s", " ".join(command))
     started = time.monotonic()
@@ -181,7 +216,7 @@ def _run_vm(*, accel: str, probe: bool, image: Path, drive_format: str, validati
 def _wait_for_result(process: subprocess.Popen, serial: Path, qemu_errors: Path,
                      started: float, timeout: float, deadline: float, accel: str, probe: bool,
                      cancel: threading.Event) -> BootResult:
-    booting_seen_at = None
+    watch = KvmProbe(started) if probe else None
     while True:
         text = _read_console(serial)
         parsed = parse_validation_result(text)
@@ -192,17 +227,13 @@ def _wait_for_result(process: subprocess.Popen, serial: Path, qemu_errors: Path,
             return BootResult(exit_code=exit_code, output=output, serial_log=_read_console(serial),
                               seconds=seconds, accel=accel, powered_off=powered_off)
         now = time.monotonic()
-        if probe:
-            if "Linux version" in text:
-                _set_kvm_verdict(True)
-                probe = False
-            else:
-                if booting_seen_at is None and any(marker in text for marker in _BOOTING_MARKERS):
-                    booting_seen_at = now
-                if now - started > KVM_PROBE_SECONDS or (
-                        booting_seen_at is not None and now - booting_seen_at > KVM_PROBE_AFTER_BOOT_SECONDS):
-                    _stop(process)
-                    raise _KvmStalled(f"no kernel output {now - started:.0f} s after QEMU started")
+        if watch is not None:
+            verdict = watch.observe(text, now)
+            if verdict is False:
+                _stop(process)
+                raise _KvmStalled(f"no kernel output {now - started:.0f} s after QEMU started")
+            if verdict:
+                watch = None
         if process.poll() is not None:
             text = _read_console(serial)
             parsed = parse_validation_result(text)
@@ -273,6 +304,15 @@ def make_validation_disk(path: Path, script: str, *, extra_files: Mapping[str, s
                                "-d", str(content), str(path)], capture_output=True, text=True)
         if done.returncode != 0:
             raise BootTestError(f"mkfs.ext4 for the validation disk failed: {done.stderr.strip()}")
+
+
+def _extra_drive_options(drives: Sequence[tuple[str | os.PathLike, str]]) -> list[str]:
+    options = []
+    for path, fmt in drives:
+        if fmt not in DRIVE_FORMATS:
+            raise ValueError(f"extra drive format {fmt!r}: one of {', '.join(DRIVE_FORMATS)}")
+        options += ["-drive", f"file={_drive_path(Path(path).resolve())},format={DRIVE_FORMATS[fmt]},if=virtio,readonly=on"]
+    return options
 
 
 def _drive_path(path: Path) -> str:

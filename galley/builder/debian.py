@@ -4,7 +4,8 @@ One pipeline of named steps, each small enough to read at once:
 
     bootstrap   debootstrap into a temporary root folder, or unpack the cached result
     configure   fstab, hostname, locked root password, serial console, DHCP networking,
-                the GRUB configuration and the `galley-validate` hook
+                the GRUB configuration, the `galley-validate` hook, Galley's provisioning
+                agent and `galley-deprovision` (galley.builder.provisioning)
     generalize  empty machine-id, no SSH host keys, no apt lists, logs or caches
     mkfs        `mkfs.ext4 -d <root folder>` on a separate file (no mount)
     partition   `sfdisk` on the raw file: one bootable Linux partition at 1 MiB
@@ -39,6 +40,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import provisioning
+
 log = logging.getLogger("galley.builder.debian")
 
 GIB = 1024 ** 3
@@ -50,8 +53,10 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 ROOT_LABEL = "galley-root"
 
 # Kept small: a kernel, systemd as init, udev, networkd's DHCP and resolved's DNS (which needs
-# a D-Bus system bus), e2fsprogs for fsck at boot, zstd for a faster initramfs. Add
-# "openssh-server" to get SSH; its host keys are then made on first boot.
+# a D-Bus system bus), e2fsprogs for fsck at boot, zstd for a faster initramfs; what a VM needs:
+# SSH (host keys are made on each machine's first boot by Galley's provisioning agent), QEMU's
+# guest agent (run-command; udev starts it when the virtio port org.qemu.guest_agent.0 appears)
+# and sudo for the provisioned admin user.
 DEFAULT_PACKAGES = (
     "linux-image-amd64",
     "systemd-sysv",
@@ -61,6 +66,9 @@ DEFAULT_PACKAGES = (
     "e2fsprogs",
     "iproute2",
     "zstd",
+    "openssh-server",
+    "qemu-guest-agent",
+    "sudo",
 )
 
 # Bump when what goes into the cached debootstrap tarball changes meaning.
@@ -287,9 +295,10 @@ def _configure(root: Path, *, suite: str, mirror: str, hostname: str, fs_uuid: s
     _write(etc / "systemd/system" / VALIDATE_UNIT_NAME, VALIDATE_UNIT)
     units.append(VALIDATE_UNIT_NAME)
 
-    if (root / "usr/sbin/sshd").exists():
-        _write(etc / "systemd/system/galley-ssh-host-keys.service", SSH_HOST_KEYS_UNIT)
-        units.append("galley-ssh-host-keys.service")
+    # Galley's provisioning agent (SSH host keys, osProfile from a CIDATA seed) and galley-deprovision.
+    for path, (text, mode) in provisioning.guest_files().items():
+        _write(root / path, text, mode=mode)
+    units += provisioning.GUEST_UNITS
 
     _run("configure", ["chroot", str(root), "systemctl", "enable", *units])
 
@@ -637,16 +646,3 @@ fi
 exit 0
 """
 
-SSH_HOST_KEYS_UNIT = """\
-[Unit]
-Description=Make SSH host keys for this machine (the image ships none)
-Before=ssh.service
-ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
-
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
-
-[Install]
-WantedBy=multi-user.target
-"""

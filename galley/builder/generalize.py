@@ -15,7 +15,8 @@ the image starts new:
 - the machine's identity: /etc/machine-id emptied (systemd makes one at first boot),
   /var/lib/dbus/machine-id (unless it links to /etc/machine-id), systemd's random seed and
   credential secret, the SSH host keys
-- DNS settings in a plain /etc/resolv.conf, DHCP leases, cloud-init's and the Azure agent's state
+- DNS settings in a plain /etc/resolv.conf, DHCP leases, cloud-init's, the Azure agent's and Galley's
+  provisioning agent's state (its instance id and customData, so the next VM is provisioned anew)
 - logs (files emptied, rotated ones and the journal removed), shell history, apt's package
   lists and downloaded packages, /tmp and /var/tmp
 """
@@ -58,7 +59,7 @@ def unsafe_user_names(names: list[str]) -> list[str]:
 
 def default_deprovisioning(users: list[str]) -> SandboxCommand:
     users = [u for u in users if _SAFE_USER.match(u)]
-    return SandboxCommand(("/bin/sh", "-c", _DEFAULT_SCRIPT, "galley-deprovision", *users))
+    return SandboxCommand(("/bin/sh", "-c", DEFAULT_DEPROVISIONING_SHELL, "galley-deprovision", *users))
 
 
 def custom_deprovisioning() -> SandboxCommand:
@@ -75,7 +76,9 @@ rm -f -- "$f"
 exit $code
 """
 
-_DEFAULT_SCRIPT = r"""
+# Also baked into images Galley builds, where `galley-deprovision` runs it on a live guest
+# (galley.builder.provisioning): keep it safe to run on a running system.
+DEFAULT_DEPROVISIONING_SHELL = r"""
 rc=0
 echo "deprovisioning, as waagent -deprovision+user would"
 
@@ -93,7 +96,7 @@ for user in "$@"; do
     fi
     # the home folder only where homes live: useradd -d can point anywhere (/opt/app, /usr ...)
     case $home in /home/?*) [ "${home#/home/*/}" = "$home" ] && rm -rf -- "$home" && echo "removed $home" ;; esac
-    rm -f -- "/var/mail/$user" "/var/spool/mail/$user"
+    rm -f -- "/var/mail/$user" "/var/spool/mail/$user" "/etc/sudoers.d/90-galley-$user"
     if getent passwd "$user" >/dev/null 2>&1; then
         echo "user $user is still there"; rc=1
     else
@@ -122,7 +125,8 @@ fi
 rm -rf /var/lib/dhcp/*.leases /var/lib/dhcp/dhclient* /var/lib/dhclient/* /var/lib/dhcpcd/* \
        /var/lib/NetworkManager/*.lease /var/lib/NetworkManager/dhclient* /var/lib/systemd/network/*
 rm -rf /var/lib/cloud/* /var/lib/waagent/*
-echo "removed DHCP leases, cloud-init and agent state"
+rm -f /var/lib/galley/instance-id /var/lib/galley/custom-data /var/lib/galley/custom-data.pending
+echo "removed DHCP leases, cloud-init and agent state (Galley's provisioning agent provisions again)"
 
 if [ -d /var/log ]; then
     find /var/log -xdev -type f \( -name '*.gz' -o -name '*.xz' -o -name '*.zst' -o -name '*.bz2' \

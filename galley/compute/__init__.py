@@ -1,0 +1,1 @@
+"""Virtual machines: QEMU processes, copy-on-write disks, provisioning seed, guest channel, serial log."""
