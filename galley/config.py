@@ -27,6 +27,8 @@ class Limits:
     image_versions: int = 10_000
     replicas_per_region: int = 10
     data_disk_max_gb: int = 1_024
+    # Azure's "Total Regional vCPUs": every VM that is not deallocated counts.
+    regional_vcpus: int = 20
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,13 @@ class Settings:
     uploads_per_client: int = 8
     # One line per request on the `galley.access` logger.
     access_log: bool = True
+    # Memory (MiB) that running VMs may take on this host; more is refused, not swapped.
+    vm_memory_mib: int = 4096
+    # Seconds a guest has to shut down (ACPI power button) on powerOff and deallocate before it is killed.
+    vm_stop_grace: float = 60.0
+    # Seconds a VM's create waits for a generalized image's guest to boot and provision (its guest
+    # agent answering, systemd's boot done) before it fails with OSProvisioningTimedOut (0: no wait).
+    vm_provisioning_timeout: float = 600.0
 
     @property
     def origins(self) -> tuple[str, ...]:
@@ -130,6 +139,7 @@ def load_settings() -> Settings:
         image_definitions=_int_env("GALLEY_LIMIT_IMAGE_DEFINITIONS", Limits.image_definitions),
         image_versions=_int_env("GALLEY_LIMIT_IMAGE_VERSIONS", Limits.image_versions),
         replicas_per_region=_int_env("GALLEY_LIMIT_REPLICAS_PER_REGION", Limits.replicas_per_region),
+        regional_vcpus=_int_env("GALLEY_LIMIT_REGIONAL_VCPUS", Limits.regional_vcpus),
     )
     return Settings(
         home=home,
@@ -155,4 +165,19 @@ def load_settings() -> Settings:
         body_timeout=_float_env("GALLEY_BODY_TIMEOUT", 60.0),
         uploads_per_client=_int_env("GALLEY_UPLOADS_PER_CLIENT", 8),
         access_log=_bool_env("GALLEY_ACCESS_LOG", True),
+        vm_memory_mib=_int_env("GALLEY_VM_MEMORY_MIB", host_memory_for_vms()),
+        vm_stop_grace=_float_env("GALLEY_VM_STOP_GRACE", 60.0),
+        vm_provisioning_timeout=_float_env("GALLEY_VM_PROVISIONING_TIMEOUT", 600.0),
     )
+
+
+def host_memory_for_vms() -> int:
+    """MiB of this host's memory VMs may use: all of it but 2 GiB or a quarter, whichever is more,
+    kept for Galley and the system."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            total_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError):
+        return Settings.vm_memory_mib
+    total = total_kib // 1024
+    return max(0, total - max(2048, total // 4))

@@ -148,3 +148,29 @@ class ProcessServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def machines_under(home: Path) -> set[int]:
+    """Pids of the QEMU processes whose command line names a path under `home` (a server's VMs)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "qemu-system" in cmdline and str(home) in cmdline:
+            found.add(int(proc.name))
+    return found
+
+
+def kill_machines_under(home: Path) -> set[int]:
+    """Kill what a failed test left running (a test that passed deleted its VMs); returns the pids."""
+    pids = machines_under(home)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids

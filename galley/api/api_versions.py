@@ -47,8 +47,19 @@ INSIGHTS = frozenset({"2015-04-01"})  # the activity log (eventtypes/management/
 RESOURCE_GRAPH = frozenset({"2021-03-01", "2022-10-01", "2024-04-01"})
 MANAGED_IDENTITY = frozenset({"2015-08-31-preview", "2018-11-30", "2021-09-30-preview", "2022-01-31-preview",
                               "2023-01-31", "2023-07-31-preview", "2024-11-30"})
+# Microsoft.Network: az's VM template sends 2015-06-15 (VNet, NSG, NIC) and 2022-01-01 (public IP);
+# its `az network` commands send 2022-01-01 to 2025-09-01.
+NETWORK = frozenset({
+    "2015-06-15", "2016-03-30", "2016-09-01", "2017-03-01", "2017-06-01", "2017-09-01", "2017-11-01",
+    "2018-02-01", "2018-04-01", "2018-08-01", "2018-11-01", "2019-02-01", "2019-04-01", "2019-06-01",
+    "2019-09-01", "2019-11-01", "2020-03-01", "2020-05-01", "2020-06-01", "2020-11-01", "2021-02-01",
+    "2021-05-01", "2021-08-01", "2022-01-01", "2022-05-01", "2022-07-01", "2022-09-01", "2022-11-01",
+    "2023-02-01", "2023-04-01", "2023-05-01", "2023-06-01", "2023-09-01", "2023-11-01", "2024-01-01",
+    "2024-03-01", "2024-05-01", "2024-07-01", "2024-10-01", "2025-01-01", "2025-03-01", "2025-05-01",
+    "2025-07-01", "2025-09-01",
+})
 # Operation-status URLs carry the api-version of the request that started them.
-ANY_KNOWN = GALLERY | COMPUTE | DISK | RESOURCES | STORAGE | IMAGE_BUILDER | MANAGED_IDENTITY
+ANY_KNOWN = GALLERY | COMPUTE | DISK | RESOURCES | STORAGE | IMAGE_BUILDER | MANAGED_IDENTITY | NETWORK
 
 
 def _checker(supported: frozenset[str], family: str):
@@ -82,6 +93,7 @@ resources_api = _checker(RESOURCES, "Microsoft.Resources")
 storage_api = _checker(STORAGE, "Microsoft.Storage/storageAccounts")
 image_builder_api = _checker(IMAGE_BUILDER, "Microsoft.VirtualMachineImages/imageTemplates")
 identity_api = _checker(MANAGED_IDENTITY, "Microsoft.ManagedIdentity/userAssignedIdentities")
+network_api = _checker(NETWORK, "Microsoft.Network")
 authorization_api = _checker(AUTHORIZATION, "Microsoft.Authorization")
 activity_log_api = _checker(INSIGHTS, "Microsoft.Insights/eventtypes")
 graph_api = _checker(RESOURCE_GRAPH, "Microsoft.ResourceGraph/resources")

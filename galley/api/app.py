@@ -16,11 +16,13 @@ from ..content.engine import ContentEngine
 from ..content.locations import Locations
 from ..domain.errors import ArmError
 from ..domain.service import ResourceService
+from ..domain.vm_service import VmService
 from ..jobs.build.run import run_template
 from ..jobs.worker import Worker
+from ..jobs import vm_work
 from ..store.content_repository import ContentRepository
 from ..store.database import make_engine, migrate
-from ..store.sql_store import BUILD_ACTIONS, SqlStore
+from ..store.sql_store import BUILD_ACTIONS, VM_ACTIONS, VM_TYPES, SqlStore
 from .. import uploads
 from ..identity.authority import Authority
 from ..identity.external import ExternalIssuers
@@ -47,6 +49,10 @@ from .routes import activity_log as activity_log_routes
 from .routes import accounts, authority, directory, platform_images, sharing
 from .routes import storage_account_actions
 from .routes import disk_access as disk_access_routes
+from .routes import virtual_machines as vm_routes
+from .routes import deployments as deployment_routes
+from .routes import subnets as subnet_routes
+from .routes import providers as provider_routes
 from .. import blobservice
 from ..blobservice import storage_accounts
 from ..store.account_key_store import AccountKeyStore
@@ -85,13 +91,19 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     store = SqlStore(engine)
     locations = Locations(settings)
     content = ContentEngine(ContentRepository(store), locations, bandwidth=settings.replication_bandwidth)
-    worker = Worker(store, content, settings.worker_poll_seconds, extras={"home": settings.home})
+    compute = vm_work.Compute.at(settings.home, content, stop_grace=settings.vm_stop_grace,
+                                 provisioning_timeout=settings.vm_provisioning_timeout)
+    worker = Worker(store, content, settings.worker_poll_seconds, extras={"home": settings.home, "compute": compute})
     builds = Worker(store, content, settings.worker_poll_seconds, threads=settings.build_threads,
                     actions=BUILD_ACTIONS, handler=run_template, name="builder")
+    # VMs' operations wait for guests (a boot, an ACPI shutdown, a run-command): their own threads.
+    vms = Worker(store, content, settings.worker_poll_seconds, threads=4, actions=VM_ACTIONS, types=VM_TYPES,
+                 handler=vm_work.handle, name="vms", extras={"home": settings.home, "compute": compute})
 
     def wake_workers() -> None:
         worker.wake()
         builds.wake()
+        vms.wake()
 
     service = ResourceService(store, settings, on_queued=wake_workers)
     builds.extras.update(service=service, home=settings.home)
@@ -111,14 +123,20 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         if run_worker:
+            log.info("virtual machines after start: %s", vm_work.reconcile(
+                vm_work.JobContext(store, content, locations, compute=compute, home=settings.home)))
             worker.start()
             builds.start()
+            vms.start()
         activity.start()
         try:
             yield
         finally:
             builds.stop()
+            vms.stop()
             worker.stop()
+            if run_worker:
+                vm_work.shut_down(compute)
             activity.stop()
             engine.dispose()
 
@@ -131,6 +149,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.state.service = service
     app.state.worker = worker
     app.state.builds = builds
+    app.state.vms = vms
+    app.state.compute = compute
+    app.state.vm_service = VmService(service)
     app.state.content = content
     app.state.max_body_bytes = settings.max_body_bytes
     app.state.identity_store = identity_store
@@ -156,9 +177,13 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.include_router(activity_log_routes.router)
     app.include_router(sharing.router)
     app.include_router(directory.router)
+    app.include_router(vm_routes.router)  # before the item routes: …/virtualMachines/{vm}/start is not a child
     app.include_router(resources.build_router())
     app.include_router(image_templates.router)
     app.include_router(resource_groups.router)
+    app.include_router(deployment_routes.router)
+    app.include_router(subnet_routes.router)
+    app.include_router(provider_routes.router)
     app.include_router(operations.router)
     app.include_router(content_routes.router)
     app.include_router(blobs.router)

@@ -6,7 +6,9 @@ what the request asks to do (its ARM action over a scope) and whether the caller
 allow it: a 403 AuthorizationFailed (or InvalidAuthenticationTokenTenant, SubscriptionNotFound)
 otherwise, before anything changes.
 
-Only the sign-in and discovery endpoints and the OpenAPI document are open (OPEN_PATHS).
+Only the sign-in and discovery endpoints and the OpenAPI document are open (OPEN_PATHS), and a
+VM's boot-diagnostics log URL, which carries its own signature and expiry (checked by its handler,
+as a SAS is) because az reads it with a plain HTTP GET.
 The handlers find the verified caller in scope["state"]["caller"], and for a list the caller may
 read only partly, the filter of its items in scope["state"]["visible"]. While the request runs,
 `sources.source_access` checks that whatever it names as a source is readable by the caller.
@@ -33,6 +35,7 @@ OPEN_PATHS = re.compile(
     r"|[^/]+/discovery/v2\.0/keys"
     r"|[^/]+/discovery/keys"
     r"|[^/]+/oauth2/v2\.0/token"
+    r"|galley/boot-diagnostics/[^/]+/serial\.log"
     r"|openapi\.json|docs|docs/oauth2-redirect|docs/static/[\w.-]+)/?$")
 
 

@@ -31,6 +31,10 @@ COLLECTIONS = {
     "offers": "offers", "skus": "skus", "sharedgalleries": "sharedGalleries",
     "communitygalleries": "communityGalleries", "useridentities": "userAssignedIdentities",
     "userassignedidentities": "userAssignedIdentities", "eventtypes": "eventtypes", "values": "values",
+    "virtualnetworks": "virtualNetworks", "subnets": "subnets", "networksecuritygroups": "networkSecurityGroups",
+    "publicipaddresses": "publicIPAddresses", "networkinterfaces": "networkInterfaces",
+    "deployments": "deployments", "operationstatuses": "operationStatuses",
+    "virtualmachines": "virtualMachines", "vmsizes": "vmSizes", "usages": "usages",
 }
 # Words after an item that name an action on it: (Azure's spelling, read or action).
 ITEM_ACTIONS = {
@@ -39,6 +43,11 @@ ITEM_ACTIONS = {
     "begingetaccess": ("beginGetAccess", "action"), "endgetaccess": ("endGetAccess", "action"),
     "share": ("share", "action"), "logs": ("logs", "read"), "latestversion": ("latestVersion", "read"),
     "listkeys": ("listkeys", "action"), "regeneratekey": ("regeneratekey", "action"),
+    "validate": ("validate", "action"), "whatif": ("whatIf", "action"),
+    "start": ("start", "action"), "poweroff": ("powerOff", "action"), "restart": ("restart", "action"),
+    "deallocate": ("deallocate", "action"), "generalize": ("generalize", "action"),
+    "runcommand": ("runCommand", "action"), "instanceview": ("instanceView", "read"),
+    "retrievebootdiagnosticsdata": ("retrieveBootDiagnosticsData", "action"),
 }
 # Subscription-wide reports: read at the subscription.
 SUBSCRIPTION_REPORTS = {"galleyusage": "Microsoft.Compute/galleyUsage/read"}
@@ -46,7 +55,8 @@ NAMESPACES = {"microsoft.compute": "Microsoft.Compute", "microsoft.storage": "Mi
               "microsoft.virtualmachineimages": "Microsoft.VirtualMachineImages",
               "microsoft.authorization": "Microsoft.Authorization",
               "microsoft.managedidentity": "Microsoft.ManagedIdentity", "microsoft.insights": "Microsoft.Insights",
-              "microsoft.resourcegraph": "Microsoft.ResourceGraph", "microsoft.resources": "Microsoft.Resources"}
+              "microsoft.resourcegraph": "Microsoft.ResourceGraph", "microsoft.resources": "Microsoft.Resources",
+              "microsoft.network": "Microsoft.Network"}
 VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
 
 # Rule kinds
@@ -143,6 +153,8 @@ def _subscription_rule(method: str, parts: list[str]) -> Rule | None:
         if len(rest) == 2:
             return Rule(ITEM, f"Microsoft.Resources/subscriptions/resourceGroups/{verb}", group_scope,
                         subscription) if verb else None
+        if rest[2].lower() == "deployments":  # deployment operations: …/resourcegroups/{g}/deployments/{d}/operations
+            return _provider_rule(method, ["Microsoft.Resources", *rest[2:]], group_scope, subscription)
         if rest[2].lower() != "providers":
             return None
         return _provider_rule(method, rest[3:], group_scope, subscription)
@@ -160,6 +172,9 @@ def _provider_rule(method: str, rest: list[str], scope: str, subscription: str) 
     tail = rest[1:]
     verb = VERBS.get(method)
     at_subscription = scope.count("/") == 2
+    if not tail and at_subscription:  # a resource provider's registration: its types and api-versions
+        return Rule(MEMBER, "Microsoft.Resources/subscriptions/providers/read", scope, subscription) \
+            if verb == "read" else None
     if len(tail) == 1 and tail[0].lower() in SUBSCRIPTION_REPORTS and at_subscription:
         return Rule(ITEM, SUBSCRIPTION_REPORTS[tail[0].lower()], scope, subscription) if verb == "read" else None
     if len(tail) == 1 and tail[0].lower() == "checknameavailability" and at_subscription:

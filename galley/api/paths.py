@@ -12,11 +12,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 _NAMED = {"subscriptions", "resourcegroups", "galleries", "images", "versions", "disks", "snapshots",
           "locations", "operations", "operationresults", "storageaccounts", "imagetemplates",
           "runoutputs", "publishers", "offers", "skus", "sharedgalleries", "communitygalleries",
-          "userassignedidentities"}
+          "userassignedidentities", "virtualnetworks", "subnets", "networksecuritygroups",
+          "publicipaddresses", "networkinterfaces", "deployments", "operationstatuses", "virtualmachines"}
 
 
 def canonical_path(path: str) -> str:
     segments = path.split("/")
+    # An empty segment inside the path is dropped, as ARM does: az's generic resource reads send
+    # `providers/Microsoft.Network//virtualNetworks/…` when the resource has no parent.
+    segments = [segments[0], *(s for s in segments[1:-1] if s), segments[-1]] if len(segments) > 2 else segments
     expect = "word"
     for i, segment in enumerate(segments[1:], start=1):
         if expect == "name":

@@ -9,15 +9,17 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..domain.errors import ArmError
-from ..domain.ids import IMAGE_TEMPLATE_TYPE, STORAGE_ACCOUNT_TYPE
+from ..domain.ids import DISK_TYPE, IMAGE_TEMPLATE_TYPE, STORAGE_ACCOUNT_TYPE
 from ..domain.image_version import aggregated_state
 from ..domain.limits import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS, nesting_depth
 from ..domain.ports import Page
-from ..domain.resource import Operation, Resource, TargetRegion
+from ..domain.resource import HIDDEN_PREFIX, Operation, Resource, TargetRegion
 
 MAX_BODY_BYTES = 1_048_576
 # Fields ARM puts beside `properties` that Galley keeps among them (see ResourceSpec.inbound).
-TOP_LEVEL_FIELDS = {IMAGE_TEMPLATE_TYPE: ("identity",), STORAGE_ACCOUNT_TYPE: ("kind",)}
+# Fields ARM puts beside `properties` that Galley keeps among them (a disk's managedBy: the VM
+# it is attached to).
+TOP_LEVEL_FIELDS = {IMAGE_TEMPLATE_TYPE: ("identity",), STORAGE_ACCOUNT_TYPE: ("kind",), DISK_TYPE: ("managedBy",)}
 
 
 def json_response(body: object, status: int = 200, headers: dict | None = None) -> Response:
@@ -68,7 +70,7 @@ def _too_large(limit: int) -> ArmError:
 
 
 def render(resource: Resource, regions: list[TargetRegion] | None = None) -> dict:
-    properties = dict(resource.properties)
+    properties = {k: v for k, v in resource.properties.items() if not k.startswith(HIDDEN_PREFIX)}
     properties["provisioningState"] = resource.provisioning_state
     if regions is not None:
         properties["replicationStatus"] = {

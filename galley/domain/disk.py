@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from . import disk_access, enums, fields, limits, sources
-from .errors import InvalidParameter
+from .errors import Conflict, InvalidParameter
 from .ids import DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE
 from .names import check_compute_resource_name
 from .ports import Context
@@ -21,7 +21,7 @@ class _DiskLike:
 
     UPDATABLE = frozenset({"diskSizeGB", "diskSizeBytes", "osType", "hyperVGeneration"})
     READ_ONLY = frozenset({"provisioningState", "uniqueId", "timeCreated", "diskState",
-                           "diskSizeBytes"})
+                           "diskSizeBytes", "managedBy"})
 
     def __init__(self, arm_type: str, kind: str, skus: tuple[str, ...], name_target: str) -> None:
         self.TYPE = arm_type
@@ -118,6 +118,7 @@ class _DiskLike:
             "timeCreated": kept["timeCreated"],
             "diskState": existing.properties.get("diskState", "Unattached") if existing else
             ("ReadyToUpload" if option == "Upload" else "Unattached"),
+            "managedBy": existing.properties.get("managedBy") if existing else None,
         })
         if self.TYPE == SNAPSHOT_TYPE:
             result["incremental"] = bool(fields.boolean(props, "incremental", "properties.incremental"))
@@ -125,6 +126,15 @@ class _DiskLike:
 
     def check_delete(self, resource: Resource) -> None:
         disk_access.check_not_in_use(resource, "deleted")
+        check_not_attached(resource, "deleted")
+
+
+def check_not_attached(resource: Resource, doing: str) -> None:
+    """A disk attached to a VM belongs to it: detach it (or delete the VM) first."""
+    owner = resource.properties.get("managedBy")
+    if owner:
+        raise Conflict(f"Disk '{resource.name}' is attached to VM '{owner}' and cannot be {doing}; detach it or "
+                       "delete the VM first.", code="OperationNotAllowed", target=resource.id)
 
 
 DISK = _DiskLike(DISK_TYPE, "disk", enums.DISK_SKUS, "diskName")

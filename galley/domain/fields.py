@@ -43,6 +43,19 @@ def array(container: dict, key: str, target: str, *, max_items: int = limits.MAX
     return value
 
 
+def disks_by_lun(container: dict, key: str, target: str, what: str = "an object"):
+    """(lun, item, item's target) for each item of a list of data disks, checked to be objects
+    with a LUN of 0 to 63 (uniqueness is the caller's: its message says what repeats)."""
+    for i, item in enumerate(array(container, key, target, max_items=limits.MAX_DATA_DISKS) or []):
+        where = f"{target}[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidParameter(f"{where} must be {what}.", target=where)
+        lun = integer(item, "lun", f"{where}.lun", minimum=0, maximum=63)
+        if lun is None:
+            raise InvalidParameter(f"Required parameter 'lun' is missing in {where}.", target=f"{where}.lun")
+        yield lun, item, where
+
+
 def string(container: dict, key: str, target: str, *, required: bool = False,
            max_length: int = limits.MAX_STRING_LENGTH) -> str | None:
     value = container.get(key)

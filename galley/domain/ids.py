@@ -16,10 +16,12 @@ SNAPSHOT_TYPE = "Microsoft.Compute/snapshots"
 STORAGE_ACCOUNT_TYPE = "Microsoft.Storage/storageAccounts"
 IMAGE_TEMPLATE_TYPE = "Microsoft.VirtualMachineImages/imageTemplates"
 USER_IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
+VIRTUAL_MACHINE_TYPE = "Microsoft.Compute/virtualMachines"
 
 # The collection segment of each type under the Microsoft.Compute provider.
 COMPUTE_COLLECTIONS = {"galleries": GALLERY_TYPE, "images": MANAGED_IMAGE_TYPE,
-                       "disks": DISK_TYPE, "snapshots": SNAPSHOT_TYPE}
+                       "disks": DISK_TYPE, "snapshots": SNAPSHOT_TYPE,
+                       "virtualMachines": VIRTUAL_MACHINE_TYPE}
 
 
 def key_of(resource_id: str) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from . import enums, fields, limits, sources
+from . import enums, fields, limits, sources, virtual_machine
 from .errors import Conflict, InvalidParameter
-from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE, key_of, parent_id)
+from .ids import (DISK_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE, VIRTUAL_MACHINE_TYPE, key_of,
+                  parent_id)
 from .names import parse_version_name
 from .ports import Context
 from .regions import normalize_region
@@ -149,6 +150,9 @@ def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
     data_luns: dict[int, int | None] = {}
 
     source = fields.obj(storage, "source", "properties.storageProfile.source") or _legacy_source(props)
+    captured = _virtual_machine_source(ctx, resource, source, definition)
+    if captured is not None:  # a VM's disks, as they were when it stopped
+        vm, storage, source = captured[0], captured[1], None
     if source is not None and source.get("id"):
         primary = sources.resolve(ctx.tx, source["id"], "properties.storageProfile.source.id",
                                   (MANAGED_IMAGE_TYPE, IMAGE_VERSION_TYPE))
@@ -190,14 +194,8 @@ def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
         resource.source_key = primary.key
 
     data_images = []
-    for i, raw in enumerate(fields.array(storage, "dataDiskImages", "properties.storageProfile.dataDiskImages",
-                                         max_items=limits.MAX_DATA_DISKS) or []):
-        target = f"properties.storageProfile.dataDiskImages[{i}]"
-        if not isinstance(raw, dict):
-            raise InvalidParameter(f"{target} must be an object with lun and source.", target=target)
-        lun = fields.integer(raw, "lun", f"{target}.lun", minimum=0, maximum=63)
-        if lun is None:
-            raise InvalidParameter(f"Required parameter 'lun' is missing in {target}.", target=f"{target}.lun")
+    for lun, raw, target in fields.disks_by_lun(storage, "dataDiskImages", "properties.storageProfile.dataDiskImages",
+                                                "an object with lun and source"):
         if lun in data_luns:
             raise InvalidParameter(f"LUN {lun} is used by more than one data disk; LUNs must be unique.",
                                    target=f"{target}.lun")
@@ -221,7 +219,34 @@ def _storage_profile(ctx: Context, resource: Resource, props: dict) -> dict:
                                    target="properties.storageProfile.dataDiskImages")
     if data_images:
         result["dataDiskImages"] = data_images
+    if captured is not None:
+        result["source"] = {"virtualMachineId": vm.id}
     return result
+
+
+def _virtual_machine_source(ctx: Context, resource: Resource, source: dict | None,
+                            definition: Resource | None) -> tuple[Resource, dict] | None:
+    """A version made from a VM (source.virtualMachineId, or source.id naming a VM as `az sig
+    image-version create --managed-image <vm id>` sends it): the storage profile of its disks."""
+    if not source:
+        return None
+    target = "properties.storageProfile.source"
+    named = source.get("virtualMachineId")
+    if named is None and isinstance(source.get("id"), str) and "/virtualmachines/" in source["id"].lower():
+        named = source["id"]
+    if named is None:
+        return None
+    vm = sources.resolve(ctx.tx, named, f"{target}.virtualMachineId", (VIRTUAL_MACHINE_TYPE,))
+    if vm.location != resource.location:
+        raise InvalidParameter(f"VM '{vm.id}' is in {vm.location}; create the version in {vm.location} (its "
+                               "source region) and list other regions in its target regions.",
+                               target=f"{target}.virtualMachineId")
+    generalized = definition is not None and definition.properties.get("osState") == "Generalized"
+    virtual_machine.check_capturable(vm, generalized=generalized, target=f"{target}.virtualMachineId")
+    disks = virtual_machine.attached_disk_ids(vm)
+    storage = {"osDiskImage": {"source": {"id": disks[0][1]}},
+               "dataDiskImages": [{"lun": lun, "source": {"id": disk_id}} for lun, disk_id in disks[1:]]}
+    return vm, storage
 
 
 def _refuse_busy_source(ctx: Context, resource: Resource, source: Resource, target: str) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from . import (disk, gallery, image_definition, image_template, image_version, managed_image,
-               storage_account, user_identity)
+from . import (disk, gallery, image_definition, image_template, image_version, managed_image, network,
+               storage_account, user_identity, virtual_machine)
 
 KINDS = {
     kind.TYPE: kind
     for kind in (gallery, image_definition, image_version, managed_image, disk.DISK, disk.SNAPSHOT,
-                 storage_account, image_template, user_identity)
+                 storage_account, image_template, user_identity, virtual_machine, *network.KINDS)
 }
 
 # Types whose children must be deleted first (the seed's galleries → definitions → versions).

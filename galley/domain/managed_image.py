@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import enums, fields, limits, sources
+from . import enums, fields, limits, sources, virtual_machine
 from .errors import InvalidParameter
-from .ids import DISK_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE
+from .ids import DISK_TYPE, MANAGED_IMAGE_TYPE, SNAPSHOT_TYPE, VIRTUAL_MACHINE_TYPE
 from .names import check_compute_resource_name
 from .ports import Context
 from .resource import Resource
@@ -20,11 +20,10 @@ def check_name(name: str) -> None:
 
 
 def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource | None) -> dict:
-    if props.get("sourceVirtualMachine"):
-        raise InvalidParameter("Galley holds no virtual machines: capture an image from a disk or "
-                               "snapshot (storageProfile.osDisk.snapshot or managedDisk).",
-                               target="properties.sourceVirtualMachine")
-    storage = fields.obj(props, "storageProfile", "properties.storageProfile", required=True)
+    source_vm = _source_virtual_machine(ctx, resource, props)
+    storage = fields.obj(props, "storageProfile", "properties.storageProfile", required=source_vm is None)
+    if source_vm is not None:
+        storage = _captured_storage(source_vm, storage or {})
     os_disk = _disk(ctx, resource, fields.obj(storage, "osDisk", "properties.storageProfile.osDisk",
                                               required=True),
                     "properties.storageProfile.osDisk", os_disk=True)
@@ -41,14 +40,44 @@ def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource 
         luns.add(disk["lun"])
         data_disks.append(disk)
     return fields.drop_nones({
+        "sourceVirtualMachine": {"id": source_vm.id} if source_vm is not None else None,
         "storageProfile": fields.drop_nones({
             "osDisk": os_disk, "dataDisks": data_disks,
             "zoneResilient": fields.boolean(storage, "zoneResilient",
                                             "properties.storageProfile.zoneResilient") or False,
         }),
         "hyperVGeneration": enums.normalize(props.get("hyperVGeneration"), enums.HYPERV_GENERATIONS,
-                                            "properties.hyperVGeneration", default="V1"),
+                                            "properties.hyperVGeneration",
+                                            default=source_vm.properties.get(virtual_machine.GENERATION, "V1")
+                                            if source_vm is not None else "V1"),
     })
+
+
+def _source_virtual_machine(ctx: Context, resource: Resource, props: dict) -> Resource | None:
+    """The VM an image is captured from (`az image create --source <vm>`): it must be generalized
+    and deallocated or stopped, in the image's region."""
+    ref = fields.obj(props, "sourceVirtualMachine", "properties.sourceVirtualMachine")
+    if not ref:
+        return None
+    target = "properties.sourceVirtualMachine.id"
+    vm = sources.resolve(ctx.tx, ref.get("id"), target, (VIRTUAL_MACHINE_TYPE,))
+    if vm.location != resource.location:
+        raise InvalidParameter(f"VM '{vm.id}' is in {vm.location}; a managed image must be in the same region as "
+                               f"its source ({resource.location}).", target=target)
+    virtual_machine.check_capturable(vm, generalized=True, target=target)
+    return vm
+
+
+def _captured_storage(vm: Resource, asked: dict) -> dict:
+    """The image's disks are the VM's: its OS disk (generalized) and every data disk at its LUN (a
+    "VM image" in seed 000's words). storageProfile.dataDisks: [] keeps the OS disk only (an "OS image")."""
+    disks = virtual_machine.attached_disk_ids(vm)
+    os_disk = vm.properties["storageProfile"]["osDisk"]
+    data = [{"lun": lun, "managedDisk": {"id": disk_id}} for lun, disk_id in disks[1:]]
+    if isinstance(asked.get("dataDisks"), list) and not asked["dataDisks"]:
+        data = []
+    return {"osDisk": {"osType": os_disk["osType"], "osState": "Generalized", "managedDisk": {"id": disks[0][1]}},
+            "dataDisks": data, "zoneResilient": asked.get("zoneResilient", False)}
 
 
 def _disk(ctx: Context, resource: Resource, raw: dict, target: str, *, os_disk: bool) -> dict:

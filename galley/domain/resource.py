@@ -11,6 +11,10 @@ CREATING, UPDATING, DELETING = "Creating", "Updating", "Deleting"
 SUCCEEDED, FAILED = "Succeeded", "Failed"
 TRANSITIONAL_STATES = (CREATING, UPDATING, DELETING)
 
+# Properties whose names start with this are Galley's own bookkeeping: never rendered, never
+# taken from a request.
+HIDDEN_PREFIX = "_"
+
 # Async-operation statuses.
 IN_PROGRESS, CANCELED = "InProgress", "Canceled"
 
@@ -80,6 +84,8 @@ class Operation:
     start_time: str = field(default_factory=lambda: iso(utc_now()))
     end_time: str | None = None
     attempts: int = 0  # how many times a worker claimed it (more than one: a worker died on it)
+    payload: dict | None = None  # what the request asked beyond the resource (a run-command's script)
+    result: dict | None = None   # what the action produced (a run-command's output)
 
     @property
     def resource_key(self) -> str:

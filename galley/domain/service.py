@@ -10,6 +10,7 @@ from typing import Callable
 from ..config import Settings
 from . import disk_access, fields, image_version, limits
 from . import gallery as gallery_rules
+from .disk import check_not_attached
 from .errors import (ArmError, Conflict, InvalidParameter, NotFound, ParentNotFound,
                      PropertyChangeNotAllowed, QuotaExceeded, ResourceGroupNotFound)
 from .ids import (GALLERY_TYPE, IMAGE_DEFINITION_TYPE, IMAGE_VERSION_TYPE, RESOURCE_GROUP_TYPE,
@@ -18,7 +19,7 @@ from .kinds import PARENT_TYPES, kind_of
 from .names import check_resource_group_name, check_subscription_id
 from .ports import Context, DuplicateResource, Page, Store, Writer
 from .regions import normalize_region
-from .resource import (CREATING, DELETING, IN_PROGRESS, SUCCEEDED, TRANSITIONAL_STATES, UPDATING,
+from .resource import (CREATING, HIDDEN_PREFIX, DELETING, IN_PROGRESS, SUCCEEDED, TRANSITIONAL_STATES, UPDATING,
                        Operation, Resource, TargetRegion, iso, utc_now)
 from .updates import merge, reject_frozen_changes, strip_paths
 
@@ -183,6 +184,7 @@ class ResourceService:
         kind.check_name(ref.name)
         body_props = fields.obj(body, "properties", "properties") or {}
         body_props = strip_paths(body_props, kind.READ_ONLY)
+        body_props = {k: v for k, v in body_props.items() if not k.startswith(HIDDEN_PREFIX)}
         tags = fields.tags(body)
         with self._writing() as tx:
             ctx = Context(tx, self.settings)
@@ -295,6 +297,7 @@ class ResourceService:
                 raise Conflict(f"Image version '{building[0].id}' is being created from '{resource.name}'; "
                                "upload after that creation ends.", target=resource.id)
             disk_access.check_not_in_use(resource, "uploaded to")  # an open SAS session
+            check_not_attached(resource, "uploaded to")
             tx.set_upload_lease(resource_id, owner, time.time() + lease_seconds,
                                 state_before=resource.properties.get("diskState") or "Unattached")
             resource.properties["diskState"] = "ActiveUpload"
@@ -369,6 +372,9 @@ class ResourceService:
                            target=ref.id) from None
         if ref.type == IMAGE_VERSION_TYPE:
             tx.save_target_regions(resource.id, image_version.target_regions(resource.properties))
+        on_created = getattr(kind, "on_created", None)
+        if on_created is not None:  # what a new resource brings with it (a VM's disks)
+            on_created(ctx, resource)
         return resource
 
     def _update(self, ctx: Context, kind, existing: Resource, body: dict, props: dict,

@@ -46,10 +46,7 @@ def resolve(reader: Reader, source_id: object, target: str, allowed: tuple[str, 
     parsed = parse_resource_id(source_id, target)
     if parsed.type not in allowed:
         kinds = ", ".join(t.split("/", 1)[1] for t in allowed)
-        detail = (" Galley holds no virtual machines: capture the VM's disk as a snapshot or "
-                  "managed image first." if parsed.type.endswith("virtualMachines") else "")
-        raise InvalidParameter(f"'{source_id}' cannot be used here; expected one of: {kinds}.{detail}",
-                               target=target)
+        raise InvalidParameter(f"'{source_id}' cannot be used here; expected one of: {kinds}.", target=target)
     if not shared:
         check_linked(parsed.id, f"{parsed.type}/read")
     source = reader.get(parsed.id)

@@ -13,6 +13,7 @@ from ..store.sql_store import SqlStore
 if TYPE_CHECKING:
     from ..access.service import AccessService
     from ..domain.service import ResourceService
+    from .vm_work import Compute
 
 
 @dataclass
@@ -25,3 +26,4 @@ class JobContext:
     service: Optional["ResourceService"] = None
     home: Optional[Path] = None
     access: Optional["AccessService"] = None  # a build acts as its template's identity
+    compute: Optional["Compute"] = None  # this host's VMs: QEMU machines and disk files

@@ -10,16 +10,18 @@ from __future__ import annotations
 import shutil
 
 from ..domain.ids import (DISK_TYPE, IMAGE_DEFINITION_TYPE, IMAGE_TEMPLATE_TYPE, IMAGE_VERSION_TYPE,
-                          MANAGED_IMAGE_TYPE, RESOURCE_GROUP_TYPE, SNAPSHOT_TYPE, STORAGE_ACCOUNT_TYPE)
+                          MANAGED_IMAGE_TYPE, RESOURCE_GROUP_TYPE, SNAPSHOT_TYPE, STORAGE_ACCOUNT_TYPE,
+                          VIRTUAL_MACHINE_TYPE)
 from ..blobservice import account_blobs
 from ..domain.resource import FAILED, SUCCEEDED, Operation
-from . import content_work
+from . import content_work, vm_work
 from .build import workspace
 from .build.distribute import TEMPLATE_TAG
 from .context import JobContext
 
-# Deepest first, so that a resource group's contents go before what contains them.
-_DELETE_ORDER = {IMAGE_VERSION_TYPE: 0, IMAGE_DEFINITION_TYPE: 1}
+# Deepest first, so that a resource group's contents go before what contains them (and a VM
+# before the disks it holds).
+_DELETE_ORDER = {VIRTUAL_MACHINE_TYPE: -1, IMAGE_VERSION_TYPE: 0, IMAGE_DEFINITION_TYPE: 1}
 
 
 def finish(ctx: JobContext, operation: Operation) -> None:
@@ -36,6 +38,8 @@ def finish(ctx: JobContext, operation: Operation) -> None:
         content_work.capture_image(ctx, resource)
     elif resource.type == IMAGE_VERSION_TYPE:
         content_work.replicate_version(ctx, resource, operation)
+    elif resource.type == VIRTUAL_MACHINE_TYPE and operation.action == "create":
+        vm_work.create(ctx, resource)
     with ctx.sql.write() as tx:
         current = tx.get(operation.resource_id)
         failed = [r.region for r in tx.target_regions(current.id) if r.state == "Failed"]
@@ -44,6 +48,15 @@ def finish(ctx: JobContext, operation: Operation) -> None:
 
 
 def _delete(ctx: JobContext, operation: Operation) -> None:
+    with ctx.sql.read() as tx:
+        resource = tx.get(operation.resource_id)
+        in_group = [] if resource is None or resource.type != RESOURCE_GROUP_TYPE else \
+            tx.resources_in_group(resource.subscription_id, resource.resource_group)
+    vm_disks: list = []
+    if resource is not None:  # machines stop, and their disks are freed or go too, before any record goes
+        group_keys = {r.key for r in in_group}
+        for vm in [r for r in [resource, *in_group] if r.type == VIRTUAL_MACHINE_TYPE]:
+            vm_disks += vm_work.tear_down(ctx, vm, deleting_disks=group_keys)
     with ctx.sql.write() as tx:
         resource = tx.get(operation.resource_id)
         if resource is None:
@@ -54,11 +67,13 @@ def _delete(ctx: JobContext, operation: Operation) -> None:
             for template in [r for r in contents if r.type == IMAGE_TEMPLATE_TYPE]:
                 contents += _staging_leftovers(tx, template)
                 tx.drop_run_outputs(template.id)
-            unique = {r.key: r for r in contents if r.key != resource.key}
+            unique = {r.key: r for r in contents + vm_disks if r.key != resource.key}
             doomed = sorted(unique.values(), key=lambda r: _DELETE_ORDER.get(r.type, 2))
         elif resource.type == IMAGE_TEMPLATE_TYPE:
             doomed = _staging_leftovers(tx, resource)
             tx.drop_run_outputs(resource.id)
+        elif resource.type == VIRTUAL_MACHINE_TYPE:
+            doomed = vm_disks
         for item in [*doomed, resource]:
             tx.delete(item.id)
     for item in [*doomed, resource]:

@@ -16,6 +16,10 @@ from typing import Callable
 from ..content.engine import ContentEngine
 from ..domain.resource import FAILED, SUCCEEDED, Operation, iso, utc_now
 from ..store.sql_store import BUILD_ACTIONS, SqlStore
+
+# Actions whose failure says nothing about the resource's provisioning: a failed build is
+# reported in the template's lastRunStatus, a failed run-command in its own result.
+_KEEP_PROVISIONING = BUILD_ACTIONS + ("runCommand",)
 from . import handlers
 from .context import JobContext
 
@@ -30,12 +34,14 @@ class Worker:
     def __init__(self, store: SqlStore, content: ContentEngine, poll_seconds: float = 0.5,
                  threads: int = 2, *, actions: tuple[str, ...] | None = None,
                  handler: Callable[[JobContext, Operation], None] = handlers.finish,
-                 name: str = "worker", extras: dict | None = None) -> None:
+                 name: str = "worker", extras: dict | None = None,
+                 types: tuple[str, ...] | None = None) -> None:
         self.store = store
         self.content = content
         self.poll_seconds = poll_seconds
         self.threads = threads
         self.actions = actions
+        self.types = types  # resource types whose every operation this worker takes (VMs)
         self.handler = handler
         self.name = name
         self.extras = extras if extras is not None else {}  # what the handler needs besides store/content
@@ -114,7 +120,7 @@ class Worker:
 
     def _run_one(self) -> bool:
         with self.store.write() as tx:
-            operation = tx.claim_operation(self.owner, LEASE_SECONDS, self.actions)
+            operation = tx.claim_operation(self.owner, LEASE_SECONDS, self.actions, self.types)
         if operation is None:
             return False
         last_renewal = [time.monotonic()]
@@ -143,8 +149,7 @@ class Worker:
     def _fail(self, operation, error: Exception) -> None:
         with self.store.write() as tx:
             resource = tx.get(operation.resource_id)
-            if resource is not None and operation.action not in BUILD_ACTIONS:
-                # A failed build is reported in the template's lastRunStatus, not its provisioning.
+            if resource is not None and operation.action not in _KEEP_PROVISIONING:
                 resource.provisioning_state = FAILED
                 tx.save(resource)
             operation.status = getattr(error, "operation_status", FAILED)

@@ -29,7 +29,11 @@ _PI = platform_images.c
 # Image template runs are claimed only by the build worker (builds take minutes and must not hold
 # up other operations). A cancel is never claimed: the run it stops closes it when the run ends.
 BUILD_ACTIONS: tuple[str, ...] = ("run",)
-UNCLAIMED_ACTIONS: tuple[str, ...] = BUILD_ACTIONS + ("cancel",)
+# A VM's power operations and run-commands: the VM worker's (they can wait for a guest).
+VM_ACTIONS: tuple[str, ...] = ("start", "powerOff", "restart", "deallocate", "runCommand")
+# Every operation on these types is the VM worker's: a VM's create waits for its guest to boot.
+VM_TYPES: tuple[str, ...] = ("Microsoft.Compute/virtualMachines",)
+UNCLAIMED_ACTIONS: tuple[str, ...] = BUILD_ACTIONS + VM_ACTIONS + ("cancel",)
 USABLE_STATES = (SUCCEEDED, UPDATING)
 _RENDERED = (_R.id, _R.type, _R.name, _R.subscription_id, _R.location, _R.properties, _R.tags, _R.sku,
              _R.provisioning_state)
@@ -107,7 +111,9 @@ def _to_operation(row) -> Operation:
     return Operation(id=m["id"], resource_id=m["resource_id"], resource_type=m["resource_type"],
                      action=m["action"], region=m["region"], subscription_id=m["subscription_id"],
                      status=m["status"], error=orjson.loads(m["error"]) if m["error"] else None,
-                     start_time=m["start_time"], end_time=m["end_time"], attempts=m["attempts"] or 0)
+                     start_time=m["start_time"], end_time=m["end_time"], attempts=m["attempts"] or 0,
+                     payload=orjson.loads(m["payload"]) if m["payload"] else None,
+                     result=orjson.loads(m["result"]) if m["result"] else None)
 
 
 def _to_run_output(row) -> RunOutput:
@@ -299,20 +305,29 @@ class SqlTransaction:
             resource_type=operation.resource_type, subscription_id=operation.subscription_id,
             action=operation.action, region=operation.region, status=operation.status,
             error=None, start_time=operation.start_time, end_time=None, lease_owner=None,
-            lease_until=0.0, attempts=0))
+            lease_until=0.0, attempts=0,
+            payload=orjson.dumps(operation.payload).decode() if operation.payload is not None else None))
 
     def save_operation(self, operation: Operation) -> None:
         self.c.execute(update(operations).where(_O.id == operation.id).values(
             status=operation.status, end_time=operation.end_time,
-            error=orjson.dumps(operation.error).decode() if operation.error else None))
+            error=orjson.dumps(operation.error).decode() if operation.error else None,
+            result=orjson.dumps(operation.result).decode() if operation.result is not None else None,
+            # an ended operation keeps no copy of what it was asked (a script may hold secrets)
+            **({"payload": None} if operation.end_time else {})))
 
     # ---- job claims (used by the worker) ----------------------------------------------------
     def claim_operation(self, owner: str, lease_seconds: float,
-                        actions: tuple[str, ...] | None = None) -> Operation | None:
+                        actions: tuple[str, ...] | None = None,
+                        types: tuple[str, ...] | None = None) -> Operation | None:
         """Take the oldest queued operation whose lease is free or expired (a dead worker's):
-        one of `actions`, or by default any but the build worker's and cancels."""
+        one of `actions` or on one of `types`, or by default any but the build and VM workers'
+        and cancels."""
         now = time.time()
-        wanted = _O.action.in_(actions) if actions else _O.action.not_in(UNCLAIMED_ACTIONS)
+        if actions or types:
+            wanted = or_(_O.action.in_(actions or ()), _O.resource_type.in_(types or ()))
+        else:
+            wanted = and_(_O.action.not_in(UNCLAIMED_ACTIONS), _O.resource_type.not_in(VM_TYPES))
         candidates = self.c.execute(select(_O.id).where(_O.status == IN_PROGRESS, _O.lease_until < now, wanted)
                                     .order_by(_O.start_time).limit(5)).scalars().all()
         for operation_id in candidates:

@@ -69,6 +69,8 @@ operations = Table(
     Column("lease_owner", String(64)),
     Column("lease_until", Float, nullable=False, default=0.0),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("payload", Text),  # what the request asked, for actions that need more than the resource
+    Column("result", Text),   # what the action produced (a run-command's output)
     Index("ix_operations_status_lease", "status", "lease_until"),
     Index("ix_operations_resource", "resource_key"),
 )

@@ -768,6 +768,136 @@ class SharedGalleryItem(Open):
     properties: dict[str, Any] | None = None
 
 
+# ---- virtual machines ----------------------------------------------------------------------------
+
+class HardwareProfile(Open):
+    vmSize: str | None = Field(None, description="A size from GET …/locations/{location}/vmSizes")
+
+
+class VmManagedDisk(Open):
+    id: str | None = None
+    storageAccountType: str | None = None
+
+
+class VmDisk(Open):
+    lun: int | None = None
+    name: str | None = None
+    createOption: str | None = Field(None, description="FromImage, Attach or Empty")
+    caching: str | None = None
+    diskSizeGB: int | None = None
+    managedDisk: VmManagedDisk | None = None
+    deleteOption: str | None = Field(None, description="Delete or Detach")
+    osType: str | None = None
+
+
+class VmImageReference(Open):
+    id: str | None = None
+    publisher: str | None = None
+    offer: str | None = None
+    sku: str | None = None
+    version: str | None = None
+    exactVersion: str | None = read_only()
+
+
+class VmStorageProfile(Open):
+    imageReference: VmImageReference | None = None
+    osDisk: VmDisk | None = None
+    dataDisks: list[VmDisk] | None = None
+
+
+class SshPublicKey(Open):
+    path: str | None = None
+    keyData: str | None = None
+
+
+class SshConfiguration(Open):
+    publicKeys: list[SshPublicKey] | None = None
+
+
+class LinuxConfiguration(Open):
+    disablePasswordAuthentication: bool | None = None
+    ssh: SshConfiguration | None = None
+
+
+class OsProfile(Open):
+    computerName: str | None = None
+    adminUsername: str | None = None
+    adminPassword: str | None = Field(None, description="Write only: never returned")
+    customData: str | None = Field(None, description="Base64; write only: never returned")
+    linuxConfiguration: LinuxConfiguration | None = None
+
+
+class InstanceViewStatus(Open):
+    code: str | None = None
+    level: str | None = None
+    displayStatus: str | None = None
+    message: str | None = None
+
+
+class VirtualMachineInstanceView(Open):
+    computerName: str | None = None
+    hyperVGeneration: str | None = None
+    statuses: list[InstanceViewStatus] | None = None
+
+
+class VirtualMachineProperties(Open):
+    hardwareProfile: HardwareProfile | None = None
+    storageProfile: VmStorageProfile | None = None
+    osProfile: OsProfile | None = None
+    networkProfile: dict[str, Any] | None = None
+    diagnosticsProfile: dict[str, Any] | None = None
+    vmId: str | None = read_only()
+    timeCreated: str | None = read_only()
+    provisioningState: str | None = read_only()
+    instanceView: VirtualMachineInstanceView | None = read_only("With $expand=instanceView")
+
+
+class VirtualMachine(Resource):
+    location: str
+    properties: VirtualMachineProperties | None = None
+
+
+class RunCommandParameter(Open):
+    name: str
+    value: str | None = None
+
+
+class RunCommandInput(Open):
+    commandId: str = Field(description="RunShellScript")
+    script: list[str] | None = None
+    parameters: list[RunCommandParameter] | None = None
+
+
+class RunCommandResult(Open):
+    value: list[InstanceViewStatus] | None = None
+
+
+class BootDiagnosticsUris(Open):
+    consoleScreenshotBlobUri: str | None = None
+    serialConsoleLogBlobUri: str | None = None
+
+
+class VirtualMachineSize(Open):
+    name: str
+    numberOfCores: int | None = None
+    memoryInMB: int | None = None
+    maxDataDiskCount: int | None = None
+    osDiskSizeInMB: int | None = None
+    resourceDiskSizeInMB: int | None = None
+
+
+class UsageName(Open):
+    value: str | None = None
+    localizedValue: str | None = None
+
+
+class Usage(Open):
+    unit: str | None = None
+    currentValue: int | None = None
+    limit: int | None = None
+    name: UsageName | None = None
+
+
 def page_of(model: type[BaseModel]) -> type[BaseModel]:
     """`{"value": [model], "nextLink"}`, named after the model."""
     return _PAGES.setdefault(model, type(f"{model.__name__}List", (Open,), {
@@ -776,3 +906,159 @@ def page_of(model: type[BaseModel]) -> type[BaseModel]:
 
 
 _PAGES: dict[type, type] = {}
+
+
+# ---- resource-group deployments (Microsoft.Resources/deployments) -------------------------------
+
+class DeploymentProperties(Open):
+    template: dict[str, Any] | None = Field(None, description="The ARM template itself (templateLink is "
+                                                             "not supported)")
+    parameters: dict[str, Any] | None = Field(None, description="{name: {value: …}}")
+    mode: str | None = Field(None, description="Incremental (Complete is refused)")
+
+
+class Deployment(Open):
+    properties: DeploymentProperties
+
+
+class DeploymentPropertiesExtended(Open):
+    provisioningState: str | None = read_only("Accepted, Running, Succeeded, Failed or Canceled")
+    correlationId: str | None = read_only()
+    timestamp: str | None = read_only()
+    duration: str | None = read_only()
+    mode: str | None = read_only()
+    templateHash: str | None = read_only()
+    parameters: dict[str, Any] | None = read_only("Secure parameters are shown without their value")
+    outputs: dict[str, Any] | None = read_only()
+    outputResources: list[SubResource] | None = read_only()
+    dependencies: list[dict[str, Any]] | None = read_only()
+    providers: list[dict[str, Any]] | None = read_only()
+    validatedResources: list[SubResource] | None = read_only()
+    error: ErrorDetail | None = read_only()
+
+
+class DeploymentExtended(Open):
+    id: str | None = read_only()
+    name: str | None = read_only()
+    type: str | None = read_only()
+    properties: DeploymentPropertiesExtended | None = None
+
+
+class DeploymentOperationStatus(Open):
+    status: str = Field(description="Running, Succeeded, Failed or Canceled")
+    error: ErrorDetail | None = None
+
+
+class DeploymentOperation(Open):
+    id: str | None = read_only()
+    operationId: str | None = read_only()
+    properties: dict[str, Any] | None = read_only("provisioningState, targetResource, statusCode, statusMessage")
+
+
+class SubnetProperties(Open):
+    addressPrefix: str | None = None
+    addressPrefixes: list[str] | None = None
+    networkSecurityGroup: SubResource | None = None
+    provisioningState: str | None = read_only()
+
+
+class Subnet(Open):
+    """A virtual network's subnet (a child resource kept in the network's `subnets`)."""
+
+    id: str | None = read_only()
+    name: str | None = read_only()
+    type: str | None = read_only()
+    properties: SubnetProperties | None = None
+
+
+class ProviderResourceType(Open):
+    resourceType: str | None = None
+    locations: list[str] | None = None
+    apiVersions: list[str] | None = None
+
+
+class Provider(Open):
+    """A resource provider's registration: the types it serves and their api-versions."""
+
+    id: str | None = read_only()
+    namespace: str | None = read_only()
+    registrationState: str | None = read_only()
+    resourceTypes: list[ProviderResourceType] | None = read_only()
+
+
+# ---- Microsoft.Network (configuration records: see galley/domain/network.py) ------------------------
+
+class AddressSpace(Open):
+    addressPrefixes: list[str] | None = None
+
+
+class VirtualNetworkProperties(Open):
+    addressSpace: AddressSpace | None = None
+    subnets: list[Subnet] | None = None
+    dhcpOptions: dict[str, Any] | None = None
+    enableDdosProtection: bool | None = None
+    resourceGuid: str | None = read_only()
+    provisioningState: str | None = read_only()
+
+
+class VirtualNetwork(Resource):
+    location: str
+    properties: VirtualNetworkProperties | None = None
+
+
+class SecurityRule(Open):
+    id: str | None = read_only()
+    name: str | None = None
+    properties: dict[str, Any] | None = Field(None, description="protocol, access, direction, priority, "
+                                                                "source/destination port ranges and prefixes")
+
+
+class NetworkSecurityGroupProperties(Open):
+    securityRules: list[SecurityRule] | None = None
+    defaultSecurityRules: list[SecurityRule] | None = read_only()
+    resourceGuid: str | None = read_only()
+    provisioningState: str | None = read_only()
+
+
+class NetworkSecurityGroup(Resource):
+    location: str
+    properties: NetworkSecurityGroupProperties | None = None
+
+
+class PublicIPAddressProperties(Open):
+    publicIPAllocationMethod: str | None = Field(None, description="Dynamic or Static (no address is given "
+                                                                  "either way: ipAddress stays absent)")
+    publicIPAddressVersion: str | None = None
+    idleTimeoutInMinutes: int | None = None
+    dnsSettings: dict[str, Any] | None = None
+    resourceGuid: str | None = read_only()
+    provisioningState: str | None = read_only()
+
+
+class PublicIPAddress(Resource):
+    location: str
+    sku: Sku | None = None
+    properties: PublicIPAddressProperties | None = None
+
+
+class NetworkInterfaceIPConfiguration(Open):
+    id: str | None = read_only()
+    name: str | None = None
+    properties: dict[str, Any] | None = Field(None, description="subnet, publicIPAddress, "
+                                                                "privateIPAllocationMethod, privateIPAddress "
+                                                                "(10.0.2.15 on the primary), primary")
+
+
+class NetworkInterfaceProperties(Open):
+    ipConfigurations: list[NetworkInterfaceIPConfiguration] | None = None
+    networkSecurityGroup: SubResource | None = None
+    enableAcceleratedNetworking: bool | None = None
+    enableIPForwarding: bool | None = None
+    nicType: str | None = read_only()
+    resourceGuid: str | None = read_only()
+    provisioningState: str | None = read_only()
+
+
+class NetworkInterface(Resource):
+    location: str
+    properties: NetworkInterfaceProperties | None = None

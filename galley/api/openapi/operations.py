@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...domain import ids
+from ...domain import ids, network
 from ..routes.resources import SPECS, ResourceSpec
 from . import models as m
 
@@ -45,6 +45,11 @@ RESOURCE_MODELS: dict[str, type] = {
     ids.STORAGE_ACCOUNT_TYPE: m.StorageAccount,
     ids.IMAGE_TEMPLATE_TYPE: m.ImageTemplate,
     ids.USER_IDENTITY_TYPE: m.UserAssignedIdentity,
+    network.VIRTUAL_NETWORK_TYPE: m.VirtualNetwork,
+    network.SECURITY_GROUP_TYPE: m.NetworkSecurityGroup,
+    network.PUBLIC_IP_TYPE: m.PublicIPAddress,
+    network.NETWORK_INTERFACE_TYPE: m.NetworkInterface,
+    ids.VIRTUAL_MACHINE_TYPE: m.VirtualMachine,
 }
 
 
@@ -85,6 +90,20 @@ _shared_list = Facts({200: m.page_of(m.SharedGalleryItem)})
 
 FACTS: dict[str, Facts] = {
     # Microsoft.Resources
+    "Providers_Get": Facts({200: m.Provider}),
+    "Subnets_Get": Facts({200: m.Subnet}),
+    "Subnets_List": Facts({200: m.page_of(m.Subnet)}),
+    "Subnets_CreateOrUpdate": Facts({200: m.Subnet, 201: m.Subnet, 202: None}, body=m.Subnet),
+    "Subnets_Delete": Facts({200: None, 202: None, 204: None}),
+    "Deployments_CreateOrUpdate": Facts({200: m.DeploymentExtended, 201: m.DeploymentExtended}, body=m.Deployment),
+    "Deployments_Get": Facts({200: m.DeploymentExtended}),
+    "Deployments_Delete": Facts({204: None}),
+    "Deployments_ListByResourceGroup": Facts({200: m.page_of(m.DeploymentExtended)}),
+    "Deployments_Validate": Facts({200: m.DeploymentExtended}, body=m.Deployment),
+    "Deployments_Cancel": Facts({204: None}),
+    "Deployments_GetOperationStatus": Facts({200: m.DeploymentOperationStatus}),
+    "DeploymentOperations_List": Facts({200: m.page_of(m.DeploymentOperation)}),
+    "DeploymentOperations_Get": Facts({200: m.DeploymentOperation}),
     "ResourceGroups_CreateOrUpdate": Facts({200: m.ResourceGroup, 201: m.ResourceGroup}, body=m.ResourceGroup),
     "ResourceGroups_Update": Facts({200: m.ResourceGroup}, body=m.ResourceGroupPatch),
     "ResourceGroups_Get": Facts({200: m.ResourceGroup}),
@@ -102,6 +121,16 @@ FACTS: dict[str, Facts] = {
     # long-running operations
     "Operations_GetStatus": Facts({200: m.OperationStatus}),
     "Operations_GetResult": Facts({200: m.Resource, 202: None, 204: None}),
+    # virtual machines beyond CRUD
+    **{f"VirtualMachines_{action}": Facts({200: None, 202: None})
+       for action in ("Start", "PowerOff", "Restart", "Deallocate")},
+    "VirtualMachines_Generalize": Facts({200: None}),
+    "VirtualMachines_RunCommand": Facts({202: None}, body=m.RunCommandInput),
+    "VirtualMachines_InstanceView": Facts({200: m.VirtualMachineInstanceView}),
+    "VirtualMachines_RetrieveBootDiagnosticsData": Facts({200: m.BootDiagnosticsUris}),
+    "Galley_BootDiagnosticsSerialLog": Facts({200: TEXT}),
+    "VirtualMachineSizes_List": Facts({200: m.page_of(m.VirtualMachineSize)}),
+    "Usage_List": Facts({200: m.page_of(m.Usage)}),
     # image templates beyond CRUD
     "VirtualMachineImageTemplates_Run": Facts({202: None}),
     "VirtualMachineImageTemplates_Cancel": Facts({202: None}),

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from ... import graph
+from ...deployments.template import DEPLOYMENT_TYPE
 from ...domain import access as access_rules
 from ...domain.errors import InvalidParameter
 from ...domain.ids import RESOURCE_GROUP_TYPE
@@ -70,6 +71,8 @@ def _readable_rows(request: Request, table: str, wanted: set[str] | None) -> lis
         return everywhere[key] or access_rules.allowed(grants, action, resource_id)
 
     for resource in state.service.in_subscriptions(list(subscriptions)):
+        if resource.type == DEPLOYMENT_TYPE:  # as Azure's: deployments are no rows of the resources table
+            continue
         is_group = resource.type == RESOURCE_GROUP_TYPE
         if is_group != containers:
             continue

@@ -36,6 +36,11 @@ def result(request: Request, subscriptionId: str, location: str, operationId: st
         return json_response({"error": operation.error}, 409)
     if operation.action == "delete":
         return Response(status_code=204)
+    if operation.result is not None:  # an action's own result (a run-command's output)
+        return json_response(operation.result)
+    if operation.resource_type.lower() == "microsoft.compute/virtualmachines" and operation.action != "create" \
+            and operation.action != "update":
+        return Response(status_code=200)  # a power operation has no body
     with service.store.read() as tx:
         resource = tx.get(operation.resource_id)
     return json_response(render(resource)) if resource else Response(status_code=204)

@@ -8,7 +8,7 @@ from typing import Callable
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from ...domain import ids
+from ...domain import ids, network
 from ...domain.errors import ArmError
 from ...domain.service import ResourceRef, ResourceService
 from .. import answers, api_versions
@@ -26,6 +26,8 @@ IMAGE_BUILDER = GROUP + "/providers/microsoft.virtualmachineimages"
 SUB_IMAGE_BUILDER = SUB + "/providers/microsoft.virtualmachineimages"
 IDENTITIES = GROUP + "/providers/microsoft.managedidentity/userassignedidentities"
 SUB_IDENTITIES = SUB + "/providers/microsoft.managedidentity/userassignedidentities"
+NETWORK = GROUP + "/providers/microsoft.network"
+SUB_NETWORK = SUB + "/providers/microsoft.network"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class ResourceSpec:
     list_by_subscription: str | None = None
     list_by_parent: str | None = None
     expandable: bool = False
+    # Renders one item for GET and lists, given the request and $expand (VMs' instanceView);
+    # None: `render`, with $expand=ReplicationStatus for expandable types.
+    renderer: Callable | None = None
     # Request fields beside location/tags/sku that the type keeps with its properties (identity).
     @property
     def top_level(self) -> tuple[str, ...]:
@@ -124,7 +129,23 @@ SPECS = [
                  quick_writes=False),
     ResourceSpec(ids.USER_IDENTITY_TYPE, "UserAssignedIdentities", IDENTITIES + "/{resourceName}", ["resourceName"],
                  api_versions.identity_api, list_by_group=IDENTITIES, list_by_subscription=SUB_IDENTITIES),
+    *(ResourceSpec(kind.TYPE, prefix, f"{NETWORK}/{collection}/{{{name}}}", [name], api_versions.network_api,
+                   list_by_group=f"{NETWORK}/{collection}", list_by_subscription=f"{SUB_NETWORK}/{collection}")
+      for kind, prefix, collection, name in (
+          (network.VIRTUAL_NETWORKS, "VirtualNetworks", "virtualnetworks", "virtualNetworkName"),
+          (network.SECURITY_GROUPS, "NetworkSecurityGroups", "networksecuritygroups", "networkSecurityGroupName"),
+          (network.PUBLIC_ADDRESSES, "PublicIPAddresses", "publicipaddresses", "publicIpAddressName"),
+          (network.NETWORK_INTERFACES, "NetworkInterfaces", "networkinterfaces", "networkInterfaceName"))),
+    ResourceSpec(ids.VIRTUAL_MACHINE_TYPE, "VirtualMachines", COMPUTE + "/virtualmachines/{vmName}", ["vmName"],
+                 api_versions.compute_api, list_by_group=COMPUTE + "/virtualmachines",
+                 list_by_subscription=SUB_COMPUTE + "/virtualmachines", deleted_status=200,
+                 expandable=True, renderer=lambda request, vm, expand: _render_vm(request, vm, expand)),
 ]
+
+
+def _render_vm(request: Request, vm, expand: str | None) -> dict:
+    from .virtual_machines import render_vm  # the VM routes import this module
+    return render_vm(request, vm, expand)
 
 
 def _wants_replication_status(expand: str | None) -> bool:
@@ -171,6 +192,8 @@ def register(router: APIRouter, spec: ResourceSpec) -> None:
     async def get(request: Request, api_version: str, expand: str | None = None, **params) -> Response:
         ref = spec.ref(params)
         service = service_of(request)
+        if spec.renderer is not None:
+            return json_response(spec.renderer(request, service.get(ref.id, spec.type), expand))
         if spec.expandable and _wants_replication_status(expand):
             resource, regions = service.get_with_regions(ref.id)
             return json_response(render(resource, regions))
@@ -208,7 +231,9 @@ def register(router: APIRouter, spec: ResourceSpec) -> None:
                 spec.type, params["subscriptionId"],
                 resource_group=params.get("resourceGroupName") if scope == "group" else None,
                 parent=spec.parent_id(params) if scope == "parent" else None, after=skiptoken)
-            if spec.expandable and _wants_replication_status(expand):
+            if spec.renderer is not None:
+                items = [spec.renderer(request, r, expand) for r in page.items]
+            elif spec.expandable and _wants_replication_status(expand):
                 items = [render(*service.get_with_regions(r.id)) for r in page.items]
             else:
                 items = [render(r) for r in page.items]

@@ -1,0 +1,1 @@
+"""Microsoft.Resources/deployments: ARM templates evaluated and applied through Galley's own API."""
