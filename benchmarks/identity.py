@@ -31,7 +31,6 @@ import copy
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time

@@ -68,10 +68,13 @@ def sqlite_server(tmp_path):
 
 @pytest.fixture
 def cli_server(tmp_path, monkeypatch):
-    """A server for the CLI tests: no GALLEY_ variable of the caller's reaches the CLI."""
-    for name in [name for name in os.environ if name.startswith("GALLEY_")]:
+    """A server for the CLI tests: no GALLEY_ variable of the caller's reaches the CLI. The host's
+    GALLEY_QEMU_ACCEL stays: it is the server's (tests force tcg, where the first VM of a process
+    would otherwise wait ~30 s watching whether KVM boots a guest)."""
+    for name in [name for name in os.environ if name.startswith("GALLEY_") and name != "GALLEY_QEMU_ACCEL"]:
         monkeypatch.delenv(name)
-    with ThreadServer(tmp_path) as running:
+    # The CLI tests' VMs run images that boot nothing: no wait for provisioning, a short shutdown.
+    with ThreadServer(tmp_path, vm_provisioning_timeout=0, vm_stop_grace=2.0) as running:
         yield running
 
 

@@ -20,6 +20,7 @@ API_IMAGE = "2026-04-01"  # managed images (Microsoft.Compute/images)
 API_DISK = "2026-03-02"  # disks and snapshots
 API_GROUP = "2024-11-01"  # resource groups
 API_STORAGE = "2023-05-01"  # storage accounts (Microsoft.Storage/storageAccounts)
+API_VM = "2026-04-01"  # virtual machines, VM sizes and usages (Microsoft.Compute)
 
 # Disk content moves in requests that may take long: the server spools an upload before
 # storing it, and builds a dynamic VHD or qcow2 before it answers a download.
@@ -260,6 +261,15 @@ class ArmClient:
         if no_wait or not self._wait(response):
             return json_body(response)
         return None
+
+    def post_for_result(self, path: str, api_version: str, *, body: Any = None) -> Any:
+        """POST an action whose result is read at the end of its operation (ARM's final-state-via
+        location, as a run-command's output is): waits, then returns what the Location URL answers."""
+        response = self.send("POST", path, api_version, body=body)
+        location = response.headers.get("Location")
+        if not self._wait(response) or not location:
+            return json_body(response)
+        return json_body(self.send("GET", location))
 
     def delete(self, path: str, api_version: str, *, no_wait: bool = False) -> Any:
         """Delete and (unless no_wait) wait. Returns the initial body with

@@ -119,6 +119,7 @@ def luns_for(sources: list, luns: Optional[list[int]], sources_opt: str, luns_op
 def storage_profile(
     sub: str, rg: str, *,
     managed_image: Optional[str] = None,
+    virtual_machine: Optional[str] = None,
     os_snapshot: Optional[str] = None,
     os_vhd_uri: Optional[str] = None,
     os_vhd_storage_account: Optional[str] = None,
@@ -129,14 +130,19 @@ def storage_profile(
     data_vhds_sa: Optional[str] = None,
 ) -> dict:
     """The storageProfile of an image version: exactly one OS source (managed
-    image / VM / other version, OS snapshot or disk, or VHD), plus data disks."""
-    os_sources = [opt for opt, value in (("--managed-image", managed_image), ("--os-snapshot", os_snapshot),
-                                         ("--os-vhd-uri", os_vhd_uri)) if value]
+    image / VM / other version, VM, OS snapshot or disk, or VHD), plus data disks."""
+    os_sources = [opt for opt, value in (("--managed-image", managed_image), ("--virtual-machine", virtual_machine),
+                                         ("--os-snapshot", os_snapshot), ("--os-vhd-uri", os_vhd_uri)) if value]
     if len(os_sources) != 1:
-        raise usage_error("give exactly one OS source: --managed-image, --os-snapshot or --os-vhd-uri"
-                          + (f" (got {', '.join(os_sources)})." if os_sources else "."))
+        raise usage_error("give exactly one OS source: --managed-image, --virtual-machine, --os-snapshot or "
+                          "--os-vhd-uri" + (f" (got {', '.join(os_sources)})." if os_sources else "."))
+    from_vm = virtual_machine or (managed_image if "/virtualmachines/" in (managed_image or "").lower() else None)
+    if from_vm and (data_snapshots or data_vhds_uris):
+        raise usage_error("a VM source brings its own data disks: --data-snapshots and --data-vhds-uris do not apply.")
     profile: dict = {}
-    if managed_image:
+    if virtual_machine:
+        profile["source"] = {"virtualMachineId": compute_id(sub, rg, "virtualMachines", virtual_machine)}
+    elif managed_image:
         profile["source"] = {"id": compute_id(sub, rg, "images", managed_image)}
     elif os_snapshot:
         profile["osDiskImage"] = {"source": {"id": compute_id(sub, rg, "snapshots", os_snapshot)}}
@@ -187,6 +193,7 @@ def create(
     end_of_life_date: EndOfLifeOpt = None,
     storage_account_type: Annotated[Optional[str], typer.Option("--storage-account-type", help="Default storage type: Standard_LRS, Standard_ZRS or Premium_LRS.")] = None,
     managed_image: Annotated[Optional[str], typer.Option("--managed-image", help="Source: id (or name in -g) of a managed image, VM or image version.")] = None,
+    virtual_machine: Annotated[Optional[str], typer.Option("--virtual-machine", help="Source: id (or name in -g) of a stopped or deallocated VM: its OS disk and data disks.")] = None,
     os_snapshot: Annotated[Optional[str], typer.Option("--os-snapshot", help="Source: id (or name in -g) of an OS snapshot or managed disk.")] = None,
     data_snapshots: Annotated[Optional[list[str]], typer.Option("--data-snapshots", help="Ids (or names in -g) of data-disk snapshots or managed disks.")] = None,
     data_snapshot_luns: Annotated[Optional[list[int]], typer.Option("--data-snapshot-luns", help="LUNs of --data-snapshots, in order.")] = None,
@@ -207,7 +214,7 @@ def create(
         os_snapshot = resolve_source(session, resource_group, os_snapshot)
     data_snapshots = [resolve_source(session, resource_group, s) for s in data_snapshots] if data_snapshots else None
     storage = storage_profile(
-        sub, resource_group, managed_image=managed_image, os_snapshot=os_snapshot, os_vhd_uri=os_vhd_uri,
+        sub, resource_group, managed_image=managed_image, virtual_machine=virtual_machine, os_snapshot=os_snapshot, os_vhd_uri=os_vhd_uri,
         os_vhd_storage_account=os_vhd_storage_account, data_snapshots=data_snapshots,
         data_snapshot_luns=data_snapshot_luns, data_vhds_uris=data_vhds_uris, data_vhds_luns=data_vhds_luns,
         data_vhds_sa=data_vhds_sa,

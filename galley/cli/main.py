@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from galley.cli import account, activity, ad, disk, graph, identity, role, group, image, image_builder, image_definition, image_version, maintenance, platform, serve, sig, snapshot, storage, vm
+from galley.cli import account, activity, ad, disk, graph, identity, role, group, image, image_builder, image_definition, image_version, maintenance, platform, serve, sig, snapshot, storage, vm, vm_commands  # noqa: F401 (vm_commands adds to vm.app)
 from galley.cli.argv import expand_argv, option_names
 from galley.cli.common import OnlyShowErrorsOpt, OutputOpt, QueryOpt, ServerOpt, SubscriptionOpt, arm_command
 

@@ -1,4 +1,5 @@
-"""`galley vm …`: Galley has no VMs to manage, but it can boot an image here to test it.
+"""`galley vm …`: virtual machines (their commands are in vm_commands.py), and `boot-test`, which
+boots an image here to test it without making a VM.
 
 `galley vm boot-test SOURCE --script FILE` downloads the OS disk of a managed image, disk, snapshot
 or gallery image version as raw into a temporary folder, boots it under QEMU on this machine
@@ -17,7 +18,8 @@ from galley.cli.common import Session, arm_command, usage_error
 from galley.cli.output import field
 from galley.cli.transfer import download_file, local_file_errors
 
-app = typer.Typer(help="Test images by booting them on this machine.", no_args_is_help=True)
+app = typer.Typer(help="Manage virtual machines, and test images by booting them on this machine.",
+                  no_args_is_help=True)
 
 # The resources whose OS disk can be downloaded, by their Microsoft.Compute type words.
 DOWNLOAD_APIS = {
