@@ -317,3 +317,12 @@ def test_end_of_life_warns_v2_boots_uefi_and_arm64_is_refused(vm_server, chain):
         assert c.virtual_machines.instance_view(RG, "vm-v2").hyper_v_generation == "V2"
     finally:
         delete_vm(c, "vm-v2")
+
+
+def test_a_network_interface_that_does_not_exist_is_refused(vm_server, chain):
+    c, versions = chain
+    missing = f"/subscriptions/{vm_server.app.state.settings.default_subscription_id}/resourceGroups/{RG}" \
+              "/providers/Microsoft.Network/networkInterfaces/nowhere"
+    body = vm_body(versions["gen"].id, networkProfile={"networkInterfaces": [{"id": missing}]})
+    assert_arm_error(put_vm(vm_server.url, "vm-nic", body), 404, "NotFound", mentions="nowhere")
+    assert "vm-nic" not in {vm.name for vm in c.virtual_machines.list(RG)}

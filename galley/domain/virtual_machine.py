@@ -34,6 +34,7 @@ from .errors import ArmError, Conflict, InvalidParameter, NotFound, OperationNot
 from .ids import (DISK_TYPE, IMAGE_DEFINITION_TYPE, IMAGE_VERSION_TYPE, MANAGED_IMAGE_TYPE,
                   VIRTUAL_MACHINE_TYPE, compute_id, parent_id, parse_resource_id)
 from .names import check_compute_resource_name
+from .network import NETWORK_INTERFACE_TYPE
 from .ports import Context
 from .resource import SUCCEEDED, Resource, iso, utc_now
 
@@ -105,7 +106,7 @@ def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource 
             "dataDisks": data_disks,
         }),
         "osProfile": os_profile.public if os_profile else None,
-        "networkProfile": _network_profile(props),
+        "networkProfile": _network_profile(ctx, resource, props),
         "diagnosticsProfile": _diagnostics_profile(props),
         "vmId": str(uuid.uuid4()),
         "timeCreated": iso(utc_now()),
@@ -609,9 +610,10 @@ def platform_image_id(resource: Resource, reference: dict) -> str:
 
 # ---- network and diagnostics --------------------------------------------------------------------------
 
-def _network_profile(props: dict) -> dict:
-    """The NICs the VM names, kept as references. Every Galley VM has one virtual NIC on QEMU's
-    user-mode network (guest 10.0.2.15, SSH forwarded from 127.0.0.1, see the instance view)."""
+def _network_profile(ctx: Context, resource: Resource, props: dict) -> dict:
+    """The NICs the VM names (they must exist, in its region), kept as references. Every Galley VM
+    has one virtual NIC on QEMU's user-mode network (guest 10.0.2.15, SSH forwarded from
+    127.0.0.1, see the instance view)."""
     target = "properties.networkProfile"
     profile = fields.obj(props, "networkProfile", target) or {}
     nics = []
@@ -619,6 +621,12 @@ def _network_profile(props: dict) -> dict:
         where = f"{target}.networkInterfaces[{i}]"
         if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"].startswith("/"):
             raise InvalidParameter(f"{where} needs the id of a network interface.", target=f"{where}.id")
+        nic = ctx.tx.get(item["id"])
+        if nic is None or nic.type.lower() != NETWORK_INTERFACE_TYPE.lower():
+            raise NotFound(f"Network interface '{item['id']}' was not found.", target=f"{where}.id", code="NotFound")
+        if nic.location != resource.location:
+            raise InvalidParameter(f"Network interface '{nic.name}' is in {nic.location}; a VM in {resource.location} "
+                                   "needs one of its own region.", target=f"{where}.id")
         options = fields.obj(item, "properties", f"{where}.properties") or {}
         nics.append(fields.drop_nones({"id": item["id"], "properties": fields.drop_nones({
             "primary": fields.boolean(options, "primary", f"{where}.properties.primary"),
