@@ -554,6 +554,10 @@ def test_another_tenant_builds_from_a_version_shared_with_it(env):
     template = f"{group_b}/providers/Microsoft.VirtualMachineImages/imageTemplates/fromShared?api-version={API}"
     made = httpx.put(template, json=body, headers=as_b)
     assert made.status_code == 201, made.text
+    deadline = time.time() + 30  # a template's PUT is always asynchronous: run it once it has succeeded
+    while httpx.get(template, headers=as_b).json()["properties"]["provisioningState"] != "Succeeded":
+        assert time.time() < deadline
+        time.sleep(0.1)
     assert httpx.post(template.replace("?", "/run?"), headers=as_b).status_code == 202
     deadline = time.time() + 600
     while (run := httpx.get(template, headers=as_b).json()["properties"]["lastRunStatus"])["runState"] in ACTIVE:

@@ -137,11 +137,20 @@ def test_no_server_errors_and_answers_as_documented(fuzz_server):
 STATEFUL_SCENARIOS = int(os.environ.get("GALLEY_FUZZ_SCENARIOS", "100"))
 
 
+def _without_directory(document: dict) -> dict:
+    """The stateful scenarios over ARM resources only: Galley.Identity's groups, tenants and
+    principals accumulate from scenario to scenario (POST makes a new one each time), so a link
+    drawn from their lists differs when Hypothesis replays a scenario (FlakyStrategyDefinition)."""
+    document["paths"] = {path: operations for path, operations in document["paths"].items()
+                         if not path.lower().startswith("/providers/galley.identity")}
+    return document
+
+
 def test_what_a_put_stores_can_be_read_updated_and_deleted(fuzz_server):
     """Schemathesis's state machine over the document's links: a PUT followed by GET, PATCH and
     DELETE of what it made (a resource stored and then unreadable would be a 5xx here)."""
     document = plain_httpx.get(fuzz_server.url + "/openapi.json").json()
-    schema = schemathesis.openapi.from_dict(_fuzzed_copy(document))
+    schema = schemathesis.openapi.from_dict(_without_directory(_fuzzed_copy(document)))
     headers = {"Authorization": f"Bearer {httpx.token_for(fuzz_server.url)}"}
     linked = [status for operations in document["paths"].values() if "put" in operations
               for status in operations["put"]["responses"].values() if status.get("links")]
