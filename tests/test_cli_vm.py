@@ -152,6 +152,7 @@ def test_list_sizes_and_usage(galley, cli_server):  # noqa: F811
 
 # ---- a VM's life ------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # QEMU machines started and stopped: seconds of CPU
 def test_create_list_show_power_and_delete(galley, cli_server, tmp_path, monkeypatch, cleanup):  # noqa: F811
     version_id = tiny_image(cli_server, tmp_path)
     created = galley("vm", "create", "-n", "vm1", *VM_ARGS, "--image", DEFINITION, "--data-disk-sizes-gb", "1",
@@ -221,6 +222,7 @@ def test_create_list_show_power_and_delete(galley, cli_server, tmp_path, monkeyp
     assert version_id.endswith("/1.0.0")
 
 
+@pytest.mark.slow  # QEMU machines started and stopped: seconds of CPU
 def test_create_from_each_image_form(galley, cli_server, tmp_path, home, cleanup):  # noqa: F811
     version_id = tiny_image(cli_server, tmp_path)
     galley("image", "create", "-g", RG, "-n", "img", "--source", "src", "--tags", "ImageFamily=web")
@@ -253,6 +255,7 @@ def test_create_from_each_image_form(galley, cli_server, tmp_path, home, cleanup
 
 # ---- capture ----------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # QEMU machines started and stopped: seconds of CPU
 def test_capture_a_vm_into_images_and_versions(galley, cli_server, tmp_path, cleanup):  # noqa: F811
     tiny_image(cli_server, tmp_path)
     vm_id = f"{COMPUTE}/virtualMachines/vm1"

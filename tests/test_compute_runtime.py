@@ -161,6 +161,7 @@ def test_a_qemu_that_cannot_start_raises_its_error_and_leaves_nothing_running(tm
 
 @needs_qemu
 @pytest.mark.skipif(not Path("/usr/share/OVMF/OVMF_CODE_4M.fd").is_file(), reason="needs ovmf")
+@pytest.mark.slow  # OVMF under TCG: seconds of CPU
 def test_uefi_machine_runs_ovmf_with_its_own_variables(tmp_path):
     disk = tmp_path / "blank.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)

@@ -111,6 +111,7 @@ def delete_vm(c, name: str) -> None:
     c.virtual_machines.begin_delete(RG, name).result()
 
 
+@pytest.mark.slow  # QEMU machines started and stopped: seconds of CPU
 def test_vm_from_latest_version_runs_on_a_real_managed_disk_and_goes_through_its_power_states(vm_server, chain):
     c, versions = chain
     definition = versions["gen"].id.rsplit("/versions/", 1)[0]
@@ -202,6 +203,7 @@ def test_specialized_images_refuse_an_os_profile_and_boot_as_captured(vm_server,
         delete_vm(c, "vm-spec")
 
 
+@pytest.mark.slow  # QEMU machines started and stopped: seconds of CPU
 def test_quota_and_host_memory_are_enforced(tmp_path, chain):
     from galley.config import Limits
     with ThreadServer(tmp_path, limits=Limits(regional_vcpus=1), vm_memory_mib=1024, vm_stop_grace=2.0,
@@ -228,6 +230,7 @@ def test_quota_and_host_memory_are_enforced(tmp_path, chain):
         assert not server.app.state.compute.machines.running()
 
 
+@pytest.mark.slow  # QEMU machines started and stopped: seconds of CPU
 def test_capture_needs_a_stopped_generalized_vm_and_makes_images_and_versions(vm_server, chain):
     c, versions = chain
     body = vm_body(versions["gen"].id, storageProfile={
@@ -291,6 +294,7 @@ def test_sizes_catalog_lists_what_vms_may_ask_for(vm_server, chain):
     assert sizes["Standard_D2s_v3"].number_of_cores == 2
 
 
+@pytest.mark.slow  # QEMU machines started and stopped: seconds of CPU
 def test_end_of_life_warns_v2_boots_uefi_and_arm64_is_refused(vm_server, chain):
     c, versions = chain
     source = versions["gen"].storage_profile.os_disk_image.source.id
