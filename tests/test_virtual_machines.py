@@ -170,6 +170,10 @@ def test_delete_option_delete_takes_the_disks_with_the_vm_and_empty_data_disks_a
     (lambda b, v: b["properties"]["hardwareProfile"].update(vmSize="Standard_Huge"), 400, "InvalidParameter", "vmSize"),
     (lambda b, v: b["properties"].pop("osProfile"), 400, "InvalidParameter", "osProfile"),
     (lambda b, v: b["properties"]["osProfile"].update(adminUsername="root"), 400, "InvalidParameter", "reserved"),
+    # the guest's provisioning agent refuses these too: they must not be accepted and fail at boot
+    (lambda b, v: b["properties"]["osProfile"].update(adminUsername="sync"), 400, "InvalidParameter", "reserved"),
+    (lambda b, v: b["properties"]["osProfile"].update(adminUsername="_svc"), 400, "InvalidParameter",
+     "starting with a letter"),
     (lambda b, v: b["properties"]["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"][0].update(keyData="nope"),
      400, "InvalidParameter", "OpenSSH"),
     (lambda b, v: b["properties"]["osProfile"].update(customData="not base64!"), 400, "InvalidParameter", "base64"),

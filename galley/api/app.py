@@ -20,6 +20,7 @@ from ..domain.vm_service import VmService
 from ..jobs.build.run import run_template
 from ..jobs.worker import Worker
 from ..jobs import vm_work
+from ..jobs.context import JobContext
 from ..store.content_repository import ContentRepository
 from ..store.database import make_engine, migrate
 from ..store.sql_store import BUILD_ACTIONS, VM_ACTIONS, VM_TYPES, SqlStore
@@ -124,7 +125,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     async def lifespan(_app: FastAPI):
         if run_worker:
             log.info("virtual machines after start: %s", vm_work.reconcile(
-                vm_work.JobContext(store, content, locations, compute=compute, home=settings.home)))
+                JobContext(store, content, locations, compute=compute, home=settings.home)))
             worker.start()
             builds.start()
             vms.start()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 
+from ..domain.virtual_machine import ADMIN_USERNAME_PATTERN, RESERVED_USERNAMES
 from .generalize import DEFAULT_DEPROVISIONING_SHELL
 
 # ---------------------------------------------------------------- the seed's contract
@@ -39,18 +40,8 @@ AUTHORIZED_KEYS_FILE = "galley/authorized_keys"
 PASSWORD_HASH_FILE = "galley/password-hash"
 CUSTOM_DATA_FILE = "galley/custom-data"
 
-# Azure's disallowed adminUsername values (Linux and Windows alike) and the names Debian's base
-# system gives its own accounts; any other existing account below UID 1000 is refused in the guest.
-RESERVED_ADMIN_USERNAMES = frozenset({
-    "administrator", "admin", "user", "user1", "test", "user2", "test1", "user3", "admin1", "1", "123",
-    "a", "actuser", "adm", "admin2", "aspnet", "backup", "console", "david", "guest", "john", "owner",
-    "root", "server", "sql", "support", "support_388945a0", "sys", "test2", "test3", "user4", "user5",
-    "daemon", "bin", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data", "list",
-    "irc", "gnats", "nobody", "systemd-network", "systemd-resolve", "messagebus", "sshd", "_apt",
-    "systemd-timesync", "sudo", "staff", "users", "nogroup",
-})
-# useradd's own limit on Debian is 32 characters.
-ADMIN_USERNAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# The admin user's rules are the VM resource's (refused there before anything is recorded).
+RESERVED_ADMIN_USERNAMES = RESERVED_USERNAMES
 HOSTNAME_PATTERN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PASSWORD_HASH_PATTERN = re.compile(r"\$(1|5|6|y|2b|2y)\$[^:\s]{1,512}")

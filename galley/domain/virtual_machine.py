@@ -69,13 +69,18 @@ DISK_DELETE_OPTIONS = ("Delete", "Detach")
 VM_CREATE_OPTIONS = ("FromImage", "Attach", "Empty")
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?")
-_USERNAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-# Azure refuses these admin user names (and so does Galley: they collide with system accounts).
+# The admin user's name: what useradd takes on Debian (32 characters at most), starting with a letter.
+# Galley's provisioning agent applies these same rules in the guest (builder/provisioning.py).
+ADMIN_USERNAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# Azure's disallowed adminUsername values (Linux and Windows alike) and the names Debian's base
+# system gives its own accounts.
 RESERVED_USERNAMES = frozenset({
     "administrator", "admin", "user", "user1", "test", "user2", "test1", "user3", "admin1", "1", "123",
     "a", "actuser", "adm", "admin2", "aspnet", "backup", "console", "david", "guest", "john", "owner",
     "root", "server", "sql", "support", "support_388945a0", "sys", "test2", "test3", "user4", "user5",
-    "daemon", "bin", "nobody", "sshd", "systemd-network", "messagebus", "_apt",
+    "daemon", "bin", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data", "list",
+    "irc", "gnats", "nobody", "systemd-network", "systemd-resolve", "messagebus", "sshd", "_apt",
+    "systemd-timesync", "sudo", "staff", "users", "nogroup",
 })
 _SSH_KEY = re.compile(r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( [^\n]*)?")
 MAX_CUSTOM_DATA_BYTES = 64 * 1024  # decoded, as Azure's limit
@@ -97,7 +102,7 @@ def normalize(ctx: Context, resource: Resource, props: dict, existing: Resource 
     _check_recommended(source, size)
     os_disk, data_disks = _disks(ctx, resource, storage, source)
     _check_disallowed(source, [os_disk, *data_disks])
-    _check_capacity(ctx, resource, size)
+    check_capacity(ctx, resource, size, exclude=None)
     result = fields.drop_nones({
         "hardwareProfile": {"vmSize": size.name},
         "storageProfile": fields.drop_nones({
@@ -360,9 +365,9 @@ def _os_profile(resource: Resource, props: dict, source: _Source) -> _OsProfile 
                                "and hyphens, not starting or ending with a hyphen, not only digits (set "
                                "osProfile.computerName when the VM's name is not one).", target=f"{target}.computerName")
     user = fields.string(profile, "adminUsername", f"{target}.adminUsername", required=True)
-    if not _USERNAME.fullmatch(user):
+    if not ADMIN_USERNAME_PATTERN.fullmatch(user):
         raise InvalidParameter(f"adminUsername '{user}' is invalid: 1-32 lowercase letters, digits, hyphens and "
-                               "underscores, starting with a letter or underscore.", target=f"{target}.adminUsername")
+                               "underscores, starting with a letter.", target=f"{target}.adminUsername")
     if user in RESERVED_USERNAMES:
         raise InvalidParameter(f"adminUsername '{user}' is reserved; choose another name.",
                                target=f"{target}.adminUsername")
@@ -669,10 +674,6 @@ def _check_disallowed(source: _Source, disks: list[dict]) -> None:
             raise InvalidParameter(f"Image definition '{source.definition.name}' disallows disk type {account} "
                                    f"(disallowed.diskTypes: {', '.join(disallowed['diskTypes'])}).",
                                    target="properties.storageProfile", code="DiskTypeNotAllowed")
-
-
-def _check_capacity(ctx: Context, resource: Resource, size: vm_sizes.VmSize) -> None:
-    check_capacity(ctx, resource, size, exclude=None)
 
 
 def check_capacity(ctx: Context, resource: Resource, size: vm_sizes.VmSize, exclude: str | None) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from . import fields, limits, virtual_machine as vm_rules
 from .errors import Conflict, InvalidParameter, OperationNotAllowed
 from .ports import Context
-from .resource import SUCCEEDED, Operation, Resource
+from .resource import Operation, Resource
 from .service import Accepted, ResourceService
 
 RUN_SHELL_SCRIPT = "RunShellScript"
@@ -154,10 +154,3 @@ def instance_view(vm: Resource, *, running: bool, ssh_port: int | None, queued: 
     }
     return fields.drop_nones(view)
 
-
-def power_state(vm: Resource) -> str | None:
-    return vm.properties.get(vm_rules.POWER)
-
-
-def is_succeeded(vm: Resource) -> bool:
-    return vm.provisioning_state == SUCCEEDED

@@ -29,7 +29,6 @@ from ..domain.vm_sizes import vm_size
 from .content_work import OS_LUN, copy_into
 from .context import JobContext
 
-__all__ = ["Compute", "JobContext", "create", "handle", "power", "reconcile", "shut_down", "stop", "tear_down"]
 
 log = logging.getLogger("galley.jobs.vm")
 
