@@ -21,7 +21,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..domain.resource import IN_PROGRESS, SUCCEEDED, Operation
-from ..store.sql_store import BUILD_ACTIONS
+from ..store.sql_store import BUILD_ACTIONS, VM_ACTIONS, VM_TYPES
 from .wire import accepted_response
 
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1, 30
@@ -29,10 +29,11 @@ MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1, 30
 
 def finished_in_time(request: Request, operation: Operation | None) -> bool:
     """Wait up to the quick-answer budget for `operation` to end; True if it succeeded in time.
-    False at once when there is no budget, or no worker in this process to notify the end."""
+    False at once when there is no budget, or no worker in this process to notify the end (the
+    VM worker's for a VM's operations, the main worker's for the others)."""
     state = request.app.state
     budget = state.settings.quick_answer_ms
-    worker = state.worker
+    worker = state.vms if operation is not None and _on_vm_worker(operation) else state.worker
     if operation is None or budget <= 0 or not worker.running or operation.action in BUILD_ACTIONS:
         return False
     service = state.service
@@ -43,6 +44,10 @@ def finished_in_time(request: Request, operation: Operation | None) -> bool:
         return last[0].status != IN_PROGRESS
 
     return worker.wait_until(ended, budget / 1000) and last[0].status == SUCCEEDED
+
+
+def _on_vm_worker(operation: Operation) -> bool:
+    return operation.action in VM_ACTIONS or operation.resource_type in VM_TYPES
 
 
 def retry_after(request: Request, operation: Operation) -> int:

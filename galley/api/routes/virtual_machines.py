@@ -62,20 +62,7 @@ def instance_view(request: Request, vm) -> dict:
 
 def _wait(request: Request, accepted) -> bool:
     """Whether the action ended (succeeded) within the quick-answer budget."""
-    if accepted.operation is None:
-        return True
-    state = request.app.state
-    budget = state.settings.quick_answer_ms
-    if budget <= 0 or not state.vms.running:
-        return False
-    service = state.service
-    last = [accepted.operation]
-
-    def ended() -> bool:
-        last[0] = service.operation(accepted.operation.id)
-        return last[0].status != "InProgress"
-
-    return state.vms.wait_until(ended, budget / 1000) and last[0].status == "Succeeded"
+    return accepted.operation is None or answers.finished_in_time(request, accepted.operation)
 
 
 def _power(action: str):
