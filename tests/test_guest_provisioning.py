@@ -12,7 +12,8 @@ import pytest
 
 from galley.builder.boot import boot_test
 from galley.builder.provisioning import RESERVED_ADMIN_USERNAMES, admin_username_problem
-from galley.compute.seed import EMPTY_CLOUD_CONFIG, hash_password, make_seed
+from galley.compute.seed import EMPTY_CLOUD_CONFIG, make_seed
+from galley.domain.virtual_machine import hash_password
 
 from .debian_base import debian_base_image
 

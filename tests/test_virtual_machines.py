@@ -177,6 +177,8 @@ def test_delete_option_delete_takes_the_disks_with_the_vm_and_empty_data_disks_a
     (lambda b, v: b["properties"]["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"][0].update(keyData="nope"),
      400, "InvalidParameter", "OpenSSH"),
     (lambda b, v: b["properties"]["osProfile"].update(customData="not base64!"), 400, "InvalidParameter", "base64"),
+    (lambda b, v: b["properties"]["osProfile"].update(adminPassword="Two\nLines1!"), 400, "InvalidParameter",
+     "Control characters"),
     (lambda b, v: b["properties"]["hardwareProfile"].update(vmSize="Standard_D4s_v3"), 400, "VMSizeNotRecommended",
      "recommended"),
     (lambda b, v: b["properties"]["storageProfile"].update(osDisk={"managedDisk": {"storageAccountType": "Premium_LRS"}}),

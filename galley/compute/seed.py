@@ -13,8 +13,8 @@ holding what both kinds of guest read on their first boot:
 A new instance id makes the guest provision again; the same one leaves it as it is.
 The seed holds a password's hash, never the password; it is written 0600.
 
-Host requirements (Debian packages): dosfstools (mkfs.vfat), mtools (mcopy, mmd); openssl for
-hash_password.
+Host requirements (Debian packages): dosfstools (mkfs.vfat), mtools (mcopy, mmd). The password's
+hash is made when the VM is created (galley.domain.virtual_machine.hash_password).
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def seed_files(
         if not AUTHORIZED_KEY_PATTERN.fullmatch(key):
             raise ValueError(f"not an OpenSSH public key line: {key[:40]!r}…")
     if password_hash is not None and not PASSWORD_HASH_PATTERN.fullmatch(password_hash):
-        raise ValueError("password_hash is not a crypt(3) hash (use hash_password)")
+        raise ValueError("password_hash is not a crypt(3) hash (see galley.domain.virtual_machine.hash_password)")
 
     user: dict = {"name": admin_username, "groups": ["sudo"], "shell": "/bin/bash",
                   "sudo": ["ALL=(ALL) NOPASSWD:ALL"], "ssh_authorized_keys": keys}
@@ -141,23 +141,6 @@ def seed_files(
     if custom_data is not None:
         files[CUSTOM_DATA_FILE] = custom_data
     return files
-
-
-def hash_password(password: str) -> str:
-    """A SHA-512 crypt hash (`$6$salt$…`) of `password`, from `openssl passwd -6`.
-
-    The password goes to openssl on its standard input, never on a command line or to disk.
-    """
-    if "\n" in password or "\r" in password or "\0" in password:
-        raise ValueError("a password cannot contain line breaks or NUL")
-    if shutil.which("openssl") is None:
-        raise SeedError("openssl is not installed: it hashes passwords")
-    done = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password + "\n",
-                          capture_output=True, text=True, timeout=30)
-    hashed = done.stdout.strip()
-    if done.returncode != 0 or not PASSWORD_HASH_PATTERN.fullmatch(hashed) or not hashed.startswith("$6$"):
-        raise SeedError(f"openssl passwd -6 failed: {done.stderr.strip()}")
-    return hashed
 
 
 def _run(command: list[str]) -> None:

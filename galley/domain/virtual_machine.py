@@ -419,7 +419,8 @@ def _ssh_keys(linux: dict, user: str, target: str) -> list[dict]:
 
 def _check_password(password: str, user: str, target: str) -> None:
     classes = sum(bool(re.search(pattern, password)) for pattern in (r"[a-z]", r"[A-Z]", r"[0-9]", r"[^A-Za-z0-9]"))
-    if not 6 <= len(password) <= 72 or classes < 3 or user.lower() in password.lower():
+    control = any(ord(ch) < 32 or ord(ch) == 127 for ch in password)
+    if not 6 <= len(password) <= 72 or classes < 3 or user.lower() in password.lower() or control:
         raise InvalidParameter("The supplied password must be between 6-72 characters long and must satisfy at "
                                "least 3 of password complexity requirements from the following: 1) Contains an "
                                "uppercase character 2) Contains a lowercase character 3) Contains a numeric digit "
@@ -428,7 +429,10 @@ def _check_password(password: str, user: str, target: str) -> None:
 
 
 def hash_password(password: str) -> str:
-    """A SHA-512 crypt hash for /etc/shadow: the plain password is never stored."""
+    """A SHA-512 crypt hash for /etc/shadow: the plain password is never stored. (A line break or
+    NUL could not be typed at a login prompt; _check_password refuses them in requests.)"""
+    if any(ch in password for ch in "\r\n\0"):
+        raise ValueError("a password cannot contain line breaks or NUL")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import crypt  # deprecated since 3.11 but still the standard library's only SHA-512 crypt
