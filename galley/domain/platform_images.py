@@ -69,6 +69,33 @@ def content_key(publisher: str, offer: str, sku: str, version: str) -> str:
     return f"platform/{publisher}/{offer}/{sku}/{version}".lower()
 
 
+def arm_id(subscription_id: str, region: str, publisher: str, offer: str | None = None,
+           sku: str | None = None, version: str | None = None) -> str:
+    """The ARM id of a publisher, offer, SKU or version in a region, as Azure spells it (capitalized
+    fixed words): /Subscriptions/{s}/Providers/Microsoft.Compute/Locations/{r}/Publishers/{p}
+    /ArtifactTypes/VMImage/Offers/{o}/Skus/{k}/Versions/{v}."""
+    path = f"/Subscriptions/{subscription_id}/Providers/Microsoft.Compute/Locations/{region}/Publishers/{publisher}"
+    if offer is not None:
+        path += f"/ArtifactTypes/VMImage/Offers/{offer}"
+    if sku is not None:
+        path += f"/Skus/{sku}"
+    if version is not None:
+        path += f"/Versions/{version}"
+    return path
+
+
+def parse_version_id(value: str) -> tuple[str, str, str, str] | None:
+    """(publisher, offer, sku, version) of a version's ARM id (any case); None for other ids."""
+    parts = value.strip("/").split("/")
+    named = {parts[i].lower(): parts[i + 1] for i in range(0, len(parts) - 1, 2)}
+    if named.get("artifacttypes", "").lower() != "vmimage":
+        return None
+    try:
+        return named["publishers"], named["offers"], named["skus"], named["versions"]
+    except KeyError:
+        return None
+
+
 def is_latest(version: str) -> bool:
     return version.lower() == LATEST
 

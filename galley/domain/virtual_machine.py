@@ -612,9 +612,8 @@ def _content_ref_of(resource: Resource) -> dict:
 
 
 def platform_image_id(resource: Resource, reference: dict) -> str:
-    return (f"/Subscriptions/{resource.subscription_id}/Providers/Microsoft.Compute/Locations/{resource.location}"
-            f"/Publishers/{reference['publisher']}/ArtifactTypes/VMImage/Offers/{reference['offer']}"
-            f"/Skus/{reference['sku']}/Versions/{reference['exactVersion']}")
+    return platform_images.arm_id(resource.subscription_id, resource.location, reference["publisher"],
+                                  reference["offer"], reference["sku"], reference["exactVersion"])
 
 
 # ---- network and diagnostics --------------------------------------------------------------------------

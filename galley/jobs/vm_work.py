@@ -139,12 +139,9 @@ def _image_content(creation: dict, lun: int) -> tuple[str, int]:
     reference = creation.get("galleryImageReference") or creation.get("imageReference") or {}
     source_id = reference["id"]
     source_lun = OS_LUN if lun == OS_LUN else reference.get("lun", lun)
-    parts = source_id.strip("/").split("/")
-    lowered = [p.lower() for p in parts]
-    if "publishers" in lowered and "artifacttypes" in lowered:
-        named = {lowered[i]: parts[i + 1] for i in range(0, len(parts) - 1)}
-        return platform_images.content_key(named["publishers"], named["offers"], named["skus"],
-                                           named["versions"]), OS_LUN
+    platform = platform_images.parse_version_id(source_id)
+    if platform is not None:
+        return platform_images.content_key(*platform), OS_LUN
     return key_of(source_id), source_lun
 
 

@@ -72,19 +72,6 @@ def _region(request: Request, subscription_id: str, location: str) -> str:
     return region
 
 
-def _arm_id(subscription_id: str, region: str, publisher: str, offer: str | None = None,
-            sku: str | None = None, version: str | None = None) -> str:
-    # Azure spells these ids with capitalized fixed words.
-    path = f"/Subscriptions/{subscription_id}/Providers/Microsoft.Compute/Locations/{region}/Publishers/{publisher}"
-    if offer is not None:
-        path += f"/ArtifactTypes/VMImage/Offers/{offer}"
-    if sku is not None:
-        path += f"/Skus/{sku}"
-    if version is not None:
-        path += f"/Versions/{version}"
-    return path
-
-
 def _entry(name: str, region: str, arm_id: str) -> dict:
     return {"name": name, "location": region, "id": arm_id}
 
@@ -102,8 +89,8 @@ def _matching(request: Request, what: str, urn: str, **names: str) -> list[Platf
 
 
 def _vm_image(image: PlatformImage, subscription_id: str, region: str, with_properties: bool = True) -> dict:
-    body = _entry(image.version, region, _arm_id(subscription_id, region, image.publisher, image.offer,
-                                                 image.sku, image.version))
+    body = _entry(image.version, region, catalog.arm_id(subscription_id, region, image.publisher, image.offer,
+                                                        image.sku, image.version))
     if with_properties:
         body["properties"] = {
             "osDiskImage": {"operatingSystem": image.os_type, "sizeInBytes": image.virtual_size,
@@ -122,7 +109,7 @@ def list_publishers(request: Request, subscriptionId: str, location: str,
                     api_version: str = Depends(compute_api)) -> Response:
     region = _region(request, subscriptionId, location)
     names = catalog.distinct(image.publisher for image in _images(request))
-    return json_response([_entry(name, region, _arm_id(subscriptionId, region, name)) for name in names])
+    return json_response([_entry(name, region, catalog.arm_id(subscriptionId, region, name)) for name in names])
 
 
 @router.get(OFFERS, operation_id="VirtualMachineImages_ListOffers")
@@ -131,7 +118,7 @@ def list_offers(request: Request, subscriptionId: str, location: str, publisher:
     region = _region(request, subscriptionId, location)
     images = _matching(request, "publisher", publisher, publisher=publisher)
     names = catalog.distinct(image.offer for image in images)
-    return json_response([_entry(name, region, _arm_id(subscriptionId, region, images[0].publisher, name))
+    return json_response([_entry(name, region, catalog.arm_id(subscriptionId, region, images[0].publisher, name))
                           for name in names])
 
 
@@ -141,7 +128,7 @@ def list_skus(request: Request, subscriptionId: str, location: str, publisher: s
     region = _region(request, subscriptionId, location)
     images = _matching(request, "offer", f"{publisher}:{offer}", publisher=publisher, offer=offer)
     first = images[0]
-    return json_response([_entry(name, region, _arm_id(subscriptionId, region, first.publisher, first.offer, name))
+    return json_response([_entry(name, region, catalog.arm_id(subscriptionId, region, first.publisher, first.offer, name))
                           for name in catalog.distinct(image.sku for image in images)])
 
 
