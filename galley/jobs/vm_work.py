@@ -22,7 +22,7 @@ from ..compute.disk_files import DiskFileError, DiskFiles
 from ..compute.machines import CommandTimeout, DiskSpec, GuestAgentUnavailable, Machines, MachineSpec
 from ..compute import seed
 from ..domain import platform_images, virtual_machine as vm_rules
-from ..domain.ids import DISK_TYPE, key_of
+from ..domain.ids import key_of
 from ..domain.resource import CREATING, FAILED, SUCCEEDED, Operation, Resource
 from ..domain.vm_service import run_command_result
 from ..domain.vm_sizes import vm_size
@@ -151,9 +151,7 @@ def boot(ctx: JobContext, vm: Resource) -> None:
     compute = compute_of(ctx)
     repo = ctx.content.repo
     specs = []
-    with ctx.sql.read() as tx:
-        disks = [(lun, tx.get(disk_id)) for lun, disk_id in vm_rules.attached_disk_ids(vm)]
-    for lun, disk in disks:
+    for lun, disk in disks_of(ctx, vm):
         content_id = repo.disk_contents(disk.key).get(OS_LUN)
         if content_id is None:
             raise LookupError(f"disk {disk.id} holds no content")
@@ -230,9 +228,7 @@ def stop(ctx: JobContext, vm: Resource, *, deallocate: bool, grace: float) -> No
     while_alive(ctx, compute.machines.stop, machine_key(vm), grace=grace)
     capture_disks(ctx, vm)
     if deallocate:
-        with ctx.sql.read() as tx:
-            disks = [tx.get(disk_id) for _lun, disk_id in vm_rules.attached_disk_ids(vm)]
-        for disk in disks:
+        for _lun, disk in disks_of(ctx, vm):
             if disk is not None:
                 compute.disks.drop(disk_file_key(disk))
     _set_power(ctx, vm.id, vm_rules.DEALLOCATED if deallocate else vm_rules.STOPPED)
@@ -240,9 +236,7 @@ def stop(ctx: JobContext, vm: Resource, *, deallocate: bool, grace: float) -> No
 
 def capture_disks(ctx: JobContext, vm: Resource) -> None:
     compute = compute_of(ctx)
-    with ctx.sql.read() as tx:
-        disks = [tx.get(disk_id) for _lun, disk_id in vm_rules.attached_disk_ids(vm)]
-    for disk in disks:
+    for _lun, disk in disks_of(ctx, vm):
         if disk is None or not compute.disks.has(disk_file_key(disk)):
             continue
         home = ctx.locations.home_store(disk.location)
@@ -393,6 +387,12 @@ def shut_down(compute: Compute) -> None:
 
 # ---- names ---------------------------------------------------------------------------------------------
 
+def disks_of(ctx: JobContext, vm: Resource) -> list[tuple[int, Resource | None]]:
+    """(LUN, disk record or None if it is gone) of each of the VM's disks, the OS disk (LUN -1) first."""
+    with ctx.sql.read() as tx:
+        return [(lun, tx.get(disk_id)) for lun, disk_id in vm_rules.attached_disk_ids(vm)]
+
+
 def machine_key(vm: Resource) -> str:
     return vm.properties["vmId"]
 
@@ -400,9 +400,6 @@ def machine_key(vm: Resource) -> str:
 def disk_file_key(disk: Resource) -> str:
     return disk.properties["uniqueId"]
 
-
-def is_vm_disk(resource: Resource) -> bool:
-    return resource.type == DISK_TYPE and bool(resource.properties.get("managedBy"))
 
 
 
