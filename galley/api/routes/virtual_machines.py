@@ -19,7 +19,7 @@ from ...domain.ids import VIRTUAL_MACHINE_TYPE
 from ...domain.regions import normalize_region
 from .. import answers
 from ..api_versions import compute_api
-from ..wire import json_response, render
+from ..wire import json_body, json_response, render
 from .resources import COMPUTE, SUB
 
 router = APIRouter(tags=["VirtualMachines"])
@@ -95,7 +95,6 @@ def generalize(request: Request, subscriptionId: str, resourceGroupName: str, vm
 @router.post(VM + "/runcommand", operation_id="VirtualMachines_RunCommand")
 async def run_command(request: Request, subscriptionId: str, resourceGroupName: str, vmName: str,
                       api_version: str = Depends(compute_api)) -> Response:
-    from ..wire import json_body
     body = await json_body(request)
     accepted = vms_of(request).run_command(vm_id(subscriptionId, resourceGroupName, vmName), body)
     return answers.accepted(request, None, accepted.operation, api_version, 202)
