@@ -405,3 +405,20 @@ def test_galley_serve_no_access_log(tmp_path):
     finally:
         log = serve.stop()
     assert "Galley listening on" in log and "galley.access" not in log, log
+
+
+def test_an_idle_kept_alive_tls_connection_does_not_hold_up_a_shutdown(tmp_path):
+    """A client that keeps its connection open and reads nothing would never answer a TLS
+    close_notify; the server drops such idle connections at shutdown instead of waiting its TLS
+    shutdown timeout (30 s) for them."""
+    from .servers import ProcessServer
+    server = ProcessServer(tmp_path, https=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as raw:
+            with server.verify.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert tls.recv(64).startswith(b"HTTP/1.1 200")
+                server.process.terminate()  # the connection stays open and unread
+                server.process.wait(timeout=8)
+    finally:
+        server.stop()

@@ -55,6 +55,15 @@ class HeadDeadline:
         self._disarm()
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        # An idle kept-alive connection owes its peer nothing: drop it. A TLS close would send
+        # close_notify and wait for the peer's, which a client that is not reading never sends,
+        # and the server's shutdown would wait for it (the loop's TLS shutdown timeout, 30 s).
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.abort()
+        else:
+            super().shutdown()
+
     def _arm(self) -> None:
         if self.header_timeout > 0:
             self._head_timer = self.loop.call_later(self.header_timeout, self._head_overdue)
