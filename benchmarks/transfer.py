@@ -109,12 +109,13 @@ def server_step(bench: Bench, server: Server, label: str, argv: list[str], size:
     with Profiled(bench, server, label):
         started = time.perf_counter()
         _wall, _rss, output = bench.run_timed(argv)
+        client_cpu = Bench.last_cpu
         if after is not None:
             after()
         seconds = time.perf_counter() - started
     status = _proc_status(server.process.pid)
     return {"seconds": seconds, "mib_s": size / MiB / seconds, "http_status": output.strip()[-3:],
-            "server_cpu_seconds": _cpu_seconds(server.process.pid) - cpu,
+            "server_cpu_seconds": _cpu_seconds(server.process.pid) - cpu, "client_cpu_seconds": client_cpu,
             "server_vmhwm_mib": status.get("VmHWM"), "server_rss_mib": status.get("VmRSS")}
 
 
@@ -303,27 +304,32 @@ def render(size: int, d: dict | None, sp: dict | None, par: dict | None, pages: 
 
 def dense_rows(lines: list[str], size: int, d: dict) -> dict:
     cp = statistics.median(r["seconds"] for r in d["cp"])
-    lines.append(f"  {'step':<52} {'seconds':>8} {'MiB/s':>7} {'ratio':>6} {'CPU s':>7} {'server HWM':>10}")
+    lines.append(f"  {'step':<52} {'seconds':>8} {'MiB/s':>7} {'ratio':>6} {'CPU s':>7} {'client':>7} "
+                 f"{'server HWM':>10}")
 
     def row(name, steps, cpu_key=None, hwm=True):
         seconds = statistics.median(s["seconds"] for s in steps)
         cpu = statistics.median(s[cpu_key] for s in steps) if cpu_key else None
+        client = statistics.median(s["client_cpu_seconds"] for s in steps) if "client_cpu_seconds" in steps[0] else None
         peak = max(s.get("server_vmhwm_mib") or 0 for s in steps) if hwm else None
         lines.append(f"  {name:<52} {seconds:8.2f} {size / MiB / seconds:7.0f} {cp / seconds:6.2f} "
                      + (f"{cpu:7.2f}" if cpu is not None else f"{'':>7}")
+                     + (f" {client:7.2f}" if client is not None else f" {'':>7}")
                      + (f" {peak:10.0f}" if peak else ""))
         lines.append("      rounds: " + " / ".join(f"{s['seconds']:.2f}" for s in steps) + " s")
         return cp / seconds
 
-    lines.append(f"  {'cp + sync (baseline)':<52} {cp:8.2f} {size / MiB / cp:7.0f}")
+    cp_cpu = statistics.median(r["cpu_seconds"] for r in d["cp"])
+    lines.append(f"  {'cp + sync (baseline)':<52} {cp:8.2f} {size / MiB / cp:7.0f} {'':>6} {cp_cpu:7.2f}")
     lines.append("      rounds: " + " / ".join(f"{s['seconds']:.2f}" for s in d["cp"]) + " s")
     ratios = {"ingest": row("ingest (ContentEngine.ingest, own process)", d["ingest"], "cpu_seconds", hwm=False),
               "upload": row(f"{d['scheme']} PUT {{disk}}/upload (curl -T -> galley serve)", d["upload"],
                             "server_cpu_seconds"),
               "download": row(f"{d['scheme']} GET {{disk}}/download raw (curl -o file; sync)", d["download"],
                               "server_cpu_seconds")}
-    lines.append("      (CPU s: the in-process ingest's own CPU seconds, or the server's over the step; server HWM: "
-                 "the server's VmHWM in MiB after the step)")
+    lines.append("      (CPU s: cp's own CPU seconds, the in-process ingest's, or the server's over the step; client: "
+                 "curl's own CPU seconds (reading the file, TLS, the socket), on the same CPUs as the server; "
+                 "server HWM: the server's VmHWM in MiB after the step)")
     return {f"{k} >= {GOAL_RATIO}x cp": v >= GOAL_RATIO for k, v in ratios.items()}
 
 

@@ -22,9 +22,10 @@ reported like cleared ones by Get Page Ranges).
 A write holds the locks of all the chunks it touches (taken in ascending order) until it is
 committed, so overlapping writers give the result of some order of their writes, never a mix
 inside a page. Its whole chunks are hashed and written to the store unless its rows already list
-them; then one transaction registers the objects written and records the manifest entries
-(touching the digests, so garbage collection keeps them: a digest that vanished in between is
-written again before the write is acknowledged), and the ledger lines follow with one fdatasync.
+them (and, in a folder store, their files are there); then one transaction registers the objects
+written and records the manifest entries (touching the digests, so garbage collection keeps them:
+a digest that vanished in between is written again before the write is acknowledged), and the
+ledger lines follow with one fdatasync.
 The commit is a group commit (group_commit.py): concurrent writers share one transaction and one
 fdatasync rather than queueing one by one for SQLite's write lock.
 `fold()` (at endGetAccess) stores every overlay chunk into the content and returns it; the
@@ -44,6 +45,7 @@ from pathlib import Path
 
 from ..content import chunks
 from ..content.chunks import CHUNK_SIZE
+from ..content.object_store import FolderStore
 from .group_commit import GroupCommit
 
 PAGE = 512
@@ -319,7 +321,12 @@ class PageStore:
         """Chunks `items` ((index, bytes)) are stored where the store lacks them and go into
         `write`'s commit: the objects to register and the manifest entries."""
         digests = [chunks.digest_of(piece) for _, piece in items]
-        skip = self.content.repo.held(self.store_id, sorted(set(digests)))
+        wanted = sorted(set(digests))
+        if isinstance(self.store, FolderStore):
+            # A chunk whose file is not in the folder is written whatever the rows say: only the
+            # digests with a file need the database's word (for new data, no read transaction).
+            wanted = [d for d in wanted if self.store.exists(d)]
+        skip = self.content.repo.held(self.store_id, wanted) if wanted else set()
         for (idx, piece), digest in zip(items, digests):
             write.commit.entries.append((idx, digest, len(piece)))
             write.pieces[digest] = piece

@@ -56,9 +56,10 @@ def _compressible(data: bytes) -> bool:
         return True
     view = memoryview(data)
     middle = len(data) // 2
-    samples = (view[:_SAMPLE], view[middle:middle + _SAMPLE], view[-_SAMPLE:])
-    compressor = _compressor()
-    return sum(len(compressor.compress(s)) for s in samples) < _WORTH_COMPRESSING * 3 * _SAMPLE
+    # The samples compressed as one frame: one call into zstd (each call releases and retakes the
+    # GIL, a wait behind the event loop for a storing thread) instead of three.
+    samples = b"".join((view[:_SAMPLE], view[middle:middle + _SAMPLE], view[-_SAMPLE:]))
+    return len(_compressor().compress(samples)) < _WORTH_COMPRESSING * len(samples)
 
 
 def encode_parts(data: bytes) -> tuple[bytes, bytes]:

@@ -7,6 +7,7 @@ import asyncio
 import errno
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,6 +52,13 @@ def _tmp_dir(request: Request) -> Path:
 RENEW_EVERY_BYTES = 64 * 1024 * 1024
 SPOOL_WRITE_BYTES = 4 * 1024 * 1024
 STREAM_FEED_BYTES = 2 * 1024 * 1024
+# Threads that hand a streamed upload's pieces to its writer (StreamingImage.feed_all). Not
+# AnyIO's worker threads: the event loop wakes one of those through a Python-level
+# queue.Queue (lock, Condition), and py-spy --gil showed the loop holding the GIL in that
+# Condition.notify for about a third of its Python time during an upload; an executor's
+# SimpleQueue hands over in C. A feed may wait for the engine's in-flight budget, which other
+# threads release, so a busy pool delays uploads but never blocks them for good.
+_FEEDERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="galley-upload-feed")
 SEND_BATCH_BYTES = 4 * 1024 * 1024
 
 
@@ -148,6 +156,7 @@ async def receive_image(request: Request, resource, fmt: str | None, check=None,
     writer = await run_in_threadpool(content.writer, content.locations.home_store(resource.location),
                                      _declared_length(request) or 0)
     feeding = None
+    loop = asyncio.get_running_loop()
     try:
         with _image_errors():  # a full store, wherever it shows, is a 507
             image = StreamingImage(writer, fmt, whole_sectors)
@@ -159,15 +168,15 @@ async def receive_image(request: Request, resource, fmt: str | None, check=None,
                     # A thread stores these few megabytes while the loop goes on receiving the next
                     # ones: the connection never waits for the store (nor the store for the network).
                     if feeding is not None:
-                        await feeding
-                    feeding = asyncio.ensure_future(run_in_threadpool(image.feed_all, pending))
+                        await asyncio.shield(feeding)  # a cancelled request still waits for its thread below
+                    feeding = loop.run_in_executor(_FEEDERS, image.feed_all, pending)
                     since_renew += pending_bytes
                     pending, pending_bytes = [], 0
                 if since_renew >= RENEW_EVERY_BYTES:
                     since_renew = 0
                     await run_in_threadpool(_keep_alive, writer, renew)
             if feeding is not None:
-                await feeding
+                await asyncio.shield(feeding)
             await run_in_threadpool(image.feed_all, pending)
             _fmt, virtual_size = await run_in_threadpool(image.finish)
             if check is not None:
