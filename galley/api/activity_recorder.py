@@ -70,7 +70,7 @@ class Recording:
             event_timestamp=iso(datetime.fromtimestamp(self.started, timezone.utc)),
             subscription_id=_subscription(rule.subscription if rule else None, parts),
             tenant_id=caller.tenant_id[:64] if caller else None,
-            caller=((caller.app_id or caller.object_id) if caller else ANONYMOUS)[:256],
+            caller=(caller.client_name if caller else ANONYMOUS)[:256],
             caller_object_id=caller.object_id[:64] if caller else None,
             method=method[:16],
             path=path,

@@ -1,10 +1,11 @@
-"""`galley ad sp …`: service principals of the server's authority, shaped like `az ad sp`."""
+"""`galley ad sp …` and `galley ad user …`: service principals and users of the server's
+authority, shaped like `az ad sp` and `az ad user`."""
 
 from typing import Annotated, Optional
 
 import typer
 
-from galley.cli.common import Session, arm_command
+from galley.cli.common import Session, arm_command, usage_error
 from galley.cli.output import field
 
 app = typer.Typer(help="Manage the authority's identities.", no_args_is_help=True)
@@ -13,6 +14,9 @@ credential_app = typer.Typer(help="Manage a service principal's secrets.", no_ar
 group_app = typer.Typer(help="Manage groups of principals (role assignments to a group reach its members).",
                         no_args_is_help=True)
 member_app = typer.Typer(help="Manage a group's members.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage users: people who sign in to the portal with a password.",
+                       no_args_is_help=True)
+app.add_typer(user_app, name="user")
 app.add_typer(sp_app, name="sp")
 app.add_typer(group_app, name="group")
 sp_app.add_typer(credential_app, name="credential")
@@ -131,3 +135,50 @@ def member_remove(session: Session, *, group: GroupOpt,
                   member_id: Annotated[str, typer.Option("--member-id", help="Object id of the principal.")]):
     """Remove a principal from a group."""
     return session.client.send("DELETE", f"{GROUPS}/{group}/members/{member_id}").json()
+
+
+USERS = "/providers/Galley.Identity/users"
+USER_COLUMNS = (("DisplayName", field("displayName")), ("UserPrincipalName", field("userPrincipalName")),
+                ("Id", field("id")))
+UserIdOpt = Annotated[str, typer.Option("--id", help="The user's name, user principal name or object id.")]
+
+
+@arm_command(user_app, "create", USER_COLUMNS)
+def user_create(
+    session: Session,
+    *,
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Sign-in name: the user principal name is <name>@<tenant id>.galley.local.")] = None,
+    user_principal_name: Annotated[Optional[str], typer.Option("--user-principal-name", help="Instead of --name: the full name, in a domain of the tenant.")] = None,
+    password: Annotated[str, typer.Option("--password", help="8 to 256 characters, three of: lower case, upper case, digits, symbols.")],
+    display_name: Annotated[Optional[str], typer.Option("--display-name", help="Name shown for the user (default: --name).")] = None,
+    tenant: Annotated[Optional[str], typer.Option("--tenant", help="Tenant to create it in (default: yours).")] = None,
+):
+    """Create a user who signs in with a password (the portal, or az login -u). The password is
+    kept only as a slow hash."""
+    if not name and not user_principal_name:
+        raise usage_error("give --name or --user-principal-name")
+    body = {k: v for k, v in (("name", name), ("userPrincipalName", user_principal_name), ("password", password),
+                              ("displayName", display_name), ("tenantId", tenant)) if v is not None}
+    return session.client.send("POST", USERS, body=body).json()
+
+
+@arm_command(user_app, "list", USER_COLUMNS)
+def user_list(
+    session: Session,
+    *,
+    tenant: Annotated[Optional[str], typer.Option("--tenant", help="Only this tenant's.")] = None,
+):
+    """List the users you may see."""
+    return session.client.list(USERS, "", params={"tenantId": tenant} if tenant else None)
+
+
+@arm_command(user_app, "show", USER_COLUMNS)
+def user_show(session: Session, *, id: UserIdOpt):
+    """Show a user."""
+    return session.client.get(f"{USERS}/{id}", "")
+
+
+@arm_command(user_app, "delete")
+def user_delete(session: Session, *, id: UserIdOpt):
+    """Delete a user: its role assignments go too and its tokens stop working within seconds."""
+    session.client.send("DELETE", f"{USERS}/{id}")

@@ -44,6 +44,21 @@ def _role_id(session: Session, scope: str, role: str) -> str:
     return found[0]["name"]
 
 
+def _assignee(session: Session, assignee: str) -> tuple[str, Optional[str]]:
+    """(object id, principal type): an object id as given; a user's name or user principal name
+    (alice, alice@<tenant id>.galley.local) looked up in the directory, as az looks up a UPN."""
+    try:
+        return str(uuid.UUID(assignee)), None
+    except ValueError:
+        pass
+    try:
+        user = session.client.get(f"/providers/Galley.Identity/users/{assignee}", "")
+    except ArmError as error:
+        raise ArmError("PrincipalNotFound", f"Cannot find user or service principal in graph database for "
+                       f"'{assignee}'. Give an object id, or a user's name.") from error
+    return user["id"], "User"
+
+
 def _flat(assignment: dict, names: dict[str, str]) -> dict:
     """As az prints an assignment: its properties beside id/name/type, and the role's name."""
     props = assignment.get("properties", {})
@@ -57,17 +72,18 @@ def assignment_create(
     session: Session,
     *,
     role: Annotated[str, typer.Option("--role", help="Role name or id, e.g. Reader.")],
-    assignee_object_id: Annotated[str, typer.Option("--assignee-object-id", "--assignee", help="Object id of the service principal or group.")],
-    assignee_principal_type: Annotated[Optional[str], typer.Option("--assignee-principal-type", help="ServicePrincipal or Group.")] = None,
+    assignee_object_id: Annotated[str, typer.Option("--assignee-object-id", "--assignee", help="Object id of the service principal, user or group, or a user's name (alice or alice@<tenant id>.galley.local).")],
+    assignee_principal_type: Annotated[Optional[str], typer.Option("--assignee-principal-type", help="ServicePrincipal, User or Group.")] = None,
     scope: ScopeOpt = None,
     description: Annotated[Optional[str], typer.Option("--description")] = None,
 ):
     """Give a principal a role at a scope (and everything below it)."""
     at = _scope(session, scope)
     role_id = _role_id(session, at, role)
-    props = {"roleDefinitionId": f"{AUTHORIZATION}/roleDefinitions/{role_id}", "principalId": assignee_object_id}
-    if assignee_principal_type:
-        props["principalType"] = assignee_principal_type
+    principal_id, principal_type = _assignee(session, assignee_object_id)
+    props = {"roleDefinitionId": f"{AUTHORIZATION}/roleDefinitions/{role_id}", "principalId": principal_id}
+    if assignee_principal_type or principal_type:
+        props["principalType"] = assignee_principal_type or principal_type
     if description:
         props["description"] = description
     body = session.client.send("PUT", f"{at}{AUTHORIZATION}/roleAssignments/{uuid.uuid4()}", API,
@@ -80,12 +96,12 @@ def assignment_list(
     session: Session,
     *,
     scope: ScopeOpt = None,
-    assignee: Annotated[Optional[str], typer.Option("--assignee", help="Only this principal's (object id).")] = None,
+    assignee: Annotated[Optional[str], typer.Option("--assignee", help="Only this principal's (object id, or a user's name).")] = None,
     include_inherited: Annotated[bool, typer.Option("--include-inherited", help="Also assignments above --scope.")] = False,
 ):
     """List role assignments at a scope (and below it; --include-inherited adds those above)."""
     at = _scope(session, scope)
-    params = {"$filter": f"principalId eq '{assignee}'"} if assignee else None
+    params = {"$filter": f"principalId eq '{_assignee(session, assignee)[0]}'"} if assignee else None
     found = session.client.list(f"{at}{AUTHORIZATION}/roleAssignments", API, params=params)
     if not include_inherited and scope is not None:
         key = at.lower()
@@ -100,7 +116,7 @@ def assignment_delete(
     *,
     ids: Annotated[Optional[list[str]], typer.Option("--ids", help="Assignment ids.")] = None,
     role: Annotated[Optional[str], typer.Option("--role")] = None,
-    assignee: Annotated[Optional[str], typer.Option("--assignee", help="Object id.")] = None,
+    assignee: Annotated[Optional[str], typer.Option("--assignee", help="Object id, or a user's name.")] = None,
     scope: ScopeOpt = None,
 ):
     """Delete role assignments, by id or by role, assignee and scope."""
@@ -111,6 +127,7 @@ def assignment_delete(
             raise usage_error("give --ids, or --role/--assignee (with --scope)")
         at = _scope(session, scope)
         role_id = _role_id(session, at, role) if role else None
+        assignee = _assignee(session, assignee)[0] if assignee else None
         found = session.client.list(f"{at}{AUTHORIZATION}/roleAssignments", API)
         targets = [a["id"] for a in found if a["properties"]["scope"].lower() == at.lower()
                    and (not assignee or a["properties"]["principalId"] == assignee)

@@ -186,7 +186,7 @@ def denial(caller, action: str, scope: str, *, linked: bool = False) -> ArmError
     the scope is a resource the request names in its body (a source, an identity to assign)."""
     where = "on the linked resource it names " if linked else ""
     return AuthorizationFailed(
-        f"The client '{caller.app_id or caller.object_id}' with object id '{caller.object_id}' does not have "
+        f"The client '{caller.client_name}' with object id '{caller.object_id}' does not have "
         f"authorization {where}to perform action '{action}' over scope '{scope}' or the scope is invalid. If "
         "access was recently granted, please refresh your credentials.", target=None,
         code="LinkedAuthorizationFailed" if linked else None)

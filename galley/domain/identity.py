@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from .resource import iso
 
 SERVICE_PRINCIPAL = "ServicePrincipal"
+USER = "User"
 ENABLED = "Enabled"
 
 # Consecutive wrong secrets for one client before it is locked out, and for how long.
@@ -103,6 +104,19 @@ class Caller:
     app_id: str | None
     issuer: str
     home: bool = False  # a principal of the installation's home tenant (its administrators)
+    user: bool = False  # a person signed in with a password (identity/users.py)
+    user_principal_name: str | None = None  # a user's sign-in name
+
+    @property
+    def client_name(self) -> str:
+        """Who refusals and the activity log name: a user by her name, else the client id."""
+        return self.user_principal_name or self.app_id or self.object_id
 
     def may_manage_tenant(self, tenant_id: str) -> bool:
-        return self.home or self.tenant_id == tenant_id.lower()
+        """Users manage no directory (they act through their role assignments only), whatever
+        their tenant: a Reader in the home tenant must not become an administrator."""
+        return not self.user and (self.home or self.tenant_id == tenant_id.lower())
+
+    def may_read_tenant(self, tenant_id: str) -> bool:
+        """Its directory's users, principals and groups (to name them in role assignments)."""
+        return self.may_manage_tenant(tenant_id) or self.tenant_id == tenant_id.lower()

@@ -247,12 +247,15 @@ class Authority:
     def list_principals(self, caller: Caller, tenant_id: str | None) -> list[Principal]:
         with self.store.read() as tx:
             if tenant_id is None:
-                return [p for p in tx.principals() if caller.may_manage_tenant(p.tenant_id)]
-            return tx.principals(self._managed_tenant(tx, caller, tenant_id).id)
+                found = [p for p in tx.principals() if caller.may_manage_tenant(p.tenant_id)]
+            else:
+                found = tx.principals(self._managed_tenant(tx, caller, tenant_id).id)
+        return [p for p in found if p.kind == rules.SERVICE_PRINCIPAL]  # users: identity/users.py
 
     def _managed_principal(self, tx, caller: Caller, id_or_app_id: str) -> Principal:
         principal = tx.principal_by_app_id(id_or_app_id) or tx.principal(id_or_app_id)
-        if principal is None or not caller.may_manage_tenant(principal.tenant_id):
+        if (principal is None or principal.kind != rules.SERVICE_PRINCIPAL  # users: identity/users.py
+                or not caller.may_manage_tenant(principal.tenant_id)):
             raise NotFound(f"Service principal '{id_or_app_id}' does not exist or is not yours to manage.",
                            target="id", code="PrincipalNotFound")
         return principal
@@ -302,7 +305,7 @@ class Authority:
             secrets.verify_secret(client_secret, secrets.DECOY_HASH)
             raise OAuthError(400, "invalid_request", f"AADSTS90002: Tenant '{tenant_in_path}' not found.", 90002)
         now = time.time()
-        if principal is None or principal.tenant_id != tenant.id:
+        if principal is None or principal.tenant_id != tenant.id or principal.kind != rules.SERVICE_PRINCIPAL:
             secrets.verify_secret(client_secret, secrets.DECOY_HASH)
             raise OAuthError(400, "invalid_client", f"AADSTS700016: Application with identifier "
                              f"'{client_id}' was not found in the directory '{tenant.id}'.", 700016)

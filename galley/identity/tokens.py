@@ -6,6 +6,10 @@ asked for (its ARM endpoint, e.g. `https://host:8070/`), `tid`, `oid`, `appid`/`
 and `exp`. Verification accepts only RS256 with a key Galley holds (or an external issuer's key
 from its JWKS), an audience that is this server, and an issuer that matches the key's owner.
 Verified tokens are remembered until they expire, so a request pays one dictionary lookup.
+
+A user's token (identity/sign_in.py) carries `idtyp` "user", its client's id as `appid`, and
+`sid`, the sign-in session it was issued in: when that session ends (sign-out) the token stops
+working, on this node at once and on others within SESSION_CACHE_SECONDS.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ LEEWAY_SECONDS = 30
 TENANT_CACHE_SECONDS = 5.0
 # How long a deleted principal's tokens may still be honoured by a node that checked it before.
 PRINCIPAL_CACHE_SECONDS = 2.0
+SESSION_CACHE_SECONDS = 2.0
 _MAX_CACHED_TOKENS = 20_000
 
 
@@ -85,10 +90,11 @@ class Tokens:
         self.lifetime = lifetime
         self.external = external
         self._accepted = audience.accepted()
-        self._verified: dict[str, tuple[Caller, float, str]] = {}
+        self._verified: dict[str, tuple[Caller, float, str, str]] = {}
         self._tenants: dict[str, Tenant] = {}
         self._tenants_at = 0.0
         self._principals: dict[str, tuple[bool, float]] = {}
+        self._sessions: dict[str, tuple[bool, float]] = {}
         self._lock = threading.Lock()
 
     # -- issuing -----------------------------------------------------------------------------
@@ -107,26 +113,58 @@ class Tokens:
         token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
         return token, self.lifetime
 
+    def issue_for_user(self, user: Principal, user_principal_name: str, client_id: str, session_id: str,
+                       origin: str | None, resource: str | None, scope: str) -> tuple[str, int]:
+        origin = self.audience.origin_for(origin)
+        now = int(time.time())
+        key = self.keys.current()
+        claims = {
+            "aud": resource or f"{origin}/",
+            "iss": f"{origin}/{user.tenant_id}/v2.0",
+            "iat": now, "nbf": now, "exp": now + self.lifetime,
+            "tid": user.tenant_id, "oid": user.id, "sub": user.id,
+            "appid": client_id, "azp": client_id, "appidacr": "0", "idtyp": "user",
+            "name": user.display_name, "upn": user_principal_name, "unique_name": user_principal_name,
+            "preferred_username": user_principal_name, "scp": scope, "sid": session_id,
+            "ver": "2.0", "uti": uuid.uuid4().hex,
+        }
+        token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
+        return token, self.lifetime
+
+    def issue_id_token(self, user: Principal, user_principal_name: str, client_id: str, session_id: str,
+                       origin: str | None, nonce: str | None = None) -> str:
+        """The OpenID Connect id_token a public client (MSAL, the portal) reads who signed in from."""
+        origin = self.audience.origin_for(origin)
+        now = int(time.time())
+        key = self.keys.current()
+        claims = {"aud": client_id, "iss": f"{origin}/{user.tenant_id}/v2.0", "iat": now, "nbf": now,
+                  "exp": now + self.lifetime, "tid": user.tenant_id, "oid": user.id, "sub": user.id,
+                  "name": user.display_name, "preferred_username": user_principal_name, "sid": session_id,
+                  "ver": "2.0", **({"nonce": nonce} if nonce else {})}
+        return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
+
     # -- verifying ---------------------------------------------------------------------------
     def verify(self, token: str) -> Caller:
         now = time.time()
         cached = self._verified.get(token)
         if cached is not None:
-            caller, expires, kid = cached
+            caller, expires, kid, session_id = cached
             key = self.keys.find(kid) if kid else None
             if expires > now - LEEWAY_SECONDS and (key is None or key.usable(now)):
                 self._check_principal(caller)
+                self._check_session(session_id)
                 return caller
             self._verified.pop(token, None)
-        caller, expires, kid = self._verify_fully(token, now)
+        caller, expires, kid, session_id = self._verify_fully(token, now)
         self._check_principal(caller)
+        self._check_session(session_id)
         with self._lock:
             if len(self._verified) >= _MAX_CACHED_TOKENS:
                 self._verified.clear()
-            self._verified[token] = (caller, expires, kid)
+            self._verified[token] = (caller, expires, kid, session_id)
         return caller
 
-    def _verify_fully(self, token: str, now: float) -> tuple[Caller, float, str]:
+    def _verify_fully(self, token: str, now: float) -> tuple[Caller, float, str, str]:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -157,10 +195,13 @@ class Tokens:
         object_id = str(claims.get("oid") or claims.get("sub") or "").lower()
         if not object_id:
             raise TokenError("The access token has no 'oid' claim naming who it was issued to.")
+        user = own is not None and claims.get("idtyp") == "user"
         caller = Caller(tenant_id=tenant.id, object_id=object_id,
                         app_id=str(claims.get("appid") or claims.get("azp") or "") or None,
-                        issuer=str(claims["iss"]), home=tenant.is_home)
-        return caller, float(claims["exp"]), kid if own is not None else ""
+                        issuer=str(claims["iss"]), home=tenant.is_home and not user, user=user,
+                        user_principal_name=str(claims.get("upn") or "") or None if user else None)
+        session_id = str(claims.get("sid") or "") if own is not None else ""
+        return caller, float(claims["exp"]), kid if own is not None else "", session_id
 
     def _decode(self, token: str, key, now: float) -> dict:
         try:
@@ -223,3 +264,24 @@ class Tokens:
 
     def forget_principal(self, object_id: str) -> None:
         self._principals.pop(object_id, None)
+
+    def _check_session(self, session_id: str) -> None:
+        """A user's token stops with its sign-in session (ended by sign-out, or expired)."""
+        if not session_id:
+            return
+        active, checked = self._sessions.get(session_id, (False, 0.0))
+        if time.monotonic() - checked > SESSION_CACHE_SECONDS:
+            with self.store.read() as tx:
+                session = tx.session(session_id)
+            active = session is not None and session.active(time.time())
+            with self._lock:
+                if len(self._sessions) > _MAX_CACHED_TOKENS:
+                    self._sessions.clear()
+                self._sessions[session_id] = (active, time.monotonic())
+        if not active:
+            raise TokenError("The sign-in session this access token was issued in has ended (signed out or "
+                             "expired). Sign in again.")
+
+    def forget_session(self, session_id: str) -> None:
+        """On this node, at once: the session has ended."""
+        self._sessions[session_id] = (False, time.monotonic())

@@ -679,18 +679,55 @@ class GroupMember(Open):
     memberId: str
 
 
+class User(Open):
+    id: str
+    userPrincipalName: str
+    displayName: str | None = None
+    mailNickname: str | None = None
+    tenantId: str | None = None
+    objectType: str | None = None
+
+
+class NewUser(Open):
+    name: str | None = None
+    userPrincipalName: str | None = None
+    password: str = Field(description="8 to 256 characters, three of: lower case, upper case, digits, symbols")
+    displayName: str | None = None
+    tenantId: str | None = None
+
+
+class PasswordProfile(Open):
+    password: str
+    forceChangePasswordNextSignIn: bool | None = None
+
+
+class GraphNewUser(Open):
+    userPrincipalName: str
+    passwordProfile: PasswordProfile
+    displayName: str | None = None
+    mailNickname: str | None = None
+    accountEnabled: bool | None = None
+
+
 class DirectoryObjectsRequest(Open):
     ids: list[str]
     types: list[str] | None = None
 
 
 class TokenRequest(BaseModel):
-    """OAuth 2.0 client credentials, as a form."""
+    """OAuth 2.0's token request, as a form: client credentials, or for users (identity/sign_in.py)
+    an authorization code with its PKCE verifier, a refresh token, or a name and password."""
 
-    grant_type: str = Field(description="client_credentials")
+    grant_type: str = Field(description="client_credentials, authorization_code, refresh_token or password")
     client_id: str | None = None
     client_secret: str | None = None
     scope: str | None = None
+    code: str | None = None
+    redirect_uri: str | None = None
+    code_verifier: str | None = None
+    refresh_token: str | None = None
+    username: str | None = None
+    password: str | None = None
 
 
 class TokenResponse(Open):
@@ -698,6 +735,8 @@ class TokenResponse(Open):
     access_token: str
     expires_in: int | None = None
     ext_expires_in: int | None = None
+    refresh_token: str | None = None
+    id_token: str | None = None
 
 
 # ---- Resource Graph, platform images, blobs, usage ----------------------------------------------

@@ -3,7 +3,7 @@ resolves the principals of the assignments it shows with
 
   POST /v1.0/directoryObjects/getByIds   {"ids": [...], "types": [...]}
 
-Answers only with the service principals, groups and managed identities of tenants the caller
+Answers only with the service principals, users, groups and managed identities of tenants the caller
 may manage (others' ids are left out, as Graph leaves out what it cannot see)."""
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def get_by_ids(request: Request, body: dict = Depends(json_body)) -> Response:
             found.append({"@odata.type": "#microsoft.graph.servicePrincipal", "id": principal.id,
                           "appId": principal.app_id, "displayName": principal.display_name,
                           "servicePrincipalNames": [principal.app_id], "servicePrincipalType": "Application"})
+    for user in request.app.state.users.list(caller):
+        if user.id in wanted:
+            found.append(user.to_graph())
     for group in request.app.state.access.groups(caller):
         if group["id"] in wanted:
             found.append({"@odata.type": "#microsoft.graph.group", "id": group["id"],
