@@ -455,6 +455,7 @@ def test_serve_sets_environment_and_calls_server(monkeypatch):
     result = run("serve", "--port", "9000", "--home", "/tmp/g", "--regions", "eastus, westus2", "--no-worker")
     assert result.exit_code == 0, result.output
     assert calls == [{"host": "127.0.0.1", "port": 9000, "worker": False, "http": False, "tls_cert": None,
-                      "tls_key": None, "tls_names": (), "public_url": None, "access_log": True}]
+                      "tls_key": None, "tls_names": (), "public_url": None, "access_log": True,
+                      "roles": frozenset({"api"}), "log_format": "text", "drain_seconds": 0.0}]
     assert os.environ["GALLEY_HOME"] == "/tmp/g" and os.environ["GALLEY_REGIONS"] == "eastus,westus2"
     assert "GALLEY_DATABASE_URL" not in os.environ

@@ -55,7 +55,9 @@ class FastResourceReads:
             params = dict(zip(spec.path_params, match.groups()))
             service = scope["app"].state.service
             try:
-                return orjson.dumps(render(service.get(spec.ref(params).id, spec.type)))
+                body = orjson.dumps(render(service.get(spec.ref(params).id, spec.type)))
+                scope.setdefault("state", {})["route_template"] = spec.item_path  # for the metrics
+                return body
             except ArmError:
                 return None
         return None

@@ -63,6 +63,8 @@ class BlobService:
             return
         http = Request(scope, receive)
         version = http.headers.get("x-ms-version")
+        # The request metrics' label: every blob account path is one route, the Blob service.
+        scope.setdefault("state", {})["route_template"] = "blob"
         try:
             response = await self._serve(http, account, name, parts)
         except BlobError as error:

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 
 from galley.cli import account, activity, ad, disk, graph, identity, role, group, image, image_builder, image_definition, image_version, maintenance, platform, serve, sig, snapshot, storage, vm, vm_commands  # noqa: F401 (vm_commands adds to vm.app)
+from galley.cli import status
 from galley.cli.argv import expand_argv, option_names
 from galley.cli.common import OnlyShowErrorsOpt, OutputOpt, QueryOpt, ServerOpt, SubscriptionOpt, arm_command
 
@@ -59,6 +60,7 @@ app.add_typer(maintenance.store_app, name="store")
 app.add_typer(vm.app, name="vm")
 app.add_typer(platform.app, name="platform")
 arm_command(app, "usage")(maintenance.usage)
+arm_command(app, "status")(status.status)
 app.command("serve")(serve.serve)
 app.add_typer(account.app, name="account")
 app.add_typer(ad.app, name="ad")

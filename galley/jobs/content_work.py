@@ -7,6 +7,7 @@ from ..domain.ids import STORAGE_ACCOUNT_TYPE, blob_key, key_of
 from ..domain.sources import parse_blob_uri
 from ..domain.image_version import target_regions
 from ..domain.resource import Operation, Resource
+from ..observability.metrics import ReplicationMeter
 from .context import JobContext
 
 OS_LUN = -1
@@ -166,6 +167,7 @@ def _replicate_region(ctx: JobContext, resource: Resource, content_ids: list[str
         # Later replicas copy from a replica already in the region: no traffic between regions.
         sources = completed + [source_home]
         recorded = [0]
+        meter = ReplicationMeter(ctx.locations.region_of(sources[0]), region)
 
         def record_egress(progress: ReplicationProgress, sources=sources, recorded=recorded) -> None:
             # Step by step, so the bytes a run moved before a crash are accounted for too.
@@ -175,8 +177,9 @@ def _replicate_region(ctx: JobContext, resource: Resource, content_ids: list[str
                                      progress.bytes_moved - recorded[0])
                 recorded[0] = progress.bytes_moved
 
-        def report(progress: ReplicationProgress, slot=slot, store=store) -> None:
+        def report(progress: ReplicationProgress, slot=slot, store=store, meter=meter) -> None:
             record_egress(progress)
+            meter.update(progress.bytes_moved)
             done[slot] = progress
             repo.save_replica(resource.key, region, slot, store, "Replicating", progress.bytes_done,
                               progress.bytes_total)
@@ -191,6 +194,7 @@ def _replicate_region(ctx: JobContext, resource: Resource, content_ids: list[str
         repo.save_replica(resource.key, region, slot, store, "Completed", progress.bytes_done,
                           progress.bytes_total)
         record_egress(progress)
+        meter.finish(progress.bytes_moved)
         completed.append(store)
     with ctx.sql.write() as tx:
         tx.set_region_state(resource.id, region, "Completed", 100)

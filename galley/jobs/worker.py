@@ -35,7 +35,7 @@ class Worker:
                  threads: int = 2, *, actions: tuple[str, ...] | None = None,
                  handler: Callable[[JobContext, Operation], None] = handlers.finish,
                  name: str = "worker", extras: dict | None = None,
-                 types: tuple[str, ...] | None = None) -> None:
+                 types: tuple[str, ...] | None = None, owner: str | None = None) -> None:
         self.store = store
         self.content = content
         self.poll_seconds = poll_seconds
@@ -45,7 +45,8 @@ class Worker:
         self.handler = handler
         self.name = name
         self.extras = extras if extras is not None else {}  # what the handler needs besides store/content
-        self.owner = f"{name}-{uuid.uuid4().hex[:12]}"
+        # Its claims' lease owner: the node's id and this worker's name under `galley serve`.
+        self.owner = owner or f"{name}-{uuid.uuid4().hex[:12]}"
         self._wake = threading.Condition()
         self._pending_wakes = 0
         # Notified each time this worker ends an operation (whatever its outcome): requests that

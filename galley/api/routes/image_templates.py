@@ -3,18 +3,21 @@ and (Galley's extension) the last run's customization.log."""
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from ...domain import builds, ids
 from ...domain.errors import NotFound
-from ...jobs.build import workspace
+from ...jobs.build import log_segments, workspace
 from ...domain.image_template import RUN_OUTPUT_TYPE, RunOutput
 from ...domain.names import check_resource_group_name, check_subscription_id
 from ..api_versions import image_builder_api
 from ..wire import accepted_response, json_response
 from .resources import IMAGE_BUILDER, service_of
 
+log = logging.getLogger("galley.api")
 router = APIRouter(tags=["VirtualMachineImageTemplates"])
 ITEM = IMAGE_BUILDER + "/imagetemplates/{imageTemplateName}"
 
@@ -77,15 +80,30 @@ def get_log(request: Request, subscriptionId: str, resourceGroupName: str, image
     long the log is now and the run's state, so a client can follow it while the build runs."""
     template = service_of(request).get(template_id(subscriptionId, resourceGroupName, imageTemplateName),
                                        ids.IMAGE_TEMPLATE_TYPE)
-    path = workspace.log_path(request.app.state.settings.home, template.id)
+    found = _shared_log(request, template, offset)
     try:
-        with open(path, "rb") as f:
-            size = f.seek(0, 2)
-            f.seek(min(offset, size))
-            data = f.read(LOG_READ_LIMIT)
+        data, size = found or _local_log(workspace.log_path(request.app.state.settings.home, template.id), offset)
     except FileNotFoundError:
         raise NotFound(f"Image template '{template.name}' has no build log yet: start a run (POST "
                        f".../imageTemplates/{template.name}/run).", target="logs") from None
     run_state = (template.properties.get("lastRunStatus") or {}).get("runState", "")
     return Response(data, media_type="text/plain; charset=utf-8",
                     headers={"X-Galley-Log-Size": str(size), "X-Galley-Run-State": run_state})
+
+
+def _shared_log(request: Request, template, offset: int) -> tuple[bytes, int] | None:
+    """The log's copy in the region's store, whichever node runs or ran the build."""
+    try:
+        store = log_segments.store_of(request.app.state.content.locations, template.location)
+        return log_segments.read(store, template.id, offset, LOG_READ_LIMIT)
+    except Exception as error:  # noqa: BLE001 - the store is unreachable: this node's own copy, if any
+        log.warning("the build log of %s could not be read from its store: %r", template.id, error)
+        return None
+
+
+def _local_log(path, offset: int) -> tuple[bytes, int]:
+    """The log in this node's build folder (a build from before logs were shipped to the store)."""
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(min(offset, size))
+        return f.read(LOG_READ_LIMIT), size

@@ -23,8 +23,9 @@ from ...builder.boot import BootCancelled
 from ...builder.pipeline import LOG_NAME, BuildCancelled, BuildError, BuildLog, BuildSpec, BuildTimedOut, run_build
 from ...domain.image_template import CANCELING, RUNNING
 from ...domain.resource import CANCELED, FAILED, Operation
+from ...observability import metrics
 from ..context import JobContext
-from . import distribute, identity, source, status, validate, workspace
+from . import distribute, identity, log_segments, source, status, validate, workspace
 from .fetch import fetcher
 
 log = logging.getLogger("galley.jobs.build")
@@ -72,12 +73,28 @@ def run_template(ctx: JobContext, operation: Operation) -> None:
         raise RunNotSucceeded(run.final_state, run.final_message)
 
 
+def _log_shipper(ctx: JobContext, template_id: str, path: Path) -> log_segments.LogShipper | None:
+    """The log's copy in the template's region store, read by `logs` on any node."""
+    with ctx.sql.read() as tx:
+        template = tx.get(template_id)
+    if template is None:
+        return None
+    try:
+        shipper = log_segments.LogShipper(log_segments.store_of(ctx.locations, template.location), template_id, path)
+        shipper.start()
+    except Exception as error:  # noqa: BLE001 - the build goes on; `logs` then answers on this node only
+        log.warning("the build log of %s is kept on this node only: %r", template_id, error)
+        return None
+    return shipper
+
+
 class _Run:
     def __init__(self, ctx: JobContext, template_id: str, folder: Path) -> None:
         self.ctx = ctx
         self.template_id = template_id
         self.folder = folder
         self.log = BuildLog(folder / LOG_NAME, None)
+        self.shipper = _log_shipper(ctx, template_id, folder / LOG_NAME)
         self.run_id = uuid.uuid4().hex[:8]
         self.phases: dict[str, float] = {}
         self._phase: tuple[str, float] | None = None
@@ -109,6 +126,9 @@ class _Run:
         self.say(f"runState {run_state}: {message}")
         if self.phases:
             self.say(f"phases: {json.dumps(self.phases)} total {time.monotonic() - self.started:.2f} s")
+        metrics.build_finished(self.phases, run_state, time.monotonic() - self.started)
+        if self.shipper is not None:
+            self.shipper.flush_quietly()  # every line in the store before any node can see the run ended
         status.finish(self.ctx, self.template_id, run_state, message)
         self.final_state, self.final_message = run_state, message
 
@@ -118,6 +138,8 @@ class _Run:
         for name in (SOURCE_NAME, "image.raw"):
             (self.folder / name).unlink(missing_ok=True)
         self.log.close()
+        if self.shipper is not None:
+            self.shipper.stop()
 
     # ---- the run
 

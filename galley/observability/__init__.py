@@ -1,0 +1,1 @@
+"""What an operator watches: health, Prometheus metrics, structured logs, and the nodes."""

@@ -1,0 +1,111 @@
+"""The nodes table: which Galley processes share this database, and the operations each holds.
+
+A node's workers claim operations under lease owners `{node id}.{worker name}`, so the work a
+node holds is read from the operations table itself (claimed, lease not yet run out).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, case, delete, func, insert, literal_column, select, update
+
+from ..domain.resource import IN_PROGRESS
+from .tables import nodes, operations
+
+_N = nodes.c
+_O = operations.c
+# Rows of nodes stopped or silent for this long are dropped when a node starts.
+FORGET_AFTER_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    id: str
+    name: str
+    roles: tuple[str, ...]
+    url: str | None
+    version: str
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None
+
+
+@dataclass(frozen=True)
+class HeldOperation:
+    node_id: str
+    operation_id: str
+    action: str
+    resource_type: str
+    resource_id: str
+    since: str  # the operation's start time (ISO)
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    action: str
+    resource_type: str
+    claimed: bool
+    count: int
+    oldest: str  # ISO start time of the oldest
+
+
+def lease_owner(node_id: str, worker_name: str) -> str:
+    return f"{node_id}.{worker_name}"
+
+
+class NodeStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _connection(self, write: bool | None):
+        with self.engine.connect() as connection:
+            connection.info["write"] = write  # SQLite: BEGIN IMMEDIATE for writes (store/database.py)
+            with connection.begin():
+                yield connection
+
+    def register(self, record: NodeRecord) -> None:
+        with self._connection(True) as c:
+            c.execute(delete(nodes).where(func.coalesce(_N.stopped_at, _N.heartbeat_at)
+                                          < time.time() - FORGET_AFTER_SECONDS))
+            c.execute(insert(nodes).values(
+                id=record.id, name=record.name, roles=",".join(record.roles), url=record.url,
+                version=record.version, started_at=record.started_at, heartbeat_at=record.heartbeat_at,
+                stopped_at=None))
+
+    def beat(self, node_id: str, now: float) -> None:
+        with self._connection(True) as c:
+            c.execute(update(nodes).where(_N.id == node_id).values(heartbeat_at=now))
+
+    def stopped(self, node_id: str, now: float) -> None:
+        with self._connection(True) as c:
+            c.execute(update(nodes).where(_N.id == node_id).values(stopped_at=now, heartbeat_at=now))
+
+    def all(self) -> list[NodeRecord]:
+        with self._connection(None) as c:
+            rows = c.execute(select(nodes).order_by(_N.name, _N.started_at)).all()
+        return [NodeRecord(r.id, r.name, tuple(x for x in r.roles.split(",") if x), r.url, r.version,
+                           r.started_at, r.heartbeat_at, r.stopped_at) for r in rows]
+
+    def held_operations(self, now: float) -> list[HeldOperation]:
+        """Operations under a live lease, with the node whose worker holds each."""
+        with self._connection(None) as c:
+            rows = c.execute(select(_O.id, _O.action, _O.resource_type, _O.resource_id, _O.start_time, _O.lease_owner)
+                             .where(_O.status == IN_PROGRESS, _O.lease_until >= now, _O.lease_owner.is_not(None))
+                             .order_by(_O.start_time)).all()
+        return [HeldOperation(r.lease_owner.split(".", 1)[0], r.id, r.action, r.resource_type, r.resource_id,
+                              r.start_time) for r in rows]
+
+    def queue(self, now: float) -> list[QueueRow]:
+        """Unfinished operations by kind, waiting or claimed: one grouped query (scraped often)."""
+        claimed = case((_O.lease_until >= now, True), else_=False)
+        with self._connection(None) as c:
+            rows = c.execute(select(_O.action, _O.resource_type, claimed.label("claimed"), func.count(),
+                                    func.min(_O.start_time))
+                             .where(_O.status == IN_PROGRESS)
+                             # by position: PostgreSQL takes two renderings of `claimed` for two expressions
+                             .group_by(_O.action, _O.resource_type, literal_column("3"))).all()
+        return [QueueRow(r[0], r[1], bool(r[2]), int(r[3]), r[4]) for r in rows]
