@@ -12,6 +12,7 @@ from azure.mgmt.compute import ComputeManagementClient
 from . import admin_http
 from .postgres import PostgresServer
 from .servers import SUBSCRIPTION, ThreadServer
+from .browser import browser  # noqa: F401  (the portal tests' chromium)
 
 # The `galley` fixture (the CLI run in-process) for the CLI test modules.
 pytest_plugins = ["tests.cli_runner"]
