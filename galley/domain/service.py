@@ -292,6 +292,10 @@ class ResourceService:
                 raise Conflict(f"Another upload to '{resource.name}' is in progress; it must finish "
                                "(or fail) before a new one starts.", code="OperationNotAllowed",
                                target=resource.id)
+            if lease is not None and resource.properties.get("diskState") == "ActiveUpload":
+                # The upload died with its node (on another machine, or one not restarted since):
+                # the disk is as it was before that upload began.
+                resource.properties["diskState"] = tx.upload_state_before(resource_id) or "Unattached"
             building = tx.versions_building_from(resource.id)
             if building:
                 raise Conflict(f"Image version '{building[0].id}' is being created from '{resource.name}'; "

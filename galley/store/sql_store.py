@@ -328,8 +328,12 @@ class SqlTransaction:
             wanted = or_(_O.action.in_(actions or ()), _O.resource_type.in_(types or ()))
         else:
             wanted = and_(_O.action.not_in(UNCLAIMED_ACTIONS), _O.resource_type.not_in(VM_TYPES))
+        # PostgreSQL: rows another worker is claiming right now are skipped, not waited for (SQLite
+        # has no row locks and ignores this; its writers are serialized anyway). The UPDATE's
+        # re-check of status and lease is what makes a claim exclusive on every database.
         candidates = self.c.execute(select(_O.id).where(_O.status == IN_PROGRESS, _O.lease_until < now, wanted)
-                                    .order_by(_O.start_time).limit(5)).scalars().all()
+                                    .order_by(_O.start_time).limit(5)
+                                    .with_for_update(skip_locked=True)).scalars().all()
         for operation_id in candidates:
             claimed = self.c.execute(update(operations).where(
                 _O.id == operation_id, _O.status == IN_PROGRESS, _O.lease_until < now).values(

@@ -1,0 +1,370 @@
+"""Three Galley nodes behind HAProxy on one PostgreSQL and a SeaweedFS cluster (tests/cluster.py):
+any node answers anything, each job runs once on one node, a killed node's job is finished by
+another. node3 runs `--role api` only: it serves but never claims work. All slow but the last
+test, which plays a node on another machine dying mid-upload inside one server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+from sqlalchemy import create_engine, text
+
+from . import admin_http as httpx
+from .cluster import Cluster
+from .data_helpers import (DISK_API, GALLERY_API, MiB, begin_version, compute_client, create_upload_disk,
+                           download_sha, gallery_chain, latest_in, random_raw, region_status,
+                           sha256_file, target, upload, upload_ok, version_download_sha, version_id, wait_version)
+from .sdk_helpers import make_group, resource_id, version_body
+from .servers import SUBSCRIPTION
+
+BANDWIDTH = 4 * MiB  # bytes/s of replication per node: slow enough to kill a node mid-copy
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # Under /tmp, not pytest's tmp_path: the postgres user must be able to reach its data folder.
+    root = Path(tempfile.mkdtemp(prefix="galley-cluster-"))
+    os.chmod(root, 0o755)
+    running = Cluster(root / "cluster", roles=(None, None, "api"),
+                      node_env={"GALLEY_DEFAULT_SUBSCRIPTION_ID": SUBSCRIPTION,
+                                "GALLEY_REPLICATION_BANDWIDTH": str(BANDWIDTH)})
+    saved = {name: os.environ.get(name) for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")}
+    try:
+        running.up()
+        # httpx and the SDK's requests trust the cluster's CA for the module's duration.
+        os.environ["SSL_CERT_FILE"] = os.environ["REQUESTS_CA_BUNDLE"] = str(running.ca)
+        token = token_from(running.url, running)
+        for url in (running.url, *(n.url for n in running.nodes)):
+            httpx.register(url, token)
+        yield running
+    finally:
+        running.down()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def database(cluster):
+    engine = create_engine(cluster.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def chain(cluster):
+    """Group 'rg', gallery 'gal', definition 'def', made through the balancer."""
+    gallery_chain(compute_client(cluster.url), cluster.url)
+
+
+def token_from(token_url: str, cluster: Cluster) -> str:
+    """The administrator's token from the token endpoint at `token_url`, for the balancer's URL,
+    asked as through the balancer (which passes the client's Host on): issued by the balancer's URL."""
+    creds = cluster.credentials()
+    balancer_host = cluster.url.split("://", 1)[1]
+    response = httpx.post(f"{token_url}/{creds['tenantId']}/oauth2/v2.0/token", auth=None,
+                          headers={"Host": balancer_host}, data={
+        "grant_type": "client_credentials", "client_id": creds["clientId"],
+        "client_secret": creds["clientSecret"], "scope": f"{cluster.url}/.default"})
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def node_names(database) -> dict[str, str]:
+    with database.connect() as db:
+        return dict(db.execute(text("SELECT id, name FROM nodes")).all())
+
+
+def operations_of(database, resource: str) -> list[dict]:
+    with database.connect() as db:
+        rows = db.execute(text("SELECT * FROM operations WHERE lower(resource_id) = lower(:id) "
+                               "ORDER BY start_time"), {"id": resource}).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def holder(row: dict, names: dict[str, str]) -> str:
+    """The node whose worker claimed an operation (lease owners are `{node id}.{worker}`)."""
+    return names.get((row["lease_owner"] or "").split(".", 1)[0], row["lease_owner"])
+
+
+@pytest.mark.slow
+def test_any_node_answers_anything(cluster, chain, tmp_path):
+    url = cluster.url
+    compute = compute_client(url)
+    raw = random_raw(tmp_path / "disk.raw", 6 * MiB, seed=14)
+    expected = sha256_file(raw)
+    disk = create_upload_disk(compute, "d1", 6 * MiB)
+    upload_ok(url, disk.id, raw)
+
+    # Raw PUT, to see the headers: they name the balancer, whichever node answered.
+    response = httpx.put(f"{url}{version_id('1.0.0')}", params={"api-version": GALLERY_API},
+                         json=version_body(disk.id, targets=[{"name": "eastus"}, {"name": "westus2"}]))
+    assert response.status_code == 201, response.text
+    status_url = response.headers["Azure-AsyncOperation"]
+    assert status_url.startswith(url + "/"), status_url
+    deadline = time.time() + 90
+    while True:  # every node reads the same operation status
+        answers = [httpx.get(status_url.replace(url, node.url)) for node in cluster.nodes]
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+        states = {a.json()["status"] for a in answers}
+        if states == {"Succeeded"}:
+            break
+        assert states <= {"InProgress", "Succeeded"}, [a.json() for a in answers]
+        assert time.time() < deadline, states
+        time.sleep(0.2)
+    assert {a.json()["name"] for a in answers} == {answers[0].json()["name"]}
+
+    out = tmp_path / "out.raw"
+    for base in (url, *(n.url for n in cluster.nodes)):
+        assert wait_version(base, "1.0.0")["properties"]["provisioningState"] == "Succeeded"
+        assert {r: s["state"] for r, s in region_status(base, "1.0.0").items()} == {
+            "eastus": "Completed", "westus2": "Completed"}
+        for region in ("eastus", "westus2"):
+            latest = latest_in(base, region)
+            assert latest.status_code == 200 and latest.json()["name"] == "1.0.0", latest.text
+            assert version_download_sha(base, "1.0.0", region, out) == expected, (base, region)
+
+
+@pytest.mark.slow
+def test_a_token_from_one_node_works_on_the_others(cluster):
+    groups = f"/subscriptions/{SUBSCRIPTION}/resourcegroups"
+    for issuer in cluster.nodes:
+        token = token_from(issuer.url, cluster)  # signed by issuer with the key in the database
+        assert jwt.decode(token, options={"verify_signature": False})["iss"].startswith(cluster.url + "/")
+        for other in cluster.nodes:
+            answer = httpx.get(f"{other.url}{groups}", params={"api-version": "2024-11-01"},
+                               headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 200, (issuer.name, other.name, answer.text)
+    forged = token_from(cluster.nodes[0].url, cluster)[:-4] + "AAAA"
+    answer = httpx.get(f"{cluster.url}{groups}", params={"api-version": "2024-11-01"},
+                       headers={"Authorization": f"Bearer {forged}"})
+    assert answer.status_code == 401, answer.text
+
+
+@pytest.mark.slow
+def test_each_job_runs_once_on_one_worker_node(cluster, chain, database):
+    """40 definitions PUT by 8 clients through the balancer: each creation is an operation that
+    exactly one worker claims once (FOR UPDATE SKIP LOCKED + a conditional UPDATE), spread over
+    the worker nodes; the api-only node claims nothing."""
+    names = [f"def{n:02d}" for n in range(40)]
+    failures = []
+
+    def put_some(some: list[str]) -> None:
+        for name in some:
+            answer = httpx.put(f"{cluster.url}{resource_id(f'galleries/gal/images/{name}')}",
+                               params={"api-version": GALLERY_API}, json={
+                                   "location": "eastus", "properties": {
+                                       "osType": "Linux", "osState": "Generalized",
+                                       "identifier": {"publisher": "p", "offer": "o", "sku": name}}})
+            if answer.status_code not in (200, 201):
+                failures.append(answer.text)
+
+    threads = [threading.Thread(target=put_some, args=(names[i::8],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:3]
+
+    deadline = time.time() + 60
+    while True:
+        rows = [row for name in names
+                for row in operations_of(database, resource_id(f"galleries/gal/images/{name}"))]
+        if len(rows) == len(names) and all(row["status"] != "InProgress" for row in rows):
+            break
+        assert time.time() < deadline, [(r["resource_id"], r["status"]) for r in rows if r["status"] == "InProgress"]
+        time.sleep(0.2)
+    assert {row["status"] for row in rows} == {"Succeeded"}
+    assert [row["attempts"] for row in rows] == [1] * len(names)
+    by_node = node_names(database)
+    holders = {holder(row, by_node) for row in rows}
+    assert holders <= {"node1", "node2"}, holders  # node3 is --role api
+    assert len(holders) == 2, holders
+
+
+@pytest.mark.slow
+def test_a_killed_node_s_replication_is_finished_by_another(cluster, chain, database, tmp_path):
+    url = cluster.url
+    compute = compute_client(url)
+    size = 48 * MiB  # 12 s of copying to westus2 at BANDWIDTH
+    raw = random_raw(tmp_path / "big.raw", size, seed=41)
+    expected = sha256_file(raw)
+    upload_ok(url, create_upload_disk(compute, "big", size).id, raw)
+    begin_version(compute, "2.0.0", "big", [target("eastus"), target("westus2")])
+    version = version_id("2.0.0")
+
+    deadline = time.time() + 60
+    while True:  # early in the copy: westus2 between 5 and 40 %
+        west = region_status(url, "2.0.0").get("westus2", {})
+        if west.get("state") == "Replicating" and 5 <= west.get("progress", 0) <= 40:
+            break
+        assert west.get("state") != "Completed", "replication finished before it could be interrupted"
+        assert time.time() < deadline, west
+        time.sleep(0.05)
+    names = node_names(database)
+    running = [row for row in operations_of(database, version) if row["status"] == "InProgress"]
+    assert len(running) == 1 and running[0]["lease_until"] > time.time(), running
+    victim = holder(running[0], names)
+    assert victim in ("node1", "node2"), victim
+    # The holder renews its 10 s lease while it copies (every ~3.3 s).
+    first_lease = running[0]["lease_until"]
+    deadline = time.time() + 6
+    while (renewed := operations_of(database, version)[0])["lease_until"] == first_lease:
+        assert time.time() < deadline, "the lease was not renewed"
+        time.sleep(0.2)
+    assert renewed["status"] == "InProgress" and renewed["lease_owner"] == running[0]["lease_owner"], renewed
+    assert renewed["lease_until"] > first_lease
+    # The api node answers while the work goes on.
+    assert httpx.get(f"{cluster.nodes[2].url}{version}", params={"api-version": GALLERY_API}).status_code == 200
+
+    cluster.signal(victim, signal.SIGKILL)
+    cluster.wait_gone(victim)
+    killed_at = time.time()
+    body = wait_version(url, "2.0.0", timeout=120)
+    assert body["properties"]["provisioningState"] == "Succeeded", body
+    # Not before the dead node's lease ran out (10 s, renewed every ~3 s while it lived).
+    [row] = operations_of(database, version)
+    assert row["status"] == "Succeeded" and row["attempts"] == 2, row
+    survivor = holder(row, node_names(database))
+    assert survivor in ("node1", "node2") and survivor != victim, (victim, survivor)
+    assert time.time() - killed_at >= 6
+    with database.connect() as db:
+        assert db.execute(text("SELECT count(*) FROM operations WHERE status = 'InProgress'")).scalar() == 0
+        assert db.execute(text("SELECT count(*) FROM upload_leases")).scalar() == 0
+
+    out = tmp_path / "out.raw"
+    alive = [n for n in cluster.nodes if n.name != victim]
+    for base in (url, *(n.url for n in alive)):
+        for region in ("eastus", "westus2"):
+            assert version_download_sha(base, "2.0.0", region, out) == expected, (base, region)
+
+    # The killed node comes back and serves the same bytes.
+    cluster.start_node(next(n for n in cluster.nodes if n.name == victim))
+    back = next(n for n in cluster.nodes if n.name == victim)
+    assert version_download_sha(back.url, "2.0.0", "westus2", out) == expected
+
+
+@pytest.mark.slow
+def test_a_killed_node_s_upload_is_taken_over(cluster, chain, database, tmp_path):
+    """kill -9 of the node receiving an upload: the disk is uploaded again through the balancer
+    (another node takes the dead upload's lease) and every node serves the new bytes."""
+    url = cluster.url
+    compute = compute_client(url)
+    disk = create_upload_disk(compute, "up1", 24 * MiB)
+    api_node = cluster.nodes[2]
+
+    def slow_body():
+        for _ in range(60):
+            yield os.urandom(MiB)
+            time.sleep(0.1)
+
+    def send() -> None:
+        try:
+            httpx.put(f"{api_node.url}{disk.id}/upload", params={"api-version": DISK_API},
+                      content=slow_body(), timeout=60)
+        except httpx.HTTPError:
+            pass  # the node is killed under it
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    deadline = time.time() + 20
+    while compute.disks.get("rg", "up1").disk_state != "ActiveUpload":
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    cluster.signal(api_node.name, signal.SIGKILL)
+    cluster.wait_gone(api_node.name)
+    sender.join(timeout=30)
+
+    raw = random_raw(tmp_path / "after.raw", 24 * MiB, seed=77)
+    upload_ok(url, disk.id, raw)
+    out = tmp_path / "out.raw"
+    for node in cluster.nodes[:2]:
+        assert download_sha(node.url, disk.id, out) == sha256_file(raw), node.name
+    with database.connect() as db:
+        assert db.execute(text("SELECT count(*) FROM upload_leases")).scalar() == 0
+    cluster.start_node(api_node)
+    cluster.wait_in_rotation(api_node)
+    assert download_sha(api_node.url, disk.id, out) == sha256_file(raw)
+    report = httpx.post(f"{url}/galley/store/verify", params={"repair": "false"}, timeout=300)
+    assert report.status_code == 200, report.text
+    assert report.json()["lost"] == [] and report.json()["damaged"] == [], report.json()
+
+
+@pytest.mark.slow
+def test_a_rolling_restart_under_load_fails_no_request(cluster, chain):
+    """Reads and writes through the balancer while each node in turn is stopped (it drains: /readyz
+    says 503 until HAProxy takes it out, then it stops) and started again: not one failure."""
+    gallery = f"{cluster.url}{resource_id('galleries/gal')}"
+    stop = threading.Event()
+    outcomes: list[object] = []
+
+    def reader() -> None:
+        with httpx.Client(auth=httpx.ADMIN, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    outcomes.append(client.get(gallery, params={"api-version": GALLERY_API}).status_code)
+                except httpx.HTTPError as error:
+                    outcomes.append(repr(error))
+
+    def writer() -> None:
+        with httpx.Client(auth=httpx.ADMIN, timeout=30) as client:
+            number = 0
+            while not stop.is_set():
+                number += 1
+                try:
+                    answer = client.put(f"{gallery}/images/roll{number}", params={"api-version": GALLERY_API},
+                                        json={"location": "eastus", "properties": {
+                                            "osType": "Linux", "osState": "Generalized",
+                                            "identifier": {"publisher": "p", "offer": "roll", "sku": str(number)}}})
+                    outcomes.append(200 if answer.status_code in (200, 201) else answer.status_code)
+                except httpx.HTTPError as error:
+                    outcomes.append(repr(error))
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)] + [threading.Thread(target=writer)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1)
+        for node in cluster.nodes:
+            cluster.restart_node(node)
+        time.sleep(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    failures = [o for o in outcomes if o != 200]
+    assert len(outcomes) > 100, len(outcomes)
+    assert not failures, (len(failures), len(outcomes), failures[:5])
+
+
+def test_an_upload_whose_node_died_elsewhere_does_not_block_the_next(sqlite_server, tmp_path):
+    """A node on another machine died mid-upload: its lease runs out (its process cannot be
+    checked from here), and the next upload finds the disk as it was, not stuck in ActiveUpload."""
+    url = sqlite_server.url
+    compute = compute_client(url)
+    make_group(url)
+    disk = create_upload_disk(compute, "orphan", 20 * MiB)
+    service = sqlite_server.app.state.service
+    lease = 3.0  # long enough for the refused upload below to arrive within it on a loaded machine
+    service.begin_upload(disk.id, "Microsoft.Compute/disks", "elsewhere:4242", lease, lambda owner: True)
+    assert compute.disks.get("rg", "orphan").disk_state == "ActiveUpload"
+    refused = upload(url, disk.id, random_raw(tmp_path / "early.raw", MiB, seed=1))
+    assert refused.status_code == 409 and "in progress" in refused.text, refused.text
+    time.sleep(lease)
+    raw = random_raw(tmp_path / "after.raw", 20 * MiB, seed=2)
+    upload_ok(url, disk.id, raw)
+    assert compute.disks.get("rg", "orphan").disk_state == "Unattached"
+    assert download_sha(url, disk.id, tmp_path / "out.raw") == sha256_file(raw)
