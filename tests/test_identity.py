@@ -138,7 +138,7 @@ def test_openid_configuration_and_cloud_metadata(server):
     ({"client_secret": "wrong"}, 401, "invalid_client", "AADSTS7000215"),
     ({"client_id": str(uuid.uuid4())}, 400, "invalid_client", "AADSTS700016"),
     ({"tenant": str(uuid.uuid4())}, 400, "invalid_request", "AADSTS90002"),
-    ({"grant_type": "password"}, 400, "unsupported_grant_type", "AADSTS70003"),
+    ({"grant_type": "implicit"}, 400, "unsupported_grant_type", "AADSTS70003"),
     ({"scope": "openid"}, 400, "invalid_scope", "AADSTS1002012"),
     ({"client_secret": ""}, 400, "invalid_request", "AADSTS900144"),
 ])
@@ -379,6 +379,8 @@ TENANT_FILTERED = {
     "/providers/Galley.Identity/groups/{groupId}/members/{memberId}",
     "/providers/microsoft.resourcegraph/resources",  # rows filtered by the caller's roles
     "/v1.0/directoryObjects/getByIds",  # principals of the caller's tenants only
+    "/providers/Galley.Identity/users", "/providers/Galley.Identity/users/{userId}",  # users of the
+    "/v1.0/users", "/v1.0/users/{userId}",  # caller's tenant (read) or of tenants it manages (write)
 }
 
 
@@ -456,6 +458,8 @@ def test_every_route_refuses_anonymous_and_foreign_callers(sqlite_server):
             assert answer.status_code == 403 and answer.json()["error"]["code"] == "AuthorizationFailed", (method, path)
         elif path.startswith("/providers/Galley.Platform"):
             assert answer.status_code in (200, 404), (method, path, answer.text)  # the catalog is shared
+        elif path in ("/metrics", "/providers/Galley.Operations/nodes"):  # Reader at '/' or an administrator
+            assert answer.status_code == 403 and answer.json()["error"]["code"] == "AuthorizationFailed", (method, path)
         else:
             unclassified.append((method, path))
     assert not unclassified, f"routes without an access rule in this walk: {unclassified}"

@@ -32,11 +32,19 @@ from ..identity.tokens import Audience, Tokens
 from ..access.service import AccessService
 from ..activity.log import ActivityLog
 from ..store.activity_store import ActivityStore
-from ..store.access_store import AccessStore
+from ..store.user_store import UserStore
+from ..identity.sign_in import SignIn
+from ..identity.users import Users
+from ..observability import metrics as observability_metrics
+from ..observability.health import Health
+from ..observability.logs import node_name as default_node_name
+from ..observability.nodes import API, BUILDER, WORKER, ROLES, Node
+from ..store.node_store import NodeStore, lease_owner
 from .access_log import AccessLog
 from .authentication import Authentication
 from .authorization import Authorizer
 from .fast_reads import FastResourceReads
+from .node_roles import RoleGate
 from .paths import CanonicalPathMiddleware
 from . import openapi
 from . import request_ids
@@ -48,13 +56,17 @@ from .routes import access as access_routes
 from .routes import graph as graph_routes
 from .routes import activity_log as activity_log_routes
 from .routes import accounts, authority, directory, platform_images, sharing
+from .routes import sign_in as sign_in_routes
+from .routes import users as user_routes
 from .routes import storage_account_actions
 from .routes import disk_access as disk_access_routes
 from .routes import virtual_machines as vm_routes
 from .routes import deployments as deployment_routes
 from .routes import subnets as subnet_routes
 from .routes import providers as provider_routes
+from .routes import observability as observability_routes
 from .. import blobservice
+from ..portal import routes as portal
 from ..blobservice import storage_accounts
 from ..store.account_key_store import AccountKeyStore
 from .wire import error_response
@@ -67,7 +79,7 @@ class GalleyApp(FastAPI):
         # Outside Starlette's error middleware, so that a 500 too carries the request ids, is
         # logged with them and counted in the access log.
         stack = _HandledErrorsEndHere(super().build_middleware_stack())
-        return RequestIdMiddleware(AccessLog(SlowClientLimits(stack)))
+        return RequestIdMiddleware(observability_metrics.RequestMetrics(AccessLog(SlowClientLimits(RoleGate(stack)))))
 
 
 class _HandledErrorsEndHere:
@@ -84,22 +96,31 @@ class _HandledErrorsEndHere:
             pass
 
 
-def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None, *, run_worker: bool = True,
+               roles: frozenset[str] | None = None, node_name: str | None = None,
+               node_url: str | None = None) -> FastAPI:
+    """`roles` (galley.observability.nodes.ROLES) say which workers start; by default all, or
+    only api when `run_worker` is false. The node registers as `node_name` reached at `node_url`."""
     settings = settings or load_settings()
+    roles = roles if roles is not None else (frozenset(ROLES) if run_worker else frozenset({API}))
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     migrate(engine)
     store = SqlStore(engine)
     locations = Locations(settings)
+    nodes = NodeStore(engine)
+    node = Node(nodes, node_name or default_node_name(), roles, node_url or settings.public_url)
     content = ContentEngine(ContentRepository(store), locations, bandwidth=settings.replication_bandwidth)
     compute = vm_work.Compute.at(settings.home, content, stop_grace=settings.vm_stop_grace,
                                  provisioning_timeout=settings.vm_provisioning_timeout)
-    worker = Worker(store, content, settings.worker_poll_seconds, extras={"home": settings.home, "compute": compute})
+    worker = Worker(store, content, settings.worker_poll_seconds, extras={"home": settings.home, "compute": compute},
+                    owner=lease_owner(node.id, "worker"))
     builds = Worker(store, content, settings.worker_poll_seconds, threads=settings.build_threads,
-                    actions=BUILD_ACTIONS, handler=run_template, name="builder")
+                    actions=BUILD_ACTIONS, handler=run_template, name="builder", owner=lease_owner(node.id, "builder"))
     # VMs' operations wait for guests (a boot, an ACPI shutdown, a run-command): their own threads.
     vms = Worker(store, content, settings.worker_poll_seconds, threads=4, actions=VM_ACTIONS, types=VM_TYPES,
-                 handler=vm_work.handle, name="vms", extras={"home": settings.home, "compute": compute})
+                 handler=vm_work.handle, name="vms", extras={"home": settings.home, "compute": compute},
+                 owner=lease_owner(node.id, "vms"))
 
     def wake_workers() -> None:
         worker.wake()
@@ -109,7 +130,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     service = ResourceService(store, settings, on_queued=wake_workers)
     builds.extras.update(service=service, home=settings.home)
     service.release_dead_uploads(uploads.owner_alive)
-    identity_store = AccessStore(engine)
+    identity_store = UserStore(engine)  # an AccessStore that also keeps users and sign-in state
     keys = KeyRing(identity_store, settings.token_lifetime)
     tokens = Tokens(identity_store, keys, Audience(settings.origins, settings.extra_audiences),
                     settings.token_lifetime, ExternalIssuers(settings.trusted_issuers, settings.issuer_ca_bundle))
@@ -121,24 +142,31 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                                      Path(settings.ca_bundle) if settings.ca_bundle else None,
                                      settings.default_subscription_id)
 
+    health = Health(engine, locations, settings.regions)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        if run_worker:
+        if WORKER in roles:
             log.info("virtual machines after start: %s", vm_work.reconcile(
                 JobContext(store, content, locations, compute=compute, home=settings.home)))
             worker.start()
-            builds.start()
             vms.start()
+        if BUILDER in roles:
+            builds.start()
         activity.start()
+        node.start()
         try:
             yield
         finally:
+            health.draining.set()
             builds.stop()
             vms.stop()
             worker.stop()
-            if run_worker:
+            if WORKER in roles:
                 vm_work.shut_down(compute)
             activity.stop()
+            node.stop()
+            health.close()
             engine.dispose()
 
     app = GalleyApp(title="Galley", version=__version__, lifespan=lifespan,
@@ -146,6 +174,12 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                                 "and snapshots, served by Galley.",
                     docs_url=None, redoc_url=None)  # galley.api.openapi serves /docs offline
     app.state.settings = settings
+    app.state.roles = roles
+    app.state.node = node
+    app.state.nodes = nodes
+    app.state.health = health
+    app.state.metrics = observability_metrics.Exposition(observability_metrics.DatabaseCollector(
+        nodes, content.repo, locations.region_of))
     app.state.store = store
     app.state.service = service
     app.state.worker = worker
@@ -159,6 +193,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.state.keys = keys
     app.state.tokens = tokens
     app.state.authority = identity
+    app.state.users = Users(identity_store, tokens, access)
+    app.state.sign_in = SignIn(identity_store, app.state.users, tokens)
     app.state.access = access
     app.state.activity = activity
     app.state.account_keys = AccountKeyStore(engine)
@@ -166,13 +202,17 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.state.credentials_written = credentials
     # Added last, runs first: paths are made canonical, then the caller is authenticated, then
     # the fast reads may answer.
+    app.add_middleware(observability_metrics.RouteCapture)  # innermost: sees the matched route
     app.add_middleware(FastResourceReads)
     app.add_middleware(Authentication)
     app.add_middleware(CanonicalPathMiddleware)
     # Runs before all of the above: blob account URLs (disk SAS, storage accounts) are not ARM.
     blobservice.install(app, settings, service, content)
     storage_accounts.install(app, settings, store, content)
+    app.include_router(observability_routes.router)
     app.include_router(authority.router)
+    app.include_router(sign_in_routes.router)
+    app.include_router(user_routes.router)
     app.include_router(accounts.router)
     app.include_router(access_routes.router)
     app.include_router(activity_log_routes.router)
@@ -195,6 +235,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.include_router(graph_routes.router)
     _install_error_handlers(app)
     openapi.install(app)
+    portal.install(app)
     app.state.authorizer.routes = app.routes
     return app
 

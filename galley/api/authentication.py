@@ -6,7 +6,8 @@ what the request asks to do (its ARM action over a scope) and whether the caller
 allow it: a 403 AuthorizationFailed (or InvalidAuthenticationTokenTenant, SubscriptionNotFound)
 otherwise, before anything changes.
 
-Only the sign-in and discovery endpoints and the OpenAPI document are open (OPEN_PATHS), and a
+Only the sign-in and discovery endpoints, the OpenAPI document and the portal's page and static
+files (which hold no data) and the health probes /healthz and /readyz are open (OPEN_PATHS), and a
 VM's boot-diagnostics log URL, which carries its own signature and expiry (checked by its handler,
 as a SAS is) because az reads it with a plain HTTP GET.
 The handlers find the verified caller in scope["state"]["caller"], and for a list the caller may
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..domain import sources
 from ..domain.identity import Caller
 from ..identity.tokens import TokenError
+from ..observability.metrics import AUTHENTICATION_FAILURES
 from .activity_recorder import Recording
 from .authorization import Refusal
 
@@ -35,8 +37,13 @@ OPEN_PATHS = re.compile(
     r"|[^/]+/discovery/v2\.0/keys"
     r"|[^/]+/discovery/keys"
     r"|[^/]+/oauth2/v2\.0/token"
+    r"|[^/]+/oauth2/v2\.0/(?:authorize|logout)|identity/static/sign-in\.css"  # people's sign-in page
+    r"|common/userrealm/[^/]+"  # MSAL's question before a password grant (always "Managed")
     r"|galley/boot-diagnostics/[^/]+/serial\.log"
-    r"|openapi\.json|docs|docs/oauth2-redirect|docs/static/[\w.-]+)/?$")
+    r"|openapi\.json|docs|docs/oauth2-redirect|docs/static/[\w.-]+"
+    r"|healthz|readyz"  # the health probes: ok or not, nothing secret (api/routes/observability.py)
+    r"|portal/static/(?!.*\.\.)[\w.-]+(?:/[\w.-]+)*"  # the portal's scripts and styles (galley/portal)
+    r"|)/?$")  # `|)`: the portal's page itself, at /
 
 
 def _path_subscription(path: str) -> str | None:
@@ -105,6 +112,7 @@ class Authentication:
         body = orjson.dumps({"error": {"code": refusal.code, "message": refusal.message, "target": None}})
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if refusal.status == 401:
+            AUTHENTICATION_FAILURES.labels(refusal.code).inc()
             authority = state.tokens.audience.canonical
             description = refusal.message.replace('"', "'")
             headers.append((b"www-authenticate", (

@@ -67,6 +67,10 @@ MEMBER = "member"          # any role in the subscription (its locations, the su
 SIGNED_IN = "signed-in"    # any signed-in principal; the handler answers from the caller's tenant
 ADMIN = "admin"            # the installation's administrators (home tenant)
 BLOB = "blob"              # `action` over the storage account the path names (found by its name)
+OPERATIONS = "operations"  # the installation's own figures (metrics, nodes): administrators, or
+                           # a role granting `action` at the root scope '/' (e.g. Reader there)
+OPERATIONS_READS = {"metrics": "Galley.Operations/metrics/read",
+                    "providers/galley.operations/nodes": "Galley.Operations/nodes/read"}
 
 
 @dataclass(frozen=True)
@@ -118,10 +122,14 @@ def rule_for(method: str, path: str) -> Rule | None:
         return Rule(BLOB, f"Microsoft.Storage/storageAccounts/blobServices/containers/blobs/{verb}", parts[1])
     if first == "galley":
         return Rule(ADMIN)
+    if "/".join(lowered) in OPERATIONS_READS:
+        return Rule(OPERATIONS, OPERATIONS_READS["/".join(lowered)]) if method in ("GET", "HEAD") else None
     if first == "tenants" and len(parts) == 1:
         return Rule(SIGNED_IN)
     if first == "v1.0" and lowered[1:] == ["directoryobjects", "getbyids"]:
         return Rule(SIGNED_IN)  # Graph's lookup of principals: answered from the caller's tenants
+    if first == "v1.0" and len(parts) in (2, 3) and lowered[1] == "users":
+        return Rule(SIGNED_IN)  # Graph's users: identity/users.py decides per tenant
     if first == "providers" and len(parts) >= 2:
         namespace = parts[1].lower()
         if namespace == "galley.platform":
@@ -276,7 +284,7 @@ class Authorizer:
         if rule.kind == ADMIN:
             if not caller.home:
                 raise Refusal(403, "AuthorizationFailed",
-                              f"The client '{caller.app_id or caller.object_id}' with object id '{caller.object_id}' "
+                              f"The client '{caller.client_name}' with object id '{caller.object_id}' "
                               f"does not have authorization to perform {method} {path}: it is reserved to the "
                               "installation's administrators (principals of the home tenant).")
             return None
@@ -286,6 +294,12 @@ class Authorizer:
             if account is None:
                 return None  # the route answers 404 AccountNotFound
             rule = Rule(ITEM, rule.action, account.id, account.subscription_id)
+        if rule.kind == OPERATIONS or (rule.kind == ITEM and rule.scope == "/"):
+            # At the root scope the installation's administrators may act (as Azure's elevated
+            # Global Administrators do): so they can give a monitoring principal Reader at '/'.
+            if caller.home or access_rules.allowed(self.access.grants(caller.object_id), rule.action, "/"):
+                return None
+            raise self._denied(caller, rule.action, "/")
         grants = self.access.grants(caller.object_id)
         if rule.subscription is not None:
             self._check_subscription(caller, rule.subscription, grants)

@@ -315,3 +315,79 @@ storage_account_keys = Table(
     Column("value", String(128), nullable=False),  # base64 of 64 random bytes
     Column("created_at", String(40), nullable=False),
 )
+
+# ---- users and sign-in (identity/users.py, identity/sign_in.py) ----------------------------------
+# A user is also a row of `principals` (kind "User"), so role assignments, groups and token checks
+# treat it as any principal; here are what only users have. Secrets are kept as hashes only.
+
+users = Table(
+    "users", metadata,
+    Column("id", String(64), primary_key=True),  # the principal's object id
+    Column("tenant_id", String(64), nullable=False),
+    Column("user_principal_name", String(320), nullable=False, unique=True),  # lower-case
+    Column("password_hash", String(512), nullable=False),  # identity/secrets.py's scrypt
+    Column("created_at", String(40), nullable=False),
+    Index("ix_users_tenant", "tenant_id"),
+)
+
+# Wrong passwords in a row per sign-in name, whether or not a user has that name (so a lock-out
+# tells no one which names exist); forgotten once they are old.
+sign_in_failures = Table(
+    "sign_in_failures", metadata,
+    Column("user_name", String(400), primary_key=True),  # lower-case user principal name
+    Column("failed", Integer, nullable=False),
+    Column("locked_until", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_sign_in_failures_updated", "updated_at"),
+)
+
+# A signed-in browser (the authority's cookie) or a password grant: the tokens issued in it carry
+# its id as `sid` and stop working when it ends (sign-out).
+sign_in_sessions = Table(
+    "sign_in_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("cookie_hash", String(64), nullable=False, unique=True),  # sha256 of the cookie's value
+    Column("user_id", String(64), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Index("ix_sign_in_sessions_user", "user_id"),
+)
+
+authorization_codes = Table(
+    "authorization_codes", metadata,
+    Column("code_hash", String(64), primary_key=True),  # sha256 of the code
+    Column("session_id", String(64), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("redirect_uri", String(2048), nullable=False),
+    Column("code_challenge", String(128), nullable=False),  # PKCE S256
+    Column("scope", String(1024), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("redeemed_at", Float),  # kept until expiry so a second redemption is told apart
+)
+
+refresh_tokens = Table(
+    "refresh_tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the token
+    Column("session_id", String(64), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("scope", String(1024), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_refresh_tokens_session", "session_id"),
+)
+
+
+# ---- the processes sharing this database (galley status) -----------------------------------------
+
+nodes = Table(
+    "nodes", metadata,
+    Column("id", String(32), primary_key=True),  # per process; prefixes its workers' lease owners
+    Column("name", String(256), nullable=False),  # GALLEY_NODE_NAME, the host's name by default
+    Column("roles", String(64), nullable=False),  # comma list: api, worker, builder
+    Column("url", String(1024)),
+    Column("version", String(32), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("stopped_at", Float),
+)
