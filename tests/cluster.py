@@ -44,25 +44,12 @@ from pathlib import Path
 import httpx
 
 from .postgres import _bin as postgres_bin
-from .s3server import find_weed
+from .s3server import find_weed, free_ports
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 REGIONS = ("eastus", "westus2", "westeurope")
 START_TIMEOUT = 90.0
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind((HOST, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def wait_until(what: str, check, timeout: float = START_TIMEOUT, process: subprocess.Popen | None = None,
@@ -248,13 +235,7 @@ class Cluster:
         wait_until("SeaweedFS master", lambda: _listening(self.ports["weed-master"]), process=master,
                    log=self.logs / "weed-master.log")
         for number in (1, 2):
-            name = f"weed-volume{number}"
-            folder = top / f"volume{number}"
-            folder.mkdir(exist_ok=True)
-            self._spawn(name, [
-                weed, "volume", f"-ip={HOST}", f"-ip.bind={HOST}", f"-port={self.ports[name]}",
-                f"-port.grpc={self.ports[name + '-grpc']}", f"-dir={folder}", "-max=100",
-                f"-master={self._weed_address('weed-master')}", "-preStopSeconds=0"], folder, env)
+            self.start_volume_server(number)
         filer_dir = top / "filer"
         filer_dir.mkdir(exist_ok=True)
         self._spawn("weed-filer", [
@@ -287,6 +268,22 @@ class Cluster:
 
         wait_until("SeaweedFS S3 gateway (buckets writable)", buckets_writable, process=s3,
                    log=self.logs / "s3.log")
+
+    def start_volume_server(self, number: int) -> None:
+        """weed volume `number` (1 or 2), on its data folder: again after a stop, it serves what it held."""
+        name, folder = f"weed-volume{number}", self.root / "seaweedfs" / f"volume{number}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self._spawn(name, [
+            find_weed(), "volume", f"-ip={HOST}", f"-ip.bind={HOST}", f"-port={self.ports[name]}",
+            f"-port.grpc={self.ports[name + '-grpc']}", f"-dir={folder}", "-max=100",
+            f"-master={self._weed_address('weed-master')}", "-preStopSeconds=0"], folder,
+            {"TMPDIR": str(self.root / "seaweedfs")})
+
+    def volume_servers(self) -> int:
+        """How many volume servers the SeaweedFS master counts as alive."""
+        status = httpx.get(f"http://{HOST}:{self.ports['weed-master']}/dir/status", timeout=5).json()
+        return sum(len(rack.get("DataNodes") or []) for center in status["Topology"].get("DataCenters") or []
+                   for rack in center.get("Racks") or [])
 
     def s3_client(self):
         import boto3

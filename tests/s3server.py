@@ -49,7 +49,7 @@ def find_weed() -> str | None:
     return None
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     sockets = []
     try:
         for _ in range(count):
@@ -94,7 +94,7 @@ class S3Server:
         # Every bucket is a SeaweedFS collection with volumes of its own, grown 7 at a time by
         # default: the tests make many small buckets, so grow 1 at a time (read from the cwd).
         (self.root / "master.toml").write_text("[master.volume_growth]\ncopy_1 = 1\n")
-        master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = _free_ports(8)
+        master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = free_ports(8)
         self.port = s3
         self.endpoint = f"http://{HOST}:{s3}"
         # Each gRPC server also opens a unix socket named after its port, always in /tmp; a

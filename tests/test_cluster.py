@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from . import admin_http as httpx
-from .cluster import Cluster
+from .cluster import Cluster, wait_until
 from .data_helpers import (DISK_API, GALLERY_API, MiB, begin_version, compute_client, create_upload_disk,
+                           create_version,
                            download_sha, gallery_chain, latest_in, random_raw, region_status,
                            sha256_file, target, upload, upload_ok, version_download_sha, version_id, wait_version)
 from .sdk_helpers import make_group, resource_id, version_body
@@ -348,6 +349,56 @@ def test_a_rolling_restart_under_load_fails_no_request(cluster, chain):
     failures = [o for o in outcomes if o != 200]
     assert len(outcomes) > 100, len(outcomes)
     assert not failures, (len(failures), len(outcomes), failures[:5])
+
+
+@pytest.mark.slow
+def test_a_stopped_volume_server_loses_nothing(cluster, chain, tmp_path):
+    """One SeaweedFS volume server stopped (replication 001: each volume's other copy is on the
+    other server): versions still download byte-identical through the balancer, and `store verify`
+    finds every chunk. Uploads are refused with a 503 and Retry-After and change nothing: SeaweedFS
+    takes no write it cannot copy twice, and with two volume servers there is nowhere to put the
+    second copy (its filer retries 30 s per attempt, so the 503 takes minutes). Once the server is
+    back, uploads work at once and what was acknowledged before reads the same."""
+    url = cluster.url
+    compute = compute_client(url)
+    raw = random_raw(tmp_path / "kept.raw", 8 * MiB, seed=91)
+    expected = sha256_file(raw)
+    upload_ok(url, create_upload_disk(compute, "kept", 8 * MiB).id, raw)
+    create_version(compute, "5.0.0", "kept", [target("eastus"), target("westus2")])
+    refused = create_upload_disk(compute, "refused", 4 * MiB)
+    fresh = random_raw(tmp_path / "fresh.raw", 4 * MiB, seed=92)
+    out = tmp_path / "out.raw"
+
+    def verify(repair: bool) -> dict:
+        report = httpx.post(f"{url}/galley/store/verify", params={"repair": str(repair).lower()}, timeout=300)
+        assert report.status_code == 200, report.text
+        return report.json()
+
+    cluster.stop("weed-volume2")
+    try:
+        wait_until("the master to count one volume server", lambda: cluster.volume_servers() == 1, timeout=60)
+        for _ in cluster.nodes:  # round robin: one pass per node
+            for region in ("eastus", "westus2"):
+                assert version_download_sha(url, "5.0.0", region, out) == expected, region
+        report = verify(repair=False)
+        assert report["checked"] > 0 and report["damaged"] == [] and report["lost"] == [], report
+        with open(fresh, "rb") as body:
+            answer = httpx.put(f"{url}{refused.id}/upload", params={"api-version": DISK_API}, content=body,
+                               timeout=600)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "ServiceUnavailable", answer.text
+        assert int(answer.headers["Retry-After"]) >= 1
+        assert compute.disks.get("rg", "refused").disk_state == "ReadyToUpload"
+    finally:
+        cluster.start_volume_server(2)
+    wait_until("the master to count two volume servers", lambda: cluster.volume_servers() == 2, timeout=60)
+
+    upload_ok(url, refused.id, fresh)
+    report = verify(repair=True)
+    assert report["lost"] == [] and report["damaged"] == [] and report["checked"] > 0, report
+    assert download_sha(url, refused.id, out) == sha256_file(fresh)
+    for region in ("eastus", "westus2"):
+        assert version_download_sha(url, "5.0.0", region, out) == expected, region
 
 
 def test_an_upload_whose_node_died_elsewhere_does_not_block_the_next(sqlite_server, tmp_path):

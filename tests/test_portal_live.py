@@ -29,6 +29,10 @@ from .servers import ThreadServer
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
+# Browser flows past the core ones (test_portal_core, _access, _sign_in): CI runs them; the
+# quick suite (-m "not slow") leaves them out to stay within its five minutes.
+pytestmark = pytest.mark.slow
+
 MiB = 1024 * 1024
 DISK_API = "2024-03-02"
 COMPUTE_API = "2024-07-01"

@@ -11,6 +11,10 @@ from .portal_helpers import COMPUTE, definition, empty_snapshot, gallery, portal
 from .sdk_helpers import GALLERY_API, make_group
 from .servers import ThreadServer
 
+# Browser flows past the core ones (test_portal_core, _access, _sign_in): CI runs them; the
+# quick suite (-m "not slow") leaves them out to stay within its five minutes.
+pytestmark = pytest.mark.slow
+
 expect = pytest.importorskip("playwright.sync_api").expect
 OTHER_SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 
