@@ -268,7 +268,9 @@ def _register_latest(router: APIRouter) -> None:
     version_spec = SPECS[2]
     names = version_spec.path_params[:-1]
 
-    async def latest(request: Request, api_version: str, region: str | None = None,
+    # A plain function, so FastAPI runs it in its thread pool: choosing among a definition's
+    # versions (10,000 may be there) must not hold up the event loop's other requests.
+    def latest(request: Request, api_version: str, region: str | None = None,
                expand: str | None = None, **params) -> Response:
         service = service_of(request)
         definition_id = version_spec.parent_id(params)
