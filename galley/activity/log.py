@@ -10,7 +10,8 @@ commit, and a flood of refused anonymous requests cannot slow anyone down: the q
 What that costs, plainly: an entry reaches the database a moment after its response (a reader on
 this node first waits for what is queued here, `flush()`, so it reads its own writes; another
 node sees it as soon as it is written), and entries still queued when the process is killed are
-lost (a clean stop writes them: `stop()`). Recording never fails a request: errors are logged.
+lost (a clean stop writes them: `stop()`); while the database is out of reach they stay queued
+(within the bound) and are written once it is back. Recording never fails a request: errors are logged.
 
 Retention: entries older than `retention_days` are deleted when the writer starts and every
 `prune_seconds` after (0 days: kept forever). Nothing else deletes or changes an entry.
@@ -27,6 +28,7 @@ from datetime import timedelta
 
 from ..domain.resource import iso, utc_now
 from ..store.activity_store import ActivityStore
+from ..store.outage import database_unavailable
 from .entry import Entry, EventQuery
 
 log = logging.getLogger("galley.activity")
@@ -34,6 +36,7 @@ log = logging.getLogger("galley.activity")
 CAPACITY = 10_000
 BATCH = 500
 PRUNE_SECONDS = 3600.0
+RETRY_SECONDS = 1.0
 
 
 class ActivityLog:
@@ -50,6 +53,7 @@ class ActivityLog:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._retry_at = 0.0  # after a database outage, when to try writing again
 
     # -- recording (any thread; never blocks, never raises) --------------------------------------
     def record(self, entry: Entry) -> None:
@@ -99,8 +103,12 @@ class ActivityLog:
         next_prune = time.monotonic()
         while True:
             with self._cond:
-                while not self._pending and not self._stopping and time.monotonic() < next_prune:
-                    self._cond.wait(max(0.0, next_prune - time.monotonic()))
+                while not self._stopping:
+                    now = time.monotonic()
+                    if now >= next_prune or (self._pending and now >= self._retry_at):
+                        break
+                    wake = min(next_prune, self._retry_at) if self._pending else next_prune
+                    self._cond.wait(max(0.0, wake - now))
                 stopping = self._stopping
             self._write_pending()
             if time.monotonic() >= next_prune:
@@ -122,7 +130,14 @@ class ActivityLog:
             try:
                 with self.store.write() as tx:
                     tx.append([replace(e, submission_timestamp=written) for e in batch])
-            except Exception:  # noqa: BLE001 - a lost entry must not stop the writer or a request
+            except Exception as error:  # noqa: BLE001 - a lost entry must not stop the writer or a request
+                if database_unavailable(error) and not self._stopping:
+                    with self._cond:  # kept, in order, for when the database is back
+                        self._pending.extendleft(reversed(batch))
+                        self._retry_at = time.monotonic() + RETRY_SECONDS
+                        waiting = len(self._pending)
+                    log.warning("activity log: the database is unavailable; %d entries wait for it", waiting)
+                    return
                 log.exception("activity log: %d entries could not be written", len(batch))
             with self._cond:
                 self._done += len(batch)

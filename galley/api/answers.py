@@ -21,6 +21,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..domain.resource import IN_PROGRESS, SUCCEEDED, Operation
+from ..store.outage import database_unavailable
 from ..store.sql_store import BUILD_ACTIONS, VM_ACTIONS, VM_TYPES
 from .wire import accepted_response
 
@@ -43,7 +44,12 @@ def finished_in_time(request: Request, operation: Operation | None) -> bool:
         last[0] = service.operation(operation.id)
         return last[0].status != IN_PROGRESS
 
-    return worker.wait_until(ended, budget / 1000) and last[0].status == SUCCEEDED
+    try:
+        return worker.wait_until(ended, budget / 1000) and last[0].status == SUCCEEDED
+    except Exception as error:
+        if database_unavailable(error):
+            return False  # the change is recorded: it is answered asynchronously, never with a 503
+        raise
 
 
 def _on_vm_worker(operation: Operation) -> bool:
@@ -53,7 +59,12 @@ def _on_vm_worker(operation: Operation) -> bool:
 def retry_after(request: Request, operation: Operation) -> int:
     """Seconds a client should wait before polling: the work's expected remaining time where it
     can be estimated (a version's replication), within 1..30; else 1."""
-    remaining = request.app.state.service.expected_remaining_seconds(operation)
+    try:
+        remaining = request.app.state.service.expected_remaining_seconds(operation)
+    except Exception as error:
+        if not database_unavailable(error):
+            raise
+        remaining = None
     if remaining is None:
         return MIN_RETRY_AFTER
     return max(MIN_RETRY_AFTER, min(MAX_RETRY_AFTER, math.ceil(remaining)))

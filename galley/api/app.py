@@ -46,6 +46,7 @@ from .authorization import Authorizer
 from .fast_reads import FastResourceReads
 from .node_roles import RoleGate
 from .paths import CanonicalPathMiddleware
+from . import outages
 from . import openapi
 from . import request_ids
 from .request_ids import RequestIdMiddleware
@@ -266,6 +267,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception):
+        outage = outages.outage_of(error)  # wherever it was raised: a route, a middleware, a stream's start
+        if outage is not None:
+            return outages.answer(request, error, outage)
         if client_gone(error):
             log.debug("%s %s: the client went away (%s): %r", request.method, request.url.path,
                       request_ids.describe_current(), error)

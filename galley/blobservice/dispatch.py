@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..api import outages
 from ..domain.storage_account import RESERVED_NAMES
 from .accounts import BlobAccount, BlobRequest
 from .errors import BlobError, authentication_failed
@@ -69,7 +70,14 @@ class BlobService:
             response = await self._serve(http, account, name, parts)
         except BlobError as error:
             response = error.response(version)
-        except Exception:  # noqa: BLE001 - a 500 in Storage's shape, logged
+        except Exception as error:  # noqa: BLE001 - a 503 (an outage) or 500 in Storage's shape, logged
+            outage = outages.outage_of(error)
+            if outage is not None:
+                outages.note(http, error, outage)
+                response = BlobError(503, "ServerBusy", outage.message).response(version)
+                response.headers["Retry-After"] = str(outage.retry_after)
+                await response(scope, receive, send)
+                return
             log.exception("blob service request failed")
             response = BlobError(500, "InternalError", "The server encountered an internal error; it has "
                                  "been logged.").response(version)

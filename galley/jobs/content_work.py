@@ -8,6 +8,7 @@ from ..domain.sources import parse_blob_uri
 from ..domain.image_version import target_regions
 from ..domain.resource import Operation, Resource
 from ..observability.metrics import ReplicationMeter
+from ..store.outage import database_unavailable
 from .context import JobContext
 
 OS_LUN = -1
@@ -135,6 +136,8 @@ def replicate_version(ctx: JobContext, resource: Resource, operation: Operation)
         try:
             _replicate_region(ctx, resource, content_ids, region, wanted[region], source_home)
         except Exception as error:  # one region's failure must not stop the others
+            if database_unavailable(error):
+                raise  # not the region's failure: the whole operation is taken up again later
             failures.append(f"{region}: {error}")
             with ctx.sql.write() as tx:
                 tx.set_region_state(resource.id, region, "Failed", 0, str(error))

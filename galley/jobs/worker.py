@@ -15,6 +15,7 @@ from typing import Callable
 
 from ..content.engine import ContentEngine
 from ..domain.resource import FAILED, SUCCEEDED, Operation, iso, utc_now
+from ..store.outage import database_unavailable, first_line
 from ..store.sql_store import BUILD_ACTIONS, SqlStore
 
 # Actions whose failure says nothing about the resource's provisioning: a failed build is
@@ -112,8 +113,11 @@ class Worker:
         while not self._stop.is_set():
             try:
                 self.run_pending()
-            except Exception:  # keep serving; the operation stays queued and is retried
-                log.exception("worker pass failed")
+            except Exception as error:  # keep serving; the operation stays queued and is retried
+                if database_unavailable(error):
+                    log.warning("%s: the database is unavailable, retrying: %s", self.name, first_line(error))
+                else:
+                    log.exception("worker pass failed")
             with self._wake:
                 if not self._pending_wakes:
                     self._wake.wait(self.poll_seconds)
@@ -125,12 +129,25 @@ class Worker:
         if operation is None:
             return False
         last_renewal = [time.monotonic()]
+        last_try = [time.monotonic()]
 
         def heartbeat() -> None:
-            if time.monotonic() - last_renewal[0] > LEASE_SECONDS / 3:
+            now = time.monotonic()
+            if now - last_renewal[0] <= LEASE_SECONDS / 3 or now - last_try[0] < 1.0:
+                return
+            last_try[0] = now
+            try:
                 with self.store.write() as tx:
                     tx.renew_lease(operation.id, self.owner, LEASE_SECONDS)
-                last_renewal[0] = time.monotonic()
+            except Exception as error:
+                # A database restart of a few seconds must not abort a long copy: the lease still
+                # holds a while. Once it may run out (another worker could claim it), stop.
+                if not database_unavailable(error) or now - last_renewal[0] > LEASE_SECONDS * 2 / 3:
+                    raise
+                log.warning("%s: could not renew the lease of operation %s (%s), still held for %.0f s",
+                            self.name, operation.id, first_line(error), LEASE_SECONDS - (now - last_renewal[0]))
+                return
+            last_renewal[0] = time.monotonic()
 
         context = JobContext(self.store, self.content, self.content.locations, heartbeat, **self.extras)
         try:
@@ -140,6 +157,13 @@ class Worker:
                 operation.end_time = iso(utc_now())
                 tx.save_operation(operation)
         except Exception as error:
+            if database_unavailable(error):
+                # Not the operation's fault: it stays queued, and once its lease runs out a worker
+                # (this one or another node's) takes it up again from what its steps recorded.
+                log.warning("operation %s (%s %s) interrupted, the database is unavailable (%s): it is "
+                            "taken up again when its lease runs out", operation.id, operation.action,
+                            operation.resource_id, first_line(error))
+                return True
             log.warning("operation %s (%s %s) failed: %s", operation.id, operation.action,
                         operation.resource_id, error)
             self._fail(operation, error)

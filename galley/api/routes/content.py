@@ -112,6 +112,7 @@ def _register_upload(spec: ResourceSpec) -> None:
                                 spec.name_params[0]: name}).id
         service = service_of(request)
         owner = uploads.this_process()
+        await run_in_threadpool(uploads.settle, resource_id)  # an earlier upload's end an outage held up
         resource = await run_in_threadpool(service.begin_upload, resource_id, spec.type, owner,
                                            uploads.LEASE_SECONDS, uploads.owner_alive)
         virtual_size = None
@@ -121,7 +122,8 @@ def _register_upload(spec: ResourceSpec) -> None:
                 request, resource, format, _check_declared_size,
                 renew=lambda: service.renew_upload(resource_id, owner, uploads.LEASE_SECONDS))
         finally:
-            finished = await run_in_threadpool(service.end_upload, resource_id, virtual_size)
+            finished = await run_in_threadpool(uploads.end, lambda: service.end_upload(resource_id, virtual_size),
+                                               resource_id)
         return json_response(render(finished))
 
     upload.__name__ = f"upload_{spec.operation_prefix.lower()}"
