@@ -271,10 +271,7 @@ class Authority:
             if principal.id == caller.object_id:
                 raise Conflict("A service principal cannot delete itself; sign in as another one.",
                                target="id")
-            tx.delete_principal(principal.id)
-            tx.delete_assignments_of(principal.id)
-            for group_id in tx.groups_of(principal.id):
-                tx.remove_member(group_id, principal.id)
+            remove_principal(tx, principal.id)
         self.tokens.forget_principal(principal.id)
         if self.access is not None:
             self.access.forget()
@@ -346,3 +343,12 @@ class Authority:
         if locked_until > now:
             log.warning("client %s locked out for %.0f s after repeated wrong secrets",
                         principal.app_id, locked_until - now)
+
+
+def remove_principal(tx, principal_id: str) -> None:
+    """A principal (service principal or user) gone from the directory, in `tx`: its record, its
+    role assignments and its group memberships."""
+    tx.delete_principal(principal_id)
+    tx.delete_assignments_of(principal_id)
+    for group_id in tx.groups_of(principal_id):
+        tx.remove_member(group_id, principal_id)

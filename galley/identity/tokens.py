@@ -100,47 +100,38 @@ class Tokens:
     # -- issuing -----------------------------------------------------------------------------
     def issue(self, principal: Principal, origin: str | None, resource: str | None) -> tuple[str, int]:
         origin = self.audience.origin_for(origin)
-        now = int(time.time())
-        key = self.keys.current()
-        claims = {
-            "aud": resource or f"{origin}/",
-            "iss": f"{origin}/{principal.tenant_id}/v2.0",
-            "iat": now, "nbf": now, "exp": now + self.lifetime,
-            "tid": principal.tenant_id, "oid": principal.id, "sub": principal.id,
+        token = self._signed(principal, origin, resource or f"{origin}/", {
             "appid": principal.app_id, "azp": principal.app_id, "appidacr": "1", "idtyp": "app",
-            "ver": "2.0", "uti": uuid.uuid4().hex,
-        }
-        token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
+            "uti": uuid.uuid4().hex})
         return token, self.lifetime
 
     def issue_for_user(self, user: Principal, user_principal_name: str, client_id: str, session_id: str,
                        origin: str | None, resource: str | None, scope: str) -> tuple[str, int]:
         origin = self.audience.origin_for(origin)
-        now = int(time.time())
-        key = self.keys.current()
-        claims = {
-            "aud": resource or f"{origin}/",
-            "iss": f"{origin}/{user.tenant_id}/v2.0",
-            "iat": now, "nbf": now, "exp": now + self.lifetime,
-            "tid": user.tenant_id, "oid": user.id, "sub": user.id,
+        token = self._signed(user, origin, resource or f"{origin}/", {
             "appid": client_id, "azp": client_id, "appidacr": "0", "idtyp": "user",
             "name": user.display_name, "upn": user_principal_name, "unique_name": user_principal_name,
             "preferred_username": user_principal_name, "scp": scope, "sid": session_id,
-            "ver": "2.0", "uti": uuid.uuid4().hex,
-        }
-        token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
+            "uti": uuid.uuid4().hex})
         return token, self.lifetime
 
     def issue_id_token(self, user: Principal, user_principal_name: str, client_id: str, session_id: str,
                        origin: str | None, nonce: str | None = None) -> str:
         """The OpenID Connect id_token a public client (MSAL, the portal) reads who signed in from."""
         origin = self.audience.origin_for(origin)
+        return self._signed(user, origin, client_id, {
+            "name": user.display_name, "preferred_username": user_principal_name, "sid": session_id,
+            **({"nonce": nonce} if nonce else {})})
+
+    def _signed(self, principal: Principal, origin: str, audience: str, claims: dict) -> str:
+        """A JWT for `principal` from this authority at `origin`, with the current key: the
+        claims every token carries, plus `claims`."""
         now = int(time.time())
         key = self.keys.current()
-        claims = {"aud": client_id, "iss": f"{origin}/{user.tenant_id}/v2.0", "iat": now, "nbf": now,
-                  "exp": now + self.lifetime, "tid": user.tenant_id, "oid": user.id, "sub": user.id,
-                  "name": user.display_name, "preferred_username": user_principal_name, "sid": session_id,
-                  "ver": "2.0", **({"nonce": nonce} if nonce else {})}
+        claims = {"aud": audience, "iss": f"{origin}/{principal.tenant_id}/v2.0",
+                  "iat": now, "nbf": now, "exp": now + self.lifetime,
+                  "tid": principal.tenant_id, "oid": principal.id, "sub": principal.id,
+                  "ver": "2.0", **claims}
         return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
 
     # -- verifying ---------------------------------------------------------------------------

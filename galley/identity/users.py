@@ -26,7 +26,7 @@ from ..domain.identity import USER, Caller, Principal, Tenant
 from ..domain.resource import iso, utc_now
 from ..store.user_store import UserRecord, UserStore
 from . import secrets
-from .authority import OAuthError
+from .authority import OAuthError, remove_principal
 
 log = logging.getLogger("galley.identity")
 
@@ -160,10 +160,7 @@ class Users:
                                target="id", code="UserNotFound")
             user = self._user(tx, record)
             tx.delete_user(record.id)
-            tx.delete_principal(record.id)
-            tx.delete_assignments_of(record.id)
-            for group_id in tx.groups_of(record.id):
-                tx.remove_member(group_id, record.id)
+            remove_principal(tx, record.id)
         self.tokens.forget_principal(record.id)
         if self.access is not None:
             self.access.forget()
