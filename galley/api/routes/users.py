@@ -100,12 +100,6 @@ async def graph_create_user(request: Request, body: dict = Depends(json_body)) -
                           **user.to_graph()}, 201)
 
 
-@router.get(GRAPH_USERS + "/{userId}", operation_id="Graph_GetUser")
-def graph_get_user(request: Request, userId: str) -> Response:
-    return json_response(_users(request).get(caller_of(request), userId).to_graph())
-
-
-@router.delete(GRAPH_USERS + "/{userId}", operation_id="Graph_DeleteUser")
-def graph_delete_user(request: Request, userId: str) -> Response:
-    _users(request).delete(caller_of(request), userId)
-    return Response(status_code=204)
+# A user's Graph URL answers as Galley's own does.
+router.add_api_route(GRAPH_USERS + "/{userId}", get_user, methods=["GET"], operation_id="Graph_GetUser")
+router.add_api_route(GRAPH_USERS + "/{userId}", delete_user, methods=["DELETE"], operation_id="Graph_DeleteUser")
