@@ -24,7 +24,7 @@ from ..domain import identity as rules
 from ..domain.errors import Conflict, InvalidParameter, NotFound
 from ..domain.identity import USER, Caller, Principal, Tenant
 from ..domain.resource import iso, utc_now
-from ..store.user_store import UserRecord, UserStore
+from ..store.user_store import UserNameTaken, UserRecord, UserStore
 from . import secrets
 from .authority import OAuthError, remove_principal
 
@@ -82,6 +82,10 @@ class User:
                 "mobilePhone": None, "officeLocation": None, "preferredLanguage": None}
 
 
+def _user_exists(upn: str) -> Conflict:
+    return Conflict(f"A user named '{upn}' exists already.", target="userPrincipalName", code="UserExists")
+
+
 class Users:
     def __init__(self, store: UserStore, tokens, access=None) -> None:
         self.store = store
@@ -101,8 +105,7 @@ class Users:
             check_password(password)
             upn = f"{name}@{tenant_domain(tenant.id)}".lower()
             if tx.user_by_name(upn) is not None:
-                raise Conflict(f"A user named '{upn}' exists already.", target="userPrincipalName",
-                               code="UserExists")
+                raise _user_exists(upn)
             shown = (display_name or name).strip()
             if not shown or len(shown) > 256 or any(ord(ch) < 32 for ch in shown):
                 raise InvalidParameter("The display name must be 1 to 256 printable characters.",
@@ -112,8 +115,11 @@ class Users:
             principal = Principal(id=object_id, app_id=object_id, tenant_id=tenant.id, display_name=shown, kind=USER)
             now = iso(utc_now())
             tx.add_principal(principal, now)
-            tx.add_user(UserRecord(id=object_id, tenant_id=tenant.id, user_principal_name=upn,
-                                   password_hash=secrets.hash_secret(password), created_at=now))
+            try:
+                tx.add_user(UserRecord(id=object_id, tenant_id=tenant.id, user_principal_name=upn,
+                                       password_hash=secrets.hash_secret(password), created_at=now))
+            except UserNameTaken:
+                raise _user_exists(upn) from None
         return User(principal, upn)
 
     def _tenant_for_new_user(self, tx, caller: Caller, tenant_id: str | None, upn: str | None) -> Tenant:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .access_store import AccessStore, AccessTransaction
 from .tables import authorization_codes, refresh_tokens, sign_in_failures, sign_in_sessions, users
@@ -16,6 +17,10 @@ _SF = sign_in_failures.c
 _SS = sign_in_sessions.c
 _AC = authorization_codes.c
 _RT = refresh_tokens.c
+
+
+class UserNameTaken(Exception):
+    """A user with this principal name exists already."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,13 @@ class UserTransaction(AccessTransaction):
         return _user(row) if row else None
 
     def add_user(self, record: UserRecord) -> None:
-        self.c.execute(insert(users).values(**record.__dict__))
+        """Raises UserNameTaken when another transaction added the same name first (two creates
+        racing past the caller's check: the unique index decides)."""
+        try:
+            with self.c.begin_nested():
+                self.c.execute(insert(users).values(**record.__dict__))
+        except IntegrityError as error:
+            raise UserNameTaken(record.user_principal_name) from error
 
     def delete_user(self, object_id: str) -> None:
         sessions = [r.id for r in self.c.execute(select(_SS.id).where(_SS.user_id == object_id))]
