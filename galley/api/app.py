@@ -18,6 +18,7 @@ from ..domain.errors import ArmError
 from ..domain.service import ResourceService
 from ..domain.vm_service import VmService
 from ..jobs.build.run import run_template
+from ..jobs.wakeups import Wakeups
 from ..jobs.worker import Worker
 from ..jobs import vm_work
 from ..jobs.context import JobContext
@@ -128,7 +129,13 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True,
         builds.wake()
         vms.wake()
 
-    service = ResourceService(store, settings, on_queued=wake_workers)
+    wakeups = Wakeups(engine)  # other nodes' workers, woken through the database
+
+    def work_queued() -> None:
+        wake_workers()
+        wakeups.announce()
+
+    service = ResourceService(store, settings, on_queued=work_queued)
     builds.extras.update(service=service, home=settings.home)
     service.release_dead_uploads(uploads.owner_alive)
     identity_store = UserStore(engine)  # an AccessStore that also keeps users and sign-in state
@@ -154,12 +161,15 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True,
             vms.start()
         if BUILDER in roles:
             builds.start()
+        if roles & {WORKER, BUILDER}:
+            wakeups.listen(wake_workers)
         activity.start()
         node.start()
         try:
             yield
         finally:
             health.draining.set()
+            wakeups.stop()
             builds.stop()
             vms.stop()
             worker.stop()
