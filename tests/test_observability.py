@@ -126,7 +126,8 @@ def test_metrics_count_requests_by_route_template_and_replication_by_region_pair
                       source_region="eastus", target_region="westus2") > 0
         assert _value(samples, "galley_tokens_issued_total") >= 1
         assert _value(samples, "galley_authentication_failures_total", code="AuthenticationFailed") >= 1
-        assert ("galley_chunk_store_bytes", (("measure", "stored"), ("region", "westus2"))) in samples
+        assert _value(samples, "galley_chunk_store_bytes", region="westus2", measure="raw") >= 4 * MiB
+        assert _value(samples, "galley_chunk_store_bytes", region="westus2", measure="stored") > 0
         assert "# TYPE galley_jobs gauge" in scraped.text
 
         # An operation no worker claims (a cancel waits for its run) shows as queued, with its age.
@@ -135,6 +136,11 @@ def test_metrics_count_requests_by_route_template_and_replication_by_region_pair
         samples = _samples(httpx.get(f"{url}/metrics").text)
         assert _value(samples, "galley_jobs", kind="imageTemplates/cancel", state="queued") == 1
         assert _value(samples, "galley_jobs_oldest_age_seconds", kind="imageTemplates/cancel") >= 60
+        with server.app.state.store.write() as tx:  # claimed by a worker: running, no longer queued
+            assert tx.claim_operation("test.worker", 60, actions=("cancel",)) is not None
+        samples = _samples(httpx.get(f"{url}/metrics").text)
+        assert _value(samples, "galley_jobs", kind="imageTemplates/cancel", state="running") == 1
+        assert _value(samples, "galley_jobs", kind="imageTemplates/cancel", state="queued") is None
 
 
 def _waiting_cancel():
@@ -189,3 +195,119 @@ def test_the_json_formatter_names_the_node_and_a_requests_ids():
     finally:
         request_ids._current.reset(token)
     assert (inside["requestId"], inside["correlationId"]) == ("r-1", "c-1")
+
+
+# ---- galley status -------------------------------------------------------------------------------
+
+def test_status_shows_the_upload_a_node_is_receiving_until_it_ends(cli_server, galley):
+    import threading
+    from datetime import datetime
+
+    from .sdk_helpers import DISK_API, make_group
+
+    make_group(cli_server.url)
+    disk = create_upload_disk(compute_client(cli_server.url), "d1", 8 * MiB)
+    image = random_raw(cli_server.home / "d1.raw", 8 * MiB, seed=5).read_bytes()
+    halfway, go_on = threading.Event(), threading.Event()
+
+    def body():
+        yield image[:MiB]
+        halfway.set()
+        go_on.wait(60)
+        yield image[MiB:]
+
+    answers = []
+    sender = threading.Thread(target=lambda: answers.append(httpx.put(
+        f"{cli_server.url}{disk.id}/upload", params={"api-version": DISK_API, "format": "raw"},
+        headers={"Content-Length": str(len(image))}, content=body(), timeout=90)))
+    sender.start()
+    try:
+        assert halfway.wait(30)
+        node = cli_server.app.state.node
+        deadline = time.monotonic() + 30
+        while True:  # the lease is taken once the server reads the request's start
+            [listed] = [n for n in galley("status", "-o", "json").json() if n["name"] == node.id]
+            if listed["properties"]["uploads"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        [upload] = listed["properties"]["uploads"]
+        assert upload["kind"] == "upload" and upload["resourceId"] == disk.id  # as named, not lower-cased
+        until = datetime.fromisoformat(upload["until"]).timestamp()
+        assert time.time() - 1 < until < time.time() + 120  # a lease that is renewed as bytes arrive
+        table = galley("status", "-o", "table").stdout
+        assert "Work held" in table and "upload" in table and "/disks/d1" in table and upload["until"] in table
+    finally:
+        go_on.set()
+        sender.join(60)
+    assert answers and answers[0].status_code == 200, answers
+    [listed] = [n for n in galley("status", "-o", "json").json() if n["name"] == node.id]
+    assert listed["properties"]["uploads"] == []
+    assert "Work held" not in galley("status", "-o", "table").stdout
+
+
+# ---- the OpenAPI document ------------------------------------------------------------------------
+
+def test_health_metrics_and_nodes_are_in_the_openapi_document(sqlite_server):
+    document = plain_httpx.get(f"{sqlite_server.url}/openapi.json").json()
+    paths = document["paths"]
+    expected = {"/healthz": "Galley_Liveness", "/readyz": "Galley_Readiness", "/metrics": "Galley_Metrics",
+                "/providers/Galley.Operations/nodes": "Galley_ListNodes"}
+    for path, operation_id in expected.items():
+        operation = paths[path]["get"]
+        assert operation["operationId"] == operation_id and operation["summary"] and operation["description"]
+    assert paths["/healthz"]["get"]["security"] == [] and paths["/readyz"]["get"]["security"] == []
+    assert "security" not in paths["/metrics"]["get"]  # the document's default: a token
+    unready = paths["/readyz"]["get"]["responses"]["503"]
+    assert "Retry-After" in unready["headers"] and unready["content"]["application/json"]["schema"]["$ref"]
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
+    nodes = paths["/providers/Galley.Operations/nodes"]["get"]["responses"]["200"]["content"]
+    page = document["components"]["schemas"][nodes["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
+    node = document["components"]["schemas"]["NodeProperties"]
+    assert page["properties"]["value"]["items"]["$ref"].endswith("/Node")
+    assert {"work", "uploads", "roles", "state"} <= set(node["properties"])
+
+
+def _delta(after: dict, before: dict, name: str, **labels) -> float:
+    return (_value(after, name, **labels) or 0) - (_value(before, name, **labels) or 0)
+
+
+def test_build_token_and_refusal_metrics_move_with_real_work(tmp_path):
+    """Counters are the process's (other tests' work too): each is read before and after."""
+    from .test_image_templates import API, Chain, action, body_with, get_template, put_template, wait_template
+
+    with ThreadServer(tmp_path / "home") as server:
+        chain = Chain(server.url)
+        creds = credentials(server.home)
+        token_url = f"{server.url}/{creds['tenantId']}/oauth2/v2.0/token"
+        grant = {"grant_type": "client_credentials", "client_id": creds["clientId"],
+                 "client_secret": creds["clientSecret"], "scope": f"{server.url}/.default"}
+        before = _samples(httpx.get(f"{server.url}/metrics").text)
+
+        # A real run: its identity holds no role on the source, so it fails in its first phases.
+        assert put_template(server.url, "t1", body_with(chain)).status_code == 201
+        wait_template(server.url, "t1", timeout=30)
+        assert action(server.url, "t1", "run").status_code == 202
+        deadline = time.monotonic() + 60
+        while get_template(server.url, "t1").json()["properties"]["lastRunStatus"]["runState"] == "Running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert plain_httpx.post(token_url, data=grant).status_code == 200
+        refused = plain_httpx.post(token_url, data={**grant, "client_secret": "wrong"}).status_code
+        assert refused in (400, 401)
+        assert plain_httpx.get(f"{server.url}/subscriptions?api-version=2022-12-01",
+                               headers={"Authorization": "Bearer not-a-token"}).status_code == 401
+
+        after = _samples(httpx.get(f"{server.url}/metrics").text)
+        assert _delta(after, before, "galley_build_duration_seconds_count", result="Failed") == 1
+        phases = {dict(labels)["phase"] for (name, labels), value in after.items()
+                  if name == "galley_build_phase_duration_seconds_count" and dict(labels)["result"] == "Failed"
+                  and value > (before.get((name, labels)) or 0)}
+        log_text = httpx.get(f"{server.url}/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/"
+                             "Microsoft.VirtualMachineImages/imageTemplates/t1/logs",
+                             params={"api-version": API}).text
+        assert phases and all(f'"{phase}"' in log_text for phase in phases)  # those its log reports
+        assert _delta(after, before, "galley_tokens_issued_total") >= 1
+        assert _delta(after, before, "galley_token_requests_refused_total", status=str(refused)) == 1
+        failures = sum(value - (before.get((name, labels)) or 0) for (name, labels), value in after.items()
+                       if name == "galley_authentication_failures_total")
+        assert failures == 1

@@ -245,3 +245,55 @@ def test_the_budget_is_a_setting(monkeypatch):
     assert load_settings().quick_answer_ms == 200
     monkeypatch.setenv("GALLEY_QUICK_ANSWER_MS", "0")
     assert load_settings().quick_answer_ms == 0
+
+
+# ---- several nodes ---------------------------------------------------------------------------------
+
+def test_an_api_node_answers_at_once_work_that_a_worker_node_does(tmp_path, monkeypatch):
+    """Two servers on one database: the api-only node has no worker of its own, so it re-reads the
+    operation that the worker node claims and ends; once no worker node is alive it answers
+    asynchronously at once instead of waiting for nothing."""
+    from galley.observability import nodes
+
+    from . import admin_http
+
+    monkeypatch.setattr(nodes, "LIVE_ROLES_SECONDS", 0.0)  # see the worker node stop at once
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    worker_node = ThreadServer(tmp_path / "worker", database)
+    with worker_node:
+        with ThreadServer(tmp_path / "api", database, run_worker=False, public_url=worker_node.url) as api:
+            assert not api.app.state.worker.running
+            admin_http.register(api.url, worker_node.token)
+            make_group(api.url)
+            gallery = f"{compute_url(api.url, 'galleries/gal')}?api-version={GALLERY_API}"
+            with api.settings_changed(quick_answer_ms=10_000):  # the worker polls every 0.5 s
+                assert final(httpx.put(gallery, json={"location": "eastus"}), 201)["name"] == "gal"
+                final(httpx.delete(gallery), 200)
+                assert httpx.get(gallery).status_code == 404
+                worker_node.__exit__(None, None, None)  # its node is marked stopped
+
+                started = time.perf_counter()
+                response = httpx.put(gallery, json={"location": "eastus"})
+                assert time.perf_counter() - started < 5  # not the 10 s budget
+                assert response.status_code == 201, response.text
+                assert ASYNC_HEADERS <= set(response.headers), response.headers
+                assert response.json()["properties"]["provisioningState"] == "Creating"
+
+
+def test_wait_until_rechecks_on_its_own_for_work_of_another_process():
+    worker = Worker(store=None, content=None)  # no operation of its own ever ends
+    state = {"done": False, "checks": 0}
+
+    def done() -> bool:
+        state["checks"] += 1
+        return state["done"]
+
+    def finish_elsewhere() -> None:
+        time.sleep(0.2)
+        state["done"] = True
+
+    threading.Thread(target=finish_elsewhere).start()
+    started = time.perf_counter()
+    assert worker.wait_until(done, timeout=10.0, recheck=0.025)
+    assert time.perf_counter() - started < 5
+    assert state["checks"] >= 3  # looked again and again without any notice

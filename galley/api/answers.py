@@ -3,9 +3,11 @@ long-running operation and a Retry-After that reflects the work left.
 
 A PUT, PATCH or DELETE records the change and queues an operation that a worker finishes. Most
 of that work (a gallery, a definition, an empty disk, a version of an empty disk) takes a few
-milliseconds, so when this process runs the worker, the request waits up to
-`settings.quick_answer_ms` for it, in its thread-pool thread (never on the event loop): the worker
-notifies each operation it ends and the wait re-reads the operation's status then. If the
+milliseconds, so the request waits up to `settings.quick_answer_ms` for it, in its thread-pool
+thread (never on the event loop), re-reading the operation's status each time this process's
+worker ends an operation and every RECHECK_SECONDS besides: in a cluster, another node's worker
+may be the one that claims it. A node without a worker waits only while some worker node is
+alive (heartbeats in the nodes table); with none, nothing would end the work in time. If the
 operation succeeded in time, the answer is the final resource with no Azure-AsyncOperation,
 Location or Retry-After, and a status code the Azure SDK (and az) take as final without polling.
 If it failed, or is still running, the answer is the asynchronous one, exactly as without a budget.
@@ -21,22 +23,27 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..domain.resource import IN_PROGRESS, SUCCEEDED, Operation
+from ..observability.nodes import WORKER
 from ..store.outage import database_unavailable
 from ..store.sql_store import BUILD_ACTIONS, VM_ACTIONS, VM_TYPES
 from .wire import accepted_response
 
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1, 30
+# One indexed read of the operation this often while waiting: work ended by another node's worker
+# is seen within this, without a notice from it.
+RECHECK_SECONDS = 0.025
 
 
 def finished_in_time(request: Request, operation: Operation | None) -> bool:
     """Wait up to the quick-answer budget for `operation` to end; True if it succeeded in time.
-    False at once when there is no budget, or no worker in this process to notify the end (the
-    VM worker's for a VM's operations, the main worker's for the others)."""
+    False at once when there is no budget, or no worker to end it: none running in this process
+    (the VM worker's for a VM's operations, the main worker's for the others) and no live worker
+    node."""
     state = request.app.state
     budget = state.settings.quick_answer_ms
-    worker = state.vms if operation is not None and _on_vm_worker(operation) else state.worker
-    if operation is None or budget <= 0 or not worker.running or operation.action in BUILD_ACTIONS:
+    if operation is None or budget <= 0 or operation.action in BUILD_ACTIONS:
         return False
+    worker = state.vms if _on_vm_worker(operation) else state.worker
     service = state.service
     last = [operation]
 
@@ -45,7 +52,9 @@ def finished_in_time(request: Request, operation: Operation | None) -> bool:
         return last[0].status != IN_PROGRESS
 
     try:
-        return worker.wait_until(ended, budget / 1000) and last[0].status == SUCCEEDED
+        if not worker.running and not state.node.role_alive(WORKER):
+            return False
+        return worker.wait_until(ended, budget / 1000, recheck=RECHECK_SECONDS) and last[0].status == SUCCEEDED
     except Exception as error:
         if database_unavailable(error):
             return False  # the change is recorded: it is answered asynchronously, never with a 503

@@ -14,6 +14,7 @@ import uuid
 from typing import Callable
 
 from ..content.engine import ContentEngine
+from ..content.store_outage import store_unavailable
 from ..domain.resource import FAILED, SUCCEEDED, Operation, iso, utc_now
 from ..store.outage import database_unavailable, first_line
 from ..store.sql_store import BUILD_ACTIONS, SqlStore
@@ -67,22 +68,23 @@ class Worker:
             self._pending_wakes += 1
             self._wake.notify_all()
 
-    def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+    def wait_until(self, done: Callable[[], bool], timeout: float, recheck: float | None = None) -> bool:
         """Wait up to `timeout` seconds for `done()` (a read of the database) to hold; it is
-        checked now and again each time this worker ends an operation. True if it held in time.
-
-        An operation another process's worker ends sends no notice here: `done()` is checked a
-        last time when the time is up."""
+        checked now, again each time this worker ends an operation, and, with `recheck`, at least
+        every `recheck` seconds (for work another node's worker does: that sends no notice here).
+        True if it held in time; `done()` is checked a last time when the time is up."""
         deadline = time.monotonic() + timeout
         while True:
             with self._ended:
                 seen = self._ended_count
             if done():
                 return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
             with self._ended:
-                another_ended = self._ended.wait_for(lambda: self._ended_count != seen,
-                                                     deadline - time.monotonic())
-            if not another_ended:
+                self._ended.wait_for(lambda: self._ended_count != seen, min(left, recheck or left))
+            if time.monotonic() >= deadline:
                 return done()  # a last look, for work that another process finished
 
     def _operation_ended(self) -> None:
@@ -157,12 +159,13 @@ class Worker:
                 operation.end_time = iso(utc_now())
                 tx.save_operation(operation)
         except Exception as error:
-            if database_unavailable(error):
+            outage = "database" if database_unavailable(error) else "object store" if store_unavailable(error) else None
+            if outage:
                 # Not the operation's fault: it stays queued, and once its lease runs out a worker
                 # (this one or another node's) takes it up again from what its steps recorded.
-                log.warning("operation %s (%s %s) interrupted, the database is unavailable (%s): it is "
+                log.warning("operation %s (%s %s) interrupted, the %s is unavailable (%s): it is "
                             "taken up again when its lease runs out", operation.id, operation.action,
-                            operation.resource_id, first_line(error))
+                            operation.resource_id, outage, first_line(error))
                 return True
             log.warning("operation %s (%s %s) failed: %s", operation.id, operation.action,
                         operation.resource_id, error)

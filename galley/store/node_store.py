@@ -1,7 +1,9 @@
-"""The nodes table: which Galley processes share this database, and the operations each holds.
+"""The nodes table: which Galley processes share this database, and the work each holds.
 
-A node's workers claim operations under lease owners `{node id}.{worker name}`, so the work a
-node holds is read from the operations table itself (claimed, lease not yet run out).
+A node's workers claim operations under lease owners `{node id}.{worker name}`, so the operations
+a node holds are read from the operations table itself (claimed, lease not yet run out); the
+uploads it receives (disk and platform image content) are upload leases owned by its process
+(host:pid, recorded with the node).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, case, delete, func, insert, literal_column, select, update
 
 from ..domain.resource import IN_PROGRESS
-from .tables import nodes, operations
+from .tables import nodes, operations, resources, upload_leases
 
 _N = nodes.c
 _O = operations.c
+_U = upload_leases.c
+_R = resources.c
 # Rows of nodes stopped or silent for this long are dropped when a node starts.
 FORGET_AFTER_SECONDS = 24 * 3600
 
@@ -31,6 +35,7 @@ class NodeRecord:
     started_at: float
     heartbeat_at: float
     stopped_at: float | None
+    process: str | None = None  # host:pid: the owner of its upload leases
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,13 @@ class HeldOperation:
     resource_type: str
     resource_id: str
     since: str  # the operation's start time (ISO)
+
+
+@dataclass(frozen=True)
+class HeldUpload:
+    process: str  # host:pid of the node receiving it
+    resource_id: str  # the disk's or snapshot's id; a platform image's content key
+    until: float  # when the lease runs out unless renewed
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,7 @@ class NodeStore:
             c.execute(insert(nodes).values(
                 id=record.id, name=record.name, roles=",".join(record.roles), url=record.url,
                 version=record.version, started_at=record.started_at, heartbeat_at=record.heartbeat_at,
-                stopped_at=None))
+                stopped_at=None, process=record.process))
 
     def beat(self, node_id: str, now: float) -> None:
         with self._connection(True) as c:
@@ -88,7 +100,14 @@ class NodeStore:
         with self._connection(None) as c:
             rows = c.execute(select(nodes).order_by(_N.name, _N.started_at)).all()
         return [NodeRecord(r.id, r.name, tuple(x for x in r.roles.split(",") if x), r.url, r.version,
-                           r.started_at, r.heartbeat_at, r.stopped_at) for r in rows]
+                           r.started_at, r.heartbeat_at, r.stopped_at, r.process) for r in rows]
+
+    def live_roles(self, since: float) -> frozenset[str]:
+        """The roles of the nodes running and heard from since `since` (one small read)."""
+        with self._connection(None) as c:
+            rows = c.execute(select(_N.roles).distinct()
+                             .where(_N.stopped_at.is_(None), _N.heartbeat_at >= since)).scalars().all()
+        return frozenset(role for roles in rows for role in roles.split(",") if role)
 
     def held_operations(self, now: float) -> list[HeldOperation]:
         """Operations under a live lease, with the node whose worker holds each."""
@@ -98,6 +117,14 @@ class NodeStore:
                              .order_by(_O.start_time)).all()
         return [HeldOperation(r.lease_owner.split(".", 1)[0], r.id, r.action, r.resource_type, r.resource_id,
                               r.start_time) for r in rows]
+
+    def held_uploads(self, now: float) -> list[HeldUpload]:
+        """Upload leases not yet run out, with the resource's id as it was named where known."""
+        with self._connection(None) as c:
+            rows = c.execute(select(_U.owner, _U.until, func.coalesce(_R.id, _U.resource_key))
+                             .select_from(upload_leases.outerjoin(resources, _R.key == _U.resource_key))
+                             .where(_U.until >= now).order_by(_U.until)).all()
+        return [HeldUpload(r[0], r[2], r[1]) for r in rows]
 
     def queue(self, now: float) -> list[QueueRow]:
         """Unfinished operations by kind, waiting or claimed: one grouped query (scraped often)."""

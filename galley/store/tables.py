@@ -390,4 +390,5 @@ nodes = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
     Column("stopped_at", Float),
+    Column("process", String(256)),  # host:pid, the owner of the upload leases it takes
 )

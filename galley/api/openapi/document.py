@@ -109,6 +109,8 @@ def _responses(facts: Facts, method: str, schemas: Schemas) -> dict:
             answer["content"] = _content(shape, schemas)
         if status in (201, 202) and method != "HEAD":
             answer["headers"] = ASYNC_HEADERS
+        elif status == 503:
+            answer["headers"] = UNAVAILABLE_HEADERS
         answers[str(status)] = answer
     error = models.OAuthErrorResponse if facts.oauth_errors else models.ErrorResponse
     default: dict[str, Any] = {"description": "An error: " + ("OAuth 2.0's shape" if facts.oauth_errors
@@ -124,6 +126,11 @@ ASYNC_HEADERS = {
                              "schema": {"type": "string"}},
     "Location": {"description": "The operation's result URL, while work goes on", "schema": {"type": "string"}},
     "Retry-After": {"description": "Seconds to wait before polling", "schema": {"type": "string"}},
+}
+
+
+UNAVAILABLE_HEADERS = {
+    "Retry-After": {"description": "Seconds to wait before asking again", "schema": {"type": "string"}},
 }
 
 

@@ -1101,3 +1101,53 @@ class NetworkInterfaceProperties(Open):
 class NetworkInterface(Resource):
     location: str
     properties: NetworkInterfaceProperties | None = None
+
+
+# ---- the node's health and the installation's nodes (Galley.Operations) -------------------------
+
+class Liveness(Open):
+    status: str = Field(description="ok: the process answers")
+
+
+class ReadinessCheck(Open):
+    status: str = Field(description="ok or failed")
+    ms: float | None = Field(None, description="How long the check took (when ok)")
+    reason: str | None = Field(None, description="Why it failed: a timeout or an error's type, never its text")
+
+
+class Readiness(Open):
+    status: str = Field(description="ready, or unavailable (a check failed, or the node is draining)")
+    checks: dict[str, ReadinessCheck] = Field(description="By name: database, store:{region}, draining")
+
+
+class NodeOperation(Open):
+    operationId: str
+    kind: str = Field(description="{resource type}/{action}")
+    resourceId: str
+    since: str | None = Field(None, description="When the operation started (ISO 8601)")
+
+
+class NodeUpload(Open):
+    kind: str = Field(description="upload")
+    resourceId: str = Field(description="The disk or snapshot receiving content (a platform image's content key)")
+    until: str = Field(description="When the upload's lease runs out unless renewed (ISO 8601)")
+
+
+class NodeProperties(Open):
+    nodeName: str
+    roles: list[str] = Field(description="api, worker, builder")
+    url: str | None = None
+    version: str | None = None
+    state: str = Field(description="Running, Lost (no heartbeat lately) or Stopped")
+    startedAt: str | None = None
+    lastHeartbeat: str | None = None
+    heartbeatAgeSeconds: float | None = None
+    work: list[NodeOperation] = Field(default_factory=list, description="Operations its workers hold")
+    uploads: list[NodeUpload] = Field(default_factory=list, description="Uploads it is receiving")
+
+
+class Node(Open):
+    id: str | None = read_only()
+    name: str | None = read_only("The node's id (one per process)")
+    type: str | None = read_only()
+    properties: NodeProperties

@@ -141,6 +141,11 @@ FACTS: dict[str, Facts] = {
     "Galley_Usage": Facts({200: OBJECT}),
     "Galley_VerifyStores": Facts({200: OBJECT}),
     "Galley_CollectGarbage": Facts({200: OBJECT}),
+    # the node's health, its metrics, the installation's nodes
+    "Galley_Liveness": Facts({200: m.Liveness}),
+    "Galley_Readiness": Facts({200: m.Readiness, 503: m.Readiness}),
+    "Galley_Metrics": Facts({200: TEXT}),
+    "Galley_ListNodes": Facts({200: m.page_of(m.Node)}),
     # blobs
     "Blobs_Upload": Facts({201: m.Blob}, body=BINARY),
     "Blobs_Download": Facts({200: BINARY, 206: BINARY, 416: None}),
