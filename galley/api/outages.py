@@ -54,6 +54,5 @@ def note(request: Request, error: BaseException, outage: Outage) -> None:
 
 def answer(request: Request, error: BaseException, outage: Outage) -> Response:
     note(request, error, outage)
-    response = error_response(ArmError(outage.message, code="ServiceUnavailable", status=503))
-    response.headers["Retry-After"] = str(outage.retry_after)
-    return response
+    return error_response(ArmError(outage.message, code="ServiceUnavailable", status=503,
+                                   retry_after=outage.retry_after))

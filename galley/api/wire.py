@@ -28,7 +28,10 @@ def json_response(body: object, status: int = 200, headers: dict | None = None) 
 
 
 def error_response(error: ArmError) -> Response:
-    return json_response(error.to_body(), error.status)
+    response = json_response(error.to_body(), error.status)
+    if getattr(error, "retry_after", None):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 async def json_body(request: Request) -> dict:

@@ -62,9 +62,13 @@ __all__ = ["BlobService", "install"]
 
 def install(app, settings, service, content) -> None:
     """Register the disk access resolver and the Blob service middleware on `app`."""
+    from ..api.forwarding import Forwarder
     from .disk_access import DiskAccess
+    from .session_holders import SessionHolders
 
-    app.state.disk_access = DiskAccess(settings.home, service, content)
+    node = app.state.node  # sessions are recorded under it, for the other nodes to forward to
+    app.state.disk_access = DiskAccess(settings.home, service, content, SessionHolders(app.state.nodes, node.id))
+    app.state.forwarder = Forwarder(node.name, settings.ca_bundle)
     resolvers = getattr(app.state, "blob_accounts", None)
     if resolvers is None:
         resolvers = app.state.blob_accounts = []

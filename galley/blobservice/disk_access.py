@@ -6,8 +6,9 @@ nor returned except inside the SAS's signature) and, for a Write session, the pa
 overlay and ledger (page_store.py). The SAS names the account `md-{id}`, so a revoked or expired
 session's URL finds no account and is refused (403 AuthenticationFailed).
 
-Sessions are local to the server process's machine (its $GALLEY_HOME); several API servers behind
-one load balancer need sticky routing for blob URLs.
+A session's files are in the home of the node that granted it. On several nodes, that node is
+recorded as the session's holder (session_holders.py), and the others forward the session's blob
+requests, grants and revokes to it (api/forwarding.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from . import sas
 from .accounts import PERMISSION, BlobRequest, PageBlob
 from .errors import BlobError, authentication_failed, invalid_header, permission_mismatch
 from .page_store import PageStore
+from .session_holders import HeldElsewhere, SessionHolders
 
 log = logging.getLogger("galley.blobservice.disk_access")
 BLOB_NAME = "abcd"
@@ -177,10 +179,11 @@ class DiskAccount:
 class DiskAccess:
     """Grants, revokes and expires sessions; the resolver of `md-…` blob accounts."""
 
-    def __init__(self, home: Path, service, content) -> None:
+    def __init__(self, home: Path, service, content, holders: SessionHolders | None = None) -> None:
         self.folder = home / "disk-access"
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.service, self.content = service, content
+        self.holders = holders or SessionHolders(None, None)
         self._sessions: dict[str, Session] = {}
         self._lock = threading.RLock()
         self._timers: dict[str, threading.Timer] = {}
@@ -196,6 +199,9 @@ class DiskAccess:
             return None
         session = self._sessions.get(name[3:])
         if session is None:
+            elsewhere = self.holders.elsewhere(session_id=name[3:])
+            if elsewhere is not None:
+                raise elsewhere
             return None
         if session.expired:
             self._end(session, completed=False)
@@ -207,6 +213,7 @@ class DiskAccess:
         level, duration = rules.grant_request(body)
         with self._lock:
             resource = self.service.get(resource_id, resource_type)
+            self._check_not_elsewhere(resource)
             kind = "snapshot" if resource_type.lower().endswith("snapshots") else "disk"
             rules.check_grant(resource, level, kind)
             current = self._session_of(resource)
@@ -228,6 +235,7 @@ class DiskAccess:
     def revoke(self, resource_id: str, resource_type: str) -> None:
         with self._lock:
             resource = self.service.get(resource_id, resource_type)
+            self._check_not_elsewhere(resource)
             session = self._session_of(resource)
             if session is not None:
                 self._end(session, completed=True)
@@ -249,6 +257,13 @@ class DiskAccess:
         return _ContentBlob(reader, session.started, f'"0x{session.id.upper()}"')
 
     # ---- internals ---------------------------------------------------------------------------------------
+    def _check_not_elsewhere(self, resource: Resource) -> None:
+        """Raises HeldElsewhere when another node holds the disk's session (not this one)."""
+        if (resource.properties or {}).get("diskState") in rules.ACTIVE_STATES and self._by_resource(resource.key) is None:
+            elsewhere = self.holders.elsewhere(resource_key=resource.key)
+            if elsewhere is not None:
+                raise elsewhere
+
     def _session_of(self, resource: Resource) -> Session | None:
         sid = (resource.properties or {}).get("diskState") in rules.ACTIVE_STATES and self._by_resource(resource.key)
         return sid or None
@@ -273,10 +288,12 @@ class DiskAccess:
         session = Session(self.folder / sid, record)
         session.folder.mkdir(mode=0o700)
         self._save(session)
+        self.holders.hold(sid, resource.key)
         return self._open(session)
 
     def _load(self, folder: Path) -> None:
         record = json.loads((folder / "session.json").read_text())
+        self.holders.hold(record["id"], record["resource_key"])  # under this process's node id
         self._open(Session(folder, record))
 
     def _open(self, session: Session) -> Session:
@@ -341,6 +358,7 @@ class DiskAccess:
             if pages is not None:
                 pages.close()
             self._finish_state(record, completed, virtual_size)
+            self.holders.drop(session.id)
             shutil.rmtree(session.folder, ignore_errors=True)
 
     @staticmethod

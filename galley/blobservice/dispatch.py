@@ -19,7 +19,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..api import outages
 from ..domain.storage_account import RESERVED_NAMES
 from .accounts import BlobAccount, BlobRequest
+from ..api.forwarding import NodeUnreachable
 from .errors import BlobError, authentication_failed
+from .session_holders import HeldElsewhere
 from .operations import HANDLERS, identify, not_here
 
 log = logging.getLogger("galley.blobservice")
@@ -28,6 +30,7 @@ STORAGE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 # Top-level words Galley (or its identity endpoints) may use besides those of its routes: the
 # names storage accounts may not take (domain/storage_account.py refuses them at creation).
 RESERVED = RESERVED_NAMES | {"openapi.json", "favicon.ico"}
+HOLDER_RETRY_SECONDS = 10
 
 
 def reserved_words(app) -> frozenset[str]:
@@ -58,16 +61,22 @@ class BlobService:
         if name in self._reserved:
             await self.app(scope, receive, send)
             return
-        account = _resolve(scope["app"], name)
+        http = Request(scope, receive)
+        try:
+            account = _resolve(scope["app"], name)
+        except HeldElsewhere as elsewhere:  # a disk session another node holds: its answer is the answer
+            account = elsewhere
         if account is None and not DISK_ACCOUNT.match(name):
             await self.app(scope, receive, send)
             return
-        http = Request(scope, receive)
         version = http.headers.get("x-ms-version")
         # The request metrics' label: every blob account path is one route, the Blob service.
         scope.setdefault("state", {})["route_template"] = "blob"
         try:
-            response = await self._serve(http, account, name, parts)
+            if isinstance(account, HeldElsewhere):
+                response = await _forward(http, account)
+            else:
+                response = await self._serve(http, account, name, parts)
         except BlobError as error:
             response = error.response(version)
         except Exception as error:  # noqa: BLE001 - a 503 (an outage) or 500 in Storage's shape, logged
@@ -98,6 +107,25 @@ class BlobService:
                               query=query)
         account.authorize(request)
         return await HANDLERS.get(operation, not_here)(account, request)
+
+
+async def _forward(http: Request, elsewhere: HeldElsewhere):
+    forwarder = http.app.state.forwarder
+    if forwarder.was_forwarded(http):  # the holder itself no longer has it: revoked or expired
+        raise authentication_failed("This disk access SAS is no longer valid (revoked or expired).")
+    if not elsewhere.reachable:
+        raise _holder_down(elsewhere)
+    try:
+        return await forwarder.forward(http, elsewhere.holder.url)
+    except NodeUnreachable:
+        raise _holder_down(elsewhere) from None
+
+
+def _holder_down(elsewhere: HeldElsewhere) -> BlobError:
+    error = BlobError(503, "ServerBusy", f"The node that holds this disk access session "
+                      f"('{elsewhere.holder.name}') is not answering; retry once it is back.")
+    error.retry_after = HOLDER_RETRY_SECONDS
+    return error
 
 
 def _resolve(app, name: str) -> BlobAccount | None:

@@ -15,6 +15,8 @@ SERVICE_VERSION = "2025-11-05"
 
 
 class BlobError(Exception):
+    retry_after: int | None = None  # seconds, sent as Retry-After (a 503 the client should retry)
+
     def __init__(self, status: int, code: str, message: str, **details: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
@@ -25,8 +27,10 @@ class BlobError(Exception):
         body = (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{self.code}</Code>'
                 f"<Message>{escape(self.message)}\nRequestId:{request_id}\n"
                 f"Time:{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}</Message>{extra}</Error>")
-        return Response(body, status_code=self.status, media_type="application/xml",
-                        headers=standard_headers(version, request_id) | {"x-ms-error-code": self.code})
+        headers = standard_headers(version, request_id) | {"x-ms-error-code": self.code}
+        if self.retry_after:
+            headers["Retry-After"] = str(self.retry_after)
+        return Response(body, status_code=self.status, media_type="application/xml", headers=headers)
 
 
 def standard_headers(version: str | None = None, request_id: str | None = None) -> dict[str, str]:

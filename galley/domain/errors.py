@@ -8,10 +8,11 @@ class ArmError(Exception):
     code = "BadRequest"
 
     def __init__(self, message: str, *, target: str | None = None, code: str | None = None,
-                 status: int | None = None) -> None:
+                 status: int | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.target = target
+        self.retry_after = retry_after  # seconds a client should wait before trying again (a 503)
         if code:
             self.code = code
         if status:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, case, delete, func, insert, literal_column, select, update
 
 from ..domain.resource import IN_PROGRESS
-from .tables import nodes, operations, resources, upload_leases
+from .tables import disk_access_sessions, nodes, operations, resources, upload_leases
 
 _N = nodes.c
 _O = operations.c
 _U = upload_leases.c
 _R = resources.c
+_S = disk_access_sessions.c
 # Rows of nodes stopped or silent for this long are dropped when a node starts.
 FORGET_AFTER_SECONDS = 24 * 3600
 
@@ -64,6 +65,11 @@ class QueueRow:
     oldest: str  # ISO start time of the oldest
 
 
+def _node(r) -> NodeRecord:
+    return NodeRecord(r.id, r.name, tuple(x for x in r.roles.split(",") if x), r.url, r.version,
+                      r.started_at, r.heartbeat_at, r.stopped_at, r.process)
+
+
 def lease_owner(node_id: str, worker_name: str) -> str:
     return f"{node_id}.{worker_name}"
 
@@ -99,8 +105,28 @@ class NodeStore:
     def all(self) -> list[NodeRecord]:
         with self._connection(None) as c:
             rows = c.execute(select(nodes).order_by(_N.name, _N.started_at)).all()
-        return [NodeRecord(r.id, r.name, tuple(x for x in r.roles.split(",") if x), r.url, r.version,
-                           r.started_at, r.heartbeat_at, r.stopped_at, r.process) for r in rows]
+        return [_node(r) for r in rows]
+
+    # ---- disk access sessions (their pages live on one node) -------------------------------------
+    def hold_session(self, session_id: str, resource_key: str, node_id: str) -> None:
+        """Record that `node_id` holds the session (a restarted node takes its sessions back)."""
+        with self._connection(True) as c:
+            c.execute(delete(disk_access_sessions).where(
+                (_S.id == session_id) | (_S.resource_key == resource_key)))
+            c.execute(insert(disk_access_sessions).values(id=session_id, resource_key=resource_key,
+                                                          node_id=node_id))
+
+    def drop_session(self, session_id: str) -> None:
+        with self._connection(True) as c:
+            c.execute(delete(disk_access_sessions).where(_S.id == session_id))
+
+    def session_holder(self, *, session_id: str | None = None,
+                       resource_key: str | None = None) -> NodeRecord | None:
+        """The node recorded as holding a session, found by its id or by its disk's key."""
+        where = _S.id == session_id if session_id is not None else _S.resource_key == resource_key
+        with self._connection(None) as c:
+            row = c.execute(select(nodes).join(disk_access_sessions, _S.node_id == _N.id).where(where)).first()
+        return _node(row) if row else None
 
     def live_roles(self, since: float) -> frozenset[str]:
         """The roles of the nodes running and heard from since `since` (one small read)."""

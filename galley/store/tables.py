@@ -392,3 +392,12 @@ nodes = Table(
     Column("stopped_at", Float),
     Column("process", String(256)),  # host:pid, the owner of the upload leases it takes
 )
+
+# Which node holds each disk access session (beginGetAccess): its pages are in that node's home,
+# so the other nodes forward the session's requests there.
+disk_access_sessions = Table(
+    "disk_access_sessions", metadata,
+    Column("id", String(32), primary_key=True),  # the session id, as in its account md-{id}
+    Column("resource_key", String(1024), nullable=False, unique=True),
+    Column("node_id", String(32), nullable=False),
+)

@@ -3,15 +3,22 @@ Disks_RevokeAccess, Snapshots_GrantAccess, Snapshots_RevokeAccess).
 
 Both are long-running operations in Azure; Galley's work ends at once, so the first answer is the
 final one: 200 with the AccessUri for a grant, 200 with no body for a revoke (both SDK pollers and
-az take a 200 without async headers as done)."""
+az take a 200 without async headers as done). On several nodes, a grant or revoke of a disk whose
+session another node holds is that node's to answer: it is forwarded there."""
 
 from __future__ import annotations
+
+import json
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from ...blobservice.dispatch import HOLDER_RETRY_SECONDS
+from ...blobservice.session_holders import HeldElsewhere
 from ...domain import ids
+from ...domain.errors import ArmError
+from ..forwarding import NodeUnreachable
 from ..wire import json_body, json_response
 from ._signature import with_parameters
 from .resources import SPECS, ResourceSpec
@@ -20,12 +27,19 @@ router = APIRouter(tags=["DiskAccess"])
 
 
 def _register(spec: ResourceSpec) -> None:
-    def grant(request: Request, api_version: str, body: dict, **params) -> Response:
-        answer = request.app.state.disk_access.grant(spec.ref(params).id, spec.type, body, str(request.base_url))
+    async def grant(request: Request, api_version: str, body: dict, **params) -> Response:
+        access = request.app.state.disk_access
+        try:
+            answer = await run_in_threadpool(access.grant, spec.ref(params).id, spec.type, body, str(request.base_url))
+        except HeldElsewhere as elsewhere:
+            return await _forward(request, elsewhere, json.dumps(body).encode())
         return json_response(answer)
 
     async def revoke(request: Request, api_version: str, **params) -> Response:
-        await run_in_threadpool(request.app.state.disk_access.revoke, spec.ref(params).id, spec.type)
+        try:
+            await run_in_threadpool(request.app.state.disk_access.revoke, spec.ref(params).id, spec.type)
+        except HeldElsewhere as elsewhere:
+            return await _forward(request, elsewhere)
         return Response(status_code=200)
 
     api = (str, Depends(spec.api))
@@ -37,6 +51,18 @@ def _register(spec: ResourceSpec) -> None:
     router.add_api_route(f"{spec.item_path}/endgetaccess",
                          with_parameters(revoke, spec.path_params, {"request": req, "api_version": api}),
                          methods=["POST"], operation_id=f"{spec.operation_prefix}_RevokeAccess")
+
+
+async def _forward(request: Request, elsewhere: HeldElsewhere, body: bytes | None = None) -> Response:
+    forwarder = request.app.state.forwarder
+    if elsewhere.reachable and not forwarder.was_forwarded(request):
+        try:
+            return await forwarder.forward(request, elsewhere.holder.url, body)
+        except NodeUnreachable:
+            pass
+    raise ArmError(f"The disk's access session is held by node '{elsewhere.holder.name}', which is not "
+                   "answering; nothing was changed. Retry once it is back.", code="ServiceUnavailable",
+                   status=503, retry_after=HOLDER_RETRY_SECONDS)
 
 
 for _spec in SPECS:
