@@ -4,9 +4,14 @@ of the same file on the same disk, a sparse image, and the server's peak memory 
 
 Run from the repository root, as root (to drop the page cache):
 
-    python benchmarks/transfer.py                   # 2 GiB image, 30 GiB sparse image (about 5 min)
+    python benchmarks/transfer.py                   # 2 GiB image, 30 GiB sparse image, 3 rounds (about 8 min)
     python benchmarks/transfer.py --size-gib 0.5 --sparse-virtual-gib 8 --sparse-data-gib 0.25
     python benchmarks/transfer.py --profile         # also py-spy the server: where its time goes
+
+Every Galley step is measured next to a `cp` + `sync` of the same file run just before it, in
+each of `--rounds` interleaved rounds (cp, ingest, cp, upload, cp, download, ...), with the page
+cache dropped before each; the table gives min and median of both and the share of the machine's
+CPUs that were busy (anyone's, kernel threads too) during each.
 
 It reuses data_plane.py's machinery (Bench: the cp + sync baseline, each in-process ingest in its
 own Python process, cache dropping, py-spy summaries) and galley_server.Server (`galley serve` as
@@ -20,6 +25,7 @@ import argparse
 import os
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +35,7 @@ from pathlib import Path
 
 from data_plane import (GiB, MiB, Bench, _cpu_seconds, _proc_status, _stop_py_spy, folder_bytes,
                         store_folder, summarize_profile, write_random, PROFILE_RATE)
-from galley_server import SUBSCRIPTION, Server
+from galley_server import SUBSCRIPTION, Server, free_port
 
 from galley.domain.ids import key_of
 
@@ -44,6 +50,42 @@ SPARSE_PIECES = 4
 
 def log(message: str) -> None:
     print(f"[transfer {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (every process and kernel thread): /proc/stat's
+    first line, all but idle and iowait."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class MachineBusy:
+    """The share of all CPUs busy over a `with` block (1.0: every core busy the whole time)."""
+
+    def __enter__(self):
+        self.busy, self.started = machine_busy_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.started
+        self.share = (machine_busy_seconds() - self.busy) / (wall * (os.cpu_count() or 1)) if wall > 0 else 0.0
+
+
+def cp_step(bench: Bench, source: Path, label: str) -> dict:
+    """`cp` + `sync` of `source` into the same folder, cache dropped first (Bench.cp's measure),
+    with the machine's busy share over the copy."""
+    target = bench.tmp / f"cp-{label}.bin"
+    bench.drop_caches()
+    with MachineBusy() as busy:
+        started = time.perf_counter()
+        bench.run_timed(["cp", str(source), str(target)])
+        cpu = Bench.last_cpu
+        os.sync()
+        seconds = time.perf_counter() - started
+    target.unlink()
+    os.sync()
+    return {"seconds": seconds, "cpu_seconds": cpu, "machine_busy": busy.share}
 
 
 # ---- the server's side ------------------------------------------------------------------------------
@@ -106,7 +148,7 @@ def server_step(bench: Bench, server: Server, label: str, argv: list[str], size:
     the server's CPU seconds and its VmHWM after the step."""
     bench.drop_caches()
     cpu = _cpu_seconds(server.process.pid)
-    with Profiled(bench, server, label):
+    with Profiled(bench, server, label), MachineBusy() as busy:
         started = time.perf_counter()
         _wall, _rss, output = bench.run_timed(argv)
         client_cpu = Bench.last_cpu
@@ -116,38 +158,45 @@ def server_step(bench: Bench, server: Server, label: str, argv: list[str], size:
     status = _proc_status(server.process.pid)
     return {"seconds": seconds, "mib_s": size / MiB / seconds, "http_status": output.strip()[-3:],
             "server_cpu_seconds": _cpu_seconds(server.process.pid) - cpu, "client_cpu_seconds": client_cpu,
+            "machine_busy": busy.share,
             "server_vmhwm_mib": status.get("VmHWM"), "server_rss_mib": status.get("VmRSS")}
 
 
 # ---- the steps ----------------------------------------------------------------------------------------
 
+DENSE_STEPS = ("ingest", "upload", "download")
+
+
 def dense(bench: Bench, server: Server, source: Path, rounds: int) -> dict:
-    """Rounds of: cp + sync; in-process ingest; HTTPS upload; HTTPS download to a file + sync."""
+    """Rounds of, each Galley step right after its own cp + sync (cp, ingest, cp, upload, cp,
+    download): in-process ingest; HTTPS upload; HTTPS download to a file + sync."""
     size = source.stat().st_size
     disk = create_disk(server, "bench-dense", size)
-    out = {"cp": [], "ingest": [], "upload": [], "download": [], "scheme": server.scheme.upper()}
+    out = {"cp": {step: [] for step in DENSE_STEPS}, "scheme": server.scheme.upper(),
+           **{step: [] for step in DENSE_STEPS}}
+    target = bench.tmp / "downloaded.raw"
     for r in range(rounds):
-        log(f"dense round {r + 1}/{rounds}: cp + sync")
-        out["cp"].append(bench.cp(source, "dense"))
-        log(f"   {out['cp'][-1]['seconds']:.2f} s; ingest (own process, fresh store and database)")
-        home = bench.tmp / f"ingest-home-{r}"
-        home.mkdir()
-        step = bench.galley(f"ingest-{r + 1}", {"op": "ingest", "path": str(source), "format": "raw",
-                                                "store": STORE, "key": "bench/dense", "home": str(home)})
-        step["mib_s"] = size / MiB / step["seconds"]
-        shutil.rmtree(home, ignore_errors=True)
-        out["ingest"].append(step)
-        log(f"   {step['seconds']:.2f} s; HTTPS upload")
-        out["upload"].append(server_step(bench, server, f"upload-{r + 1}", curl_upload(server, disk, source), size))
-        log(f"   {out['upload'][-1]['seconds']:.2f} s; HTTPS download to a file, then sync")
-        target = bench.tmp / "downloaded.raw"
-        out["download"].append(server_step(bench, server, f"download-{r + 1}",
-                                           curl_download(server, disk, str(target)), size, after=os.sync))
-        log(f"   {out['download'][-1]['seconds']:.2f} s")
-        if target.stat().st_size != size:
-            raise RuntimeError(f"the download is {target.stat().st_size} bytes, not {size}")
-        target.unlink()
-        os.sync()
+        for name in DENSE_STEPS:
+            out["cp"][name].append(cp_step(bench, source, "dense"))
+            log(f"round {r + 1}/{rounds}: cp + sync {out['cp'][name][-1]['seconds']:.2f} s; {name}")
+            if name == "ingest":  # in its own process, a fresh store and database
+                home = bench.tmp / f"ingest-home-{r}"
+                home.mkdir()
+                step = bench.galley(f"ingest-{r + 1}", {"op": "ingest", "path": str(source), "format": "raw",
+                                                        "store": STORE, "key": "bench/dense", "home": str(home)})
+                step["mib_s"] = size / MiB / step["seconds"]
+                shutil.rmtree(home, ignore_errors=True)
+            elif name == "upload":
+                step = server_step(bench, server, f"upload-{r + 1}", curl_upload(server, disk, source), size)
+            else:  # to a file on the same disk, then sync
+                step = server_step(bench, server, f"download-{r + 1}", curl_download(server, disk, str(target)),
+                                   size, after=os.sync)
+                if target.stat().st_size != size:
+                    raise RuntimeError(f"the download is {target.stat().st_size} bytes, not {size}")
+                target.unlink()
+                os.sync()
+            out[name].append(step)
+            log(f"   {name} {step['seconds']:.2f} s")
     return out
 
 
@@ -233,11 +282,13 @@ def _own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def page_upload(bench: Bench, tmp: Path, source: Path, writers: int, rounds: int) -> dict:
+def page_upload(bench: Bench, tmp: Path, source: Path, writers: int, rounds: int, bare: bool = True) -> dict:
     """A fresh server; rounds of: `cp` + sync of the source as a fixed VHD (the baseline), then that
     VHD through a new disk's Write SAS with azure-storage-blob's `upload_blob(blob_type="PageBlob",
-    max_concurrency=writers)` (Put Page, 4 MiB each) and endGetAccess; the server's CPU per round
-    and its VmHWM before the first round and after the last."""
+    max_concurrency=writers)` (Put Page, 4 MiB each) and endGetAccess, then (`bare`) the same
+    upload_blob against transfer_drain.py, a bare endpoint that only drains the bodies (the client's
+    and TLS's own cost: what no server can go below). CPU of the server, the client (this process)
+    and the machine's busy share for each."""
     from azure.storage.blob import BlobClient
 
     from galley.content.vhd import DISK_FIXED, VhdFooter
@@ -248,12 +299,15 @@ def page_upload(bench: Bench, tmp: Path, source: Path, writers: int, rounds: int
     with open(vhd, "ab") as handle:
         handle.write(VhdFooter.new(DISK_FIXED, size).pack())
     server = Server(tmp / "pages-home").start()
+    drain = None
     try:
-        out = {"writers": writers, "bytes": size, "cp": [], "rounds": []}
+        out = {"writers": writers, "bytes": size, "cp": [], "rounds": [], "bare": []}
         out["vmhwm_before_mib"] = _proc_status(server.process.pid).get("VmHWM")
+        if bare:
+            drain = start_drain(server)
         for r in range(rounds):
-            log(f"page writes round {r + 1}/{rounds}: cp + sync of the VHD")
-            out["cp"].append(bench.cp(vhd, "pages"))
+            out["cp"].append(cp_step(bench, vhd, "pages"))
+            log(f"page writes round {r + 1}/{rounds}: cp + sync of the VHD {out['cp'][-1]['seconds']:.2f} s")
             disk = create_disk(server, f"bench-pages-{r}", size)
             with server.client(timeout=60) as client:
                 response = client.post(f"{disk}/beginGetAccess?api-version={DISK_API}",
@@ -261,10 +315,10 @@ def page_upload(bench: Bench, tmp: Path, source: Path, writers: int, rounds: int
                 if response.status_code != 200:
                     raise RuntimeError(f"beginGetAccess -> {response.status_code}: {response.text}")
                 sas = response.json()["accessSAS"]
-            log(f"   {out['cp'][-1]['seconds']:.2f} s; upload_blob(PageBlob, max_concurrency={writers}), endGetAccess")
+            log(f"   upload_blob(PageBlob, max_concurrency={writers}), endGetAccess")
             bench.drop_caches()
             cpu = _cpu_seconds(server.process.pid)
-            with Profiled(bench, server, f"page-upload-{r + 1}"):
+            with Profiled(bench, server, f"page-upload-{r + 1}"), MachineBusy() as busy:
                 client_cpu = _own_cpu_seconds()
                 started = time.perf_counter()
                 blob = BlobClient.from_blob_url(sas, connection_verify=str(server.ca_file))
@@ -276,13 +330,62 @@ def page_upload(bench: Bench, tmp: Path, source: Path, writers: int, rounds: int
                     client.post(f"{disk}/endGetAccess?api-version={DISK_API}").raise_for_status()
                 seconds = time.perf_counter() - started
             out["rounds"].append({"seconds": seconds, "pages_seconds": sent, "client_cpu_seconds": client_cpu,
-                                  "server_cpu_seconds": _cpu_seconds(server.process.pid) - cpu})
+                                  "server_cpu_seconds": _cpu_seconds(server.process.pid) - cpu,
+                                  "machine_busy": busy.share})
             log(f"   {sent:.2f} s of page writes, {seconds:.2f} s with endGetAccess")
+            if drain is not None:
+                out["bare"].append(bare_pages(bench, drain, server, vhd, size, writers))
+                log(f"   bare endpoint: {out['bare'][-1]['seconds']:.2f} s")
         out["vmhwm_mib"] = _proc_status(server.process.pid).get("VmHWM")
         vhd.unlink()
         return out
     finally:
+        if drain is not None:
+            drain[0].terminate()
+            drain[0].wait(timeout=30)
         server.stop()
+
+
+def start_drain(server: Server) -> tuple[subprocess.Popen, int]:
+    """transfer_drain.py on a free port with the server's own certificate (trusted through its CA)."""
+    port = free_port()
+    tls = server.home / "tls"
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "transfer_drain.py"),
+                                "--port", str(port), "--ssl-certfile", str(tls / "server.pem"),
+                                "--ssl-keyfile", str(tls / "server.key")],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return process, port
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"transfer_drain.py exited with {process.returncode}")
+            time.sleep(0.1)
+    process.kill()
+    raise TimeoutError("transfer_drain.py did not listen")
+
+
+def bare_pages(bench: Bench, drain: tuple[subprocess.Popen, int], server: Server, vhd: Path, size: int,
+               writers: int) -> dict:
+    """The same upload_blob against the bare endpoint: wall, client CPU, the endpoint's CPU."""
+    from azure.storage.blob import BlobClient
+
+    process, port = drain
+    bench.drop_caches()
+    cpu = _cpu_seconds(process.pid)
+    with MachineBusy() as busy:
+        client_cpu = _own_cpu_seconds()
+        started = time.perf_counter()
+        blob = BlobClient.from_blob_url(f"https://127.0.0.1:{port}/drain/vhds/disk.vhd?sv=2025-01-05&sr=b&sp=w"
+                                        "&sig=unchecked", connection_verify=str(server.ca_file))
+        with open(vhd, "rb") as handle:
+            blob.upload_blob(handle, blob_type="PageBlob", length=size + 512, max_concurrency=writers)
+        seconds = time.perf_counter() - started
+        client_cpu = _own_cpu_seconds() - client_cpu
+    return {"seconds": seconds, "client_cpu_seconds": client_cpu,
+            "server_cpu_seconds": _cpu_seconds(process.pid) - cpu, "machine_busy": busy.share}
 
 
 # ---- output ----------------------------------------------------------------------------------------------
@@ -293,8 +396,10 @@ def render(size: int, d: dict | None, sp: dict | None, par: dict | None, pages: 
              f"temp dir {bench.tmp}",
              f"page cache dropped before each step: {'yes' if bench.drop_results and all(bench.drop_results) else 'no'}",
              f"load average (1 min) at start {bench.loadavg_start:.2f}, at end {load_end:.2f}",
-             "baseline: `cp SRC DST; sync` of the same file on the same disk; ratio = cp+sync seconds / Galley "
-             f"seconds (goal >= {GOAL_RATIO}); medians of interleaved rounds", ""]
+             "baseline: `cp SRC DST; sync` of the same file on the same disk, run right before each Galley step in "
+             f"every round; ratio = cp+sync seconds / Galley seconds (goal >= {GOAL_RATIO}, judged on the medians)",
+             "busy: the share of all CPUs busy during the step (every process and kernel thread, median of rounds): "
+             "near 100% the step was short of CPU, and others' load counts", ""]
     goals = {}
     if d is not None:
         goals.update(dense_rows(lines, size, d))
@@ -302,57 +407,82 @@ def render(size: int, d: dict | None, sp: dict | None, par: dict | None, pages: 
     return finish_render(lines, goals, sp, par, pages, bench)
 
 
+def _stats(steps: list[dict], key: str = "seconds") -> tuple[float, float]:
+    values = [s[key] for s in steps]
+    return min(values), statistics.median(values)
+
+
+def _median(steps: list[dict], key: str) -> float | None:
+    values = [s[key] for s in steps if s.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def _cell(value: float | None, width: int, fmt: str) -> str:
+    return f"{value:{width}{fmt}}" if value is not None else " " * width
+
+
 def dense_rows(lines: list[str], size: int, d: dict) -> dict:
-    cp = statistics.median(r["seconds"] for r in d["cp"])
-    lines.append(f"  {'step':<52} {'seconds':>8} {'MiB/s':>7} {'ratio':>6} {'CPU s':>7} {'client':>7} "
-                 f"{'server HWM':>10}")
-
-    def row(name, steps, cpu_key=None, hwm=True):
-        seconds = statistics.median(s["seconds"] for s in steps)
-        cpu = statistics.median(s[cpu_key] for s in steps) if cpu_key else None
-        client = statistics.median(s["client_cpu_seconds"] for s in steps) if "client_cpu_seconds" in steps[0] else None
-        peak = max(s.get("server_vmhwm_mib") or 0 for s in steps) if hwm else None
-        lines.append(f"  {name:<52} {seconds:8.2f} {size / MiB / seconds:7.0f} {cp / seconds:6.2f} "
-                     + (f"{cpu:7.2f}" if cpu is not None else f"{'':>7}")
-                     + (f" {client:7.2f}" if client is not None else f" {'':>7}")
-                     + (f" {peak:10.0f}" if peak else ""))
-        lines.append("      rounds: " + " / ".join(f"{s['seconds']:.2f}" for s in steps) + " s")
-        return cp / seconds
-
-    cp_cpu = statistics.median(r["cpu_seconds"] for r in d["cp"])
-    lines.append(f"  {'cp + sync (baseline)':<52} {cp:8.2f} {size / MiB / cp:7.0f} {'':>6} {cp_cpu:7.2f}")
-    lines.append("      rounds: " + " / ".join(f"{s['seconds']:.2f}" for s in d["cp"]) + " s")
-    ratios = {"ingest": row("ingest (ContentEngine.ingest, own process)", d["ingest"], "cpu_seconds", hwm=False),
-              "upload": row(f"{d['scheme']} PUT {{disk}}/upload (curl -T -> galley serve)", d["upload"],
-                            "server_cpu_seconds"),
-              "download": row(f"{d['scheme']} GET {{disk}}/download raw (curl -o file; sync)", d["download"],
-                              "server_cpu_seconds")}
-    lines.append("      (CPU s: cp's own CPU seconds, the in-process ingest's, or the server's over the step; client: "
-                 "curl's own CPU seconds (reading the file, TLS, the socket), on the same CPUs as the server; "
-                 "server HWM: the server's VmHWM in MiB after the step)")
+    lines.append(f"  {'step':<50} {'min s':>6} {'median':>6} {'cp min':>6} {'median':>6} {'ratio':>5} "
+                 f"{'(min)':>5} {'CPU s':>6} {'client':>6} {'busy':>5} {'HWM':>5}")
+    ratios = {}
+    names = {"ingest": "ingest (ContentEngine.ingest, own process)",
+             "upload": f"{d['scheme']} PUT {{disk}}/upload (curl -T -> galley serve)",
+             "download": f"{d['scheme']} GET {{disk}}/download raw (curl -o file; sync)"}
+    for key in DENSE_STEPS:
+        steps, cps = d[key], d["cp"][key]
+        low, mid = _stats(steps)
+        cp_low, cp_mid = _stats(cps)
+        cpu = _median(steps, "cpu_seconds" if key == "ingest" else "server_cpu_seconds")
+        busy = _median(steps, "machine_busy")
+        peak = max((s.get("server_vmhwm_mib") or 0 for s in steps), default=0)
+        ratios[key] = cp_mid / mid
+        lines.append(f"  {names[key]:<50} {low:6.2f} {mid:6.2f} {cp_low:6.2f} {cp_mid:6.2f} {cp_mid / mid:5.2f} "
+                     f"{cp_low / low:5.2f} {_cell(cpu, 6, '.2f')} {_cell(_median(steps, 'client_cpu_seconds'), 6, '.2f')} "
+                     + (f"{busy * 100:4.0f}% " if busy is not None else " " * 6) + (f"{peak:5.0f}" if peak else ""))
+        lines.append("      rounds: " + " / ".join(f"{s['seconds']:.2f}" for s in steps) + " s; its cp + sync: "
+                     + " / ".join(f"{s['seconds']:.2f}" for s in cps) + " s (cp's own CPU "
+                     f"{_median(cps, 'cpu_seconds'):.2f} s, busy {_median(cps, 'machine_busy') * 100:.0f}%)")
+    lines.append("      (ratio: median cp / median step; (min): fastest cp / fastest step. CPU s: the in-process "
+                 "ingest's, or the server's over the step; client: curl's own (reading the file, TLS, the socket), "
+                 "on the same CPUs as the server; HWM: the server's VmHWM in MiB after the step)")
     return {f"{k} >= {GOAL_RATIO}x cp": v >= GOAL_RATIO for k, v in ratios.items()}
 
 
 def page_rows(lines: list[str], pages: dict) -> dict:
     size = pages["bytes"]
-    cp = statistics.median(r["seconds"] for r in pages["cp"])
-    upload = statistics.median(r["seconds"] for r in pages["rounds"])
-    writes = statistics.median(r["pages_seconds"] for r in pages["rounds"])
-    cpu = statistics.median(r["server_cpu_seconds"] for r in pages["rounds"])
-    client_cpu = statistics.median(r["client_cpu_seconds"] for r in pages["rounds"])
-    lines += ["", f"Disk Write SAS: {size / GiB:.2f} GiB as a fixed VHD, azure-storage-blob upload_blob(PageBlob, "
+    gib = size / GiB
+    cp_low, cp = _stats(pages["cp"])
+    writes_low, writes = _stats(pages["rounds"], "pages_seconds")
+    upload_low, upload = _stats(pages["rounds"])
+    cpu = _median(pages["rounds"], "server_cpu_seconds")
+    client_cpu = _median(pages["rounds"], "client_cpu_seconds")
+    lines += ["", f"Disk Write SAS: {gib:.2f} GiB as a fixed VHD, azure-storage-blob upload_blob(PageBlob, "
                   f"max_concurrency={pages['writers']}) to a new disk each round, then endGetAccess; a fresh server",
-              f"  {'step':<52} {'seconds':>8} {'MiB/s':>7} {'ratio':>6} {'CPU s':>7}",
-              f"  {'cp + sync of the VHD (baseline)':<52} {cp:8.2f} {size / MiB / cp:7.0f}",
+              f"  {'step':<50} {'min s':>6} {'median':>6} {'ratio':>5} {'(min)':>5} {'server':>6} {'client':>6} "
+              f"{'busy':>5}   (CPU s a GiB)",
+              f"  {'cp + sync of the VHD (baseline)':<50} {cp_low:6.2f} {cp:6.2f} {'':>5} {'':>5} {'':>6} "
+              f"{_median(pages['cp'], 'cpu_seconds') / gib:6.2f} {_median(pages['cp'], 'machine_busy') * 100:4.0f}%",
               "      rounds: " + " / ".join(f"{r['seconds']:.2f}" for r in pages["cp"]) + " s",
-              f"  {'page writes (upload_blob returned)':<52} {writes:8.2f} {size / MiB / writes:7.0f} {cp / writes:6.2f}",
+              f"  {'page writes (upload_blob returned)':<50} {writes_low:6.2f} {writes:6.2f} {cp / writes:5.2f} "
+              f"{cp_low / writes_low:5.2f}",
               "      rounds: " + " / ".join(f"{r['pages_seconds']:.2f}" for r in pages["rounds"]) + " s",
-              f"  {'page writes + endGetAccess (the disk has it)':<52} {upload:8.2f} {size / MiB / upload:7.0f} "
-              f"{cp / upload:6.2f} {cpu:7.2f}",
-              "      rounds: " + " / ".join(f"{r['seconds']:.2f}" for r in pages["rounds"]) + " s",
-              f"  server VmHWM {pages['vmhwm_before_mib']:.0f} MiB before, {pages['vmhwm_mib']:.0f} MiB after "
-              f"(goal < {GOAL_RSS_MIB} MiB); CPU s: the server's over a round; the client's (azure-storage-blob, "
-              f"this process) during its page writes: {client_cpu:.2f} s"]
+              f"  {'page writes + endGetAccess (the disk has it)':<50} {upload_low:6.2f} {upload:6.2f} {cp / upload:5.2f} "
+              f"{cp_low / upload_low:5.2f} {cpu / gib:6.2f} {client_cpu / gib:6.2f} "
+              f"{_median(pages['rounds'], 'machine_busy') * 100:4.0f}%",
+              "      rounds: " + " / ".join(f"{r['seconds']:.2f}" for r in pages["rounds"]) + " s"]
+    if pages.get("bare"):
+        bare_low, bare = _stats(pages["bare"])
+        lines += [f"  {'the same upload_blob to a bare draining endpoint':<50} {bare_low:6.2f} {bare:6.2f} "
+                  f"{cp / bare:5.2f} {cp_low / bare_low:5.2f} {_median(pages['bare'], 'server_cpu_seconds') / gib:6.2f} "
+                  f"{_median(pages['bare'], 'client_cpu_seconds') / gib:6.2f} "
+                  f"{_median(pages['bare'], 'machine_busy') * 100:4.0f}%",
+                  "      rounds: " + " / ".join(f"{r['seconds']:.2f}" for r in pages["bare"]) + " s",
+                  "      (transfer_drain.py: uvicorn + httptools over TLS with Galley's certificate, reads each body "
+                  "and answers 201; no storage, no authentication. Its ratio is the best any server could reach "
+                  "with this client on these CPUs.)"]
+    lines.append(f"  server VmHWM {pages['vmhwm_before_mib']:.0f} MiB before, {pages['vmhwm_mib']:.0f} MiB after "
+                 f"(goal < {GOAL_RSS_MIB} MiB); CPU s a GiB: the server's (or the bare endpoint's) over a round, "
+                 "the client's (azure-storage-blob, in this process) during its page writes; cp's own for cp")
     return {f"SAS page upload >= {GOAL_RATIO}x cp": cp / upload >= GOAL_RATIO,
             f"server peak RSS < {GOAL_RSS_MIB} MiB, page writes x{pages['writers']}": pages["vmhwm_mib"] < GOAL_RSS_MIB}
 
@@ -399,12 +529,13 @@ def finish_render(lines: list[str], goals: dict, sp: dict | None, par: dict | No
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Galley transfer benchmark (see benchmarks/README.md).")
     parser.add_argument("--size-gib", type=float, default=2.0, help="the random image (default 2)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the dense steps (default 2)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of the dense and page-write steps, each after its own cp (default 3)")
     parser.add_argument("--sparse-virtual-gib", type=float, default=30.0)
     parser.add_argument("--sparse-data-gib", type=float, default=1.0)
     parser.add_argument("--writers", type=int, default=8, help="parallel uploads in the memory step (default 8)")
     parser.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS (`galley serve --http`)")
-    parser.add_argument("--skip", action="append", default=[], choices=["dense", "sparse", "parallel", "pages"],
+    parser.add_argument("--skip", action="append", default=[], choices=["dense", "sparse", "parallel", "pages", "bare"],
                         help="leave a step out (repeatable)")
     parser.add_argument("--tmp-dir", default="/tmp")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds after dropping the cache (default 1)")
@@ -428,7 +559,8 @@ def main(argv: list[str]) -> int:
         write_random(source, size)
         server = Server(tmp / "server-home", http=args.http).start()
         d = None if "dense" in args.skip else dense(bench, server, source, args.rounds)
-        pages = None if "pages" in args.skip else page_upload(bench, tmp, source, args.writers, args.rounds)
+        pages = None if "pages" in args.skip else page_upload(bench, tmp, source, args.writers, args.rounds,
+                                                               bare="bare" not in args.skip)
         source.unlink()
         sp = None
         if "sparse" not in args.skip:

@@ -4,6 +4,7 @@ between a writer's check and its commit."""
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -112,3 +113,36 @@ def test_group_commit_hands_each_caller_its_result_and_every_caller_a_failure():
         results = list(pool.map(commits.run, [f"w{n}" for n in range(32)]))
     assert results == [f"W{n}" for n in range(32)]
     assert sum(len(batch) for batch in seen) == 34
+
+
+def test_a_writes_chunk_objects_are_on_disk_before_its_commit(content, tmp_path, monkeypatch):
+    """A Put Page is acknowledged once its commit returns: by then every chunk object it wrote has
+    had its data fdatasync'ed and its name's folder fsync'ed (the upload path's final sync does not
+    run for page writes)."""
+    from galley.content import object_store
+
+    events = []
+    real_fdatasync, real_fsync = object_store.os.fdatasync, object_store.os.fsync
+
+    def fdatasync(fd):
+        events.append(("data", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fdatasync(fd)
+
+    def fsync(fd):
+        events.append(("name", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(object_store.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(object_store.os, "fsync", fsync)
+    original = PageStore._commit_batch
+    monkeypatch.setattr(PageStore, "_commit_batch",
+                        lambda self, batch: events.append(("commit", len(batch))) or original(self, batch))
+    pages = _open(content, tmp_path)
+    pages.write_pages(CHUNK_SIZE, _chunk(1) + _chunk(2))
+    pages.close()
+    store_root = str(content.locations.open(STORE).root)
+    synced = [path for kind, path in events[:events.index(("commit", 1))] if kind == "data"]
+    folders = [path for kind, path in events[:events.index(("commit", 1))] if kind == "name"]
+    digests = sorted(digest for digest, _ in (pages.manifest[1], pages.manifest[2]))
+    assert len(synced) == 2 and all(path.startswith(store_root) for path in synced)
+    assert sorted(folders) == sorted(f"{store_root}/{d[:2]}" for d in digests)

@@ -22,7 +22,8 @@ reported like cleared ones by Get Page Ranges).
 A write holds the locks of all the chunks it touches (taken in ascending order) until it is
 committed, so overlapping writers give the result of some order of their writes, never a mix
 inside a page. Its whole chunks are hashed and written to the store unless its rows already list
-them (and, in a folder store, their files are there); then one transaction registers the objects
+them (and, in a folder store, their files are there; each object written is fdatasync'ed and its
+folder fsync'ed, as the write is acknowledged alone); then one transaction registers the objects
 written and records the manifest entries (touching the digests, so garbage collection keeps them:
 a digest that vanished in between is written again before the write is acknowledged), and the
 ledger lines follow with one fdatasync.
@@ -336,7 +337,11 @@ class PageStore:
 
     def _put_object(self, digest: str, data) -> tuple[str, int, int]:
         codec, payload = chunks.encode_parts(data)
-        if hasattr(self.store, "put_parts"):
+        if isinstance(self.store, FolderStore):
+            # On disk before the write is acknowledged: the ledger and the database rows that
+            # point at it are made durable by the commit that follows, the object by itself.
+            self.store.put_parts(digest, (codec, payload), durable=True)
+        elif hasattr(self.store, "put_parts"):
             self.store.put_parts(digest, (codec, payload))
         else:
             self.store.put(digest, codec + bytes(payload))

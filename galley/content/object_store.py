@@ -80,8 +80,12 @@ class FolderStore:
     def put(self, key: str, data: bytes) -> None:
         self.put_parts(key, (data,))
 
-    def put_parts(self, key: str, parts: tuple[bytes, ...]) -> None:
-        """Store the concatenation of `parts` as one object (written with one writev, never joined)."""
+    def put_parts(self, key: str, parts: tuple[bytes, ...], durable: bool = False) -> None:
+        """Store the concatenation of `parts` as one object (written with one writev, never joined).
+
+        `durable`: on disk when this returns (the file's data, then its name), for a write that is
+        acknowledged one by one (a Put Page); otherwise its writeback is only started, and the
+        writer makes a whole upload durable at its end (`sync`)."""
         folder = f"{self.root}/{key[:2]}"
         if key[:2] not in self._made:
             os.makedirs(folder, exist_ok=True)
@@ -92,10 +96,15 @@ class FolderStore:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 _writev_all(fd, [memoryview(part).cast("B") for part in parts])
-                start_writeback(fd)
+                if durable:
+                    os.fdatasync(fd)
+                else:
+                    start_writeback(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, f"{folder}/{key}")
+            if durable:
+                _fsync_folder(folder)
         except OSError as error:
             _unlink_quietly(tmp)
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -144,6 +153,15 @@ class FolderStore:
     def sync(self) -> None:
         """Flush written objects to disk (called before a write is acknowledged)."""
         os.sync()
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the names in `folder` durable (a rename into it)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _writev_all(fd: int, views: list[memoryview]) -> None:
