@@ -32,7 +32,7 @@ from . import sas
 from .accounts import PERMISSION, BlobRequest, PageBlob
 from .errors import BlobError, authentication_failed, invalid_header, permission_mismatch
 from .page_store import PageStore
-from .session_holders import HeldElsewhere, SessionHolders
+from .session_holders import SessionHolders
 
 log = logging.getLogger("galley.blobservice.disk_access")
 BLOB_NAME = "abcd"
