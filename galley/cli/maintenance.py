@@ -111,9 +111,17 @@ def verify(
     return report
 
 
-def gc(session: Session):
+def gc(
+    session: Session,
+    *,
+    grace_seconds: Annotated[int | None, typer.Option(
+        "--grace-seconds", min=0,
+        help="Keep half-written contents and unrecorded chunks younger than this (default: the "
+             "server's, 3600). Whatever the grace, what a live upload or job is writing is kept.")] = None,
+):
     """Drop disk contents nothing uses any more and delete the chunks no content needs."""
-    return json_body(session.client.send("POST", "/galley/store/gc"))
+    params = {} if grace_seconds is None else {"graceSeconds": str(grace_seconds)}
+    return json_body(session.client.send("POST", "/galley/store/gc", params=params))
 
 
 arm_command(store_app, "verify", VERIFY_COLUMNS)(verify)

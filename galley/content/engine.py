@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from .. import uploads
 from ..store.content_repository import ContentRepository
 from . import chunks
 from .allocator import keep_chunk_buffers_in_heap
@@ -25,6 +26,11 @@ BATCH = 64
 READ_AHEAD = 8  # chunks read from an image with one call when ingesting
 FETCH_AHEAD = 16  # chunks being fetched while a reader streams out the one before (one file each)
 _ZEROS = memoryview(bytes(CHUNK_SIZE))
+DEFAULT_GRACE = 3600.0  # seconds a collection leaves half-written contents and unrecorded objects alone
+CLOCK_SKEW = 5.0  # nodes' clocks disagree a little: a writer's start may read that much late
+# Contents written in place (disk access sessions, page blobs) have no lease: while one exists, an
+# unrecorded object younger than this may be one of their writes not recorded yet.
+IN_PLACE_WRITES = 60.0
 
 
 def _read_run(image, indexes: list[int], size: int) -> Iterator[tuple[int, bytes]]:
@@ -217,26 +223,42 @@ class ContentEngine:
         return ContentReader(self, content["virtual_size"], self.repo.manifest(content_id), stores)
 
     # ---- maintenance ------------------------------------------------------------------------------------
-    def collect_garbage(self, stale_after: float = 3600.0) -> dict:
-        """Drop contents nothing uses, then delete chunks no content in their store references."""
+    def collect_garbage(self, stale_after: float = DEFAULT_GRACE) -> dict:
+        """Drop contents nothing uses, then delete chunks no content in their store references.
+
+        `stale_after`, the grace in seconds: a content still being written and an object no row
+        records are kept while younger than it, and, whatever the grace, while they may be a
+        live writer's (see _writers_cutoff)."""
+        cutoff = self._writers_cutoff(time.time(), stale_after)
+        # Before anything goes: a store whose last content is dropped below still gets its strays looked for.
+        stores = set(self.repo.store_ids()) | {self.locations.home_store(r) for r in self.locations.settings.regions}
         dropped = 0
-        for content_id in self.repo.orphan_contents() + self.repo.stale_writing_contents(time.time() - stale_after):
+        for content_id in self.repo.orphan_contents() + self.repo.stale_writing_contents(cutoff):
             self.repo.discard_content(content_id)
             dropped += 1
-        cutoff = time.time()
+        started = time.time()
         deleted = 0
-        for store_id, digest in self.repo.garbage_candidates(cutoff):
+        for store_id, digest in self.repo.garbage_candidates(started):
             store = self.locations.open(store_id)
-            if self.repo.delete_if_unreferenced(store_id, digest, cutoff, lambda store=store, digest=digest: store.delete(digest)):
+            if self.repo.delete_if_unreferenced(store_id, digest, started, lambda store=store, digest=digest: store.delete(digest)):
                 deleted += 1
-        return {"contents_dropped": dropped, "chunks_deleted": deleted + self._delete_strays(cutoff - stale_after)}
+        stray_cutoff = min(cutoff, started - IN_PLACE_WRITES) if self.repo.in_place_writers() else cutoff
+        return {"contents_dropped": dropped, "chunks_deleted": deleted + self._delete_strays(sorted(stores), stray_cutoff)}
 
-    def _delete_strays(self, older_than: float) -> int:
+    def _writers_cutoff(self, now: float, grace: float) -> float:
+        """What was written before this moment belongs to no live writer: `grace` ago, or before
+        the oldest writer that still holds a lease (an operation a worker runs, an upload being
+        received) began, whichever is earlier. A writer whose node died is live until its lease
+        runs out; after that its half-written content and unrecorded objects are garbage."""
+        starts = self.repo.live_writer_starts(now, uploads.LEASE_SECONDS)
+        return min([now - grace] + [start - CLOCK_SKEW for start in starts])
+
+    def _delete_strays(self, store_ids: list[str], older_than: float) -> int:
         """Delete objects no row records that were written before `older_than`: what a writer
         killed between storing a chunk and recording it left (a live writer records its chunks
         within seconds of writing them)."""
         deleted = 0
-        for store_id in self.repo.store_ids():
+        for store_id in store_ids:
             store = self.locations.open(store_id)
             if not hasattr(store, "old_keys"):
                 continue
@@ -250,7 +272,7 @@ class ContentEngine:
     def verify(self, repair: bool = True) -> dict:
         """Read every chunk every store should hold; re-copy bad ones from another store."""
         report = {"checked": 0, "damaged": [], "repaired": [], "lost": []}
-        for store_id, digest in self.repo.store_rows():
+        for store_id, digest in self.repo.store_rows(doomed=False):
             report["checked"] += 1
             store = self.locations.open(store_id)
             try:

@@ -15,7 +15,7 @@ from ..domain.ids import (DISK_TYPE, IMAGE_DEFINITION_TYPE, IMAGE_TEMPLATE_TYPE,
 from ..blobservice import account_blobs
 from ..domain.resource import FAILED, SUCCEEDED, Operation
 from . import content_work, vm_work
-from .build import workspace
+from .build import log_segments, workspace
 from .build.distribute import TEMPLATE_TAG
 from .context import JobContext
 
@@ -77,6 +77,8 @@ def _delete(ctx: JobContext, operation: Operation) -> None:
         for item in [*doomed, resource]:
             tx.delete(item.id)
     for item in [*doomed, resource]:
+        if item.type == IMAGE_TEMPLATE_TYPE:
+            log_segments.forget(ctx.locations, item)
         if item.type == IMAGE_TEMPLATE_TYPE and ctx.home is not None:
             shutil.rmtree(workspace.run_dir(ctx.home, item.id), ignore_errors=True)
         ctx.content.repo.drop_resource(item.key)

@@ -3,26 +3,31 @@
 Garbage collection is safe against concurrent writers because a writer records its references
 and touches the store's chunk rows in one transaction before it relies on a chunk being there,
 and the collector deletes a chunk only if, in its own transaction, the chunk is unreferenced and
-untouched since the collection started (see ContentRepository.delete_if_unreferenced).
+untouched since the collection started (see ContentRepository.delete_if_unreferenced). A
+collector killed at any point leaves no row whose object a writer would trust to be there.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from typing import Iterable
 
 from sqlalchemy import String, cast, delete, exists, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..domain.resource import IN_PROGRESS
 from .sql_store import SqlStore
-from .tables import (content_chunks, content_placements, contents, disk_contents, replicas,
-                     store_chunks, transfers)
+from .tables import (content_chunks, content_placements, contents, disk_contents, operations, replicas,
+                     store_chunks, transfers, upload_leases)
 
 _C, _CC, _DC = contents.c, content_chunks.c, disk_contents.c
 _P, _SC, _RP = content_placements.c, store_chunks.c, replicas.c
 
 WRITING, READY = "writing", "ready"
+# A store_chunks row's last_seen while garbage collection deletes its object: see delete_if_unreferenced.
+DOOMED = -1.0
 CHUNK_BYTES = 1024 * 1024  # content.chunks.CHUNK_SIZE (the store layer does not import content)
 
 
@@ -65,12 +70,20 @@ class ContentRepository:
             return self._touch(tx.c, store, digests)
 
     def _touch(self, connection, store: str, digests: list[str]) -> set[str]:
+        """Mark the store's rows of `digests` as used now; the digests whose object the store
+        holds. A row garbage collection doomed counts as absent (its object may be gone): the
+        touch takes it back, and the caller writes the object again."""
         if not digests:
             return set()
-        connection.execute(update(store_chunks).where(_SC.store == store, _SC.digest.in_(digests))
-                           .values(last_seen=time.time()))
-        rows = connection.execute(select(_SC.digest).where(_SC.store == store, _SC.digest.in_(digests)))
-        return {row.digest for row in rows}
+        now = time.time()
+        connection.execute(update(store_chunks).where(_SC.store == store, _SC.digest.in_(digests),
+                                                      _SC.last_seen != DOOMED).values(last_seen=now))
+        rows = connection.execute(select(_SC.digest).where(_SC.store == store, _SC.digest.in_(digests),
+                                                           _SC.last_seen != DOOMED))
+        present = {row.digest for row in rows}
+        connection.execute(update(store_chunks).where(_SC.store == store, _SC.digest.in_(digests),
+                                                      _SC.last_seen == DOOMED).values(last_seen=now))
+        return present
 
     def touch(self, store: str, digests: list[str]) -> set[str]:
         with self.sql.write() as tx:
@@ -82,7 +95,8 @@ class ContentRepository:
         if not digests:
             return set()
         with self.sql.read() as tx:
-            rows = tx.c.execute(select(_SC.digest).where(_SC.store == store, _SC.digest.in_(digests)))
+            rows = tx.c.execute(select(_SC.digest).where(_SC.store == store, _SC.digest.in_(digests),
+                                                         _SC.last_seen != DOOMED))
             return {row.digest for row in rows}
 
     def register_stored(self, store: str, items: Iterable[tuple[str, int, int]]) -> None:
@@ -356,6 +370,23 @@ class ContentRepository:
             return list(tx.c.execute(select(_C.id).where(_C.state == WRITING, _C.created_at < older_than,
                                                          _C.id.not_in(attached))).scalars())
 
+    def live_writer_starts(self, now: float, upload_lease_seconds: float) -> list[float]:
+        """When each writer that still holds a lease began, at the latest (epoch seconds): a
+        claimed operation (its start_time, before its claim) and a receiving upload (its lease's
+        last renewal, when it also kept its content from looking stale; see ContentWriter.keep_alive)."""
+        o, u = operations.c, upload_leases.c
+        with self.sql.read() as tx:
+            started = tx.c.execute(select(o.start_time).where(o.status == IN_PROGRESS, o.lease_until > now)).scalars()
+            renewed = tx.c.execute(select(u.until).where(u.until > now)).scalars()
+            return ([datetime.fromisoformat(text).timestamp() for text in started]
+                    + [until - upload_lease_seconds for until in renewed])
+
+    def in_place_writers(self) -> bool:
+        """Whether some content is written in place (held by a disk access session or a page blob:
+        attached while still being written), by writers no lease names."""
+        with self.sql.read() as tx:
+            return tx.c.execute(select(exists().where(_DC.content_id == _C.id, _C.state == WRITING))).scalar()
+
     def orphan_contents(self) -> list[str]:
         """Ready contents no resource points at (replaced or deleted disks)."""
         with self.sql.read() as tx:
@@ -369,10 +400,21 @@ class ContentRepository:
             return [(row.store, row.digest) for row in rows]
 
     def delete_if_unreferenced(self, store: str, digest: str, cutoff: float, delete_object) -> bool:
-        """Delete the row (and, inside the same transaction, the object) only if still garbage."""
+        """Delete the object, then its row, only if still garbage; safe to stop at any point.
+
+        First the row is doomed (committed): from then on a writer takes it for absent and writes
+        the object again (see _touch). Then, in one transaction, the row goes if it is still
+        doomed and the object is deleted before that commits: a collector killed in between
+        leaves a doomed row (no writer relies on its object) that the next collection deletes."""
+        with self.sql.write() as tx:
+            doomed = tx.c.execute(update(store_chunks).where(
+                _SC.store == store, _SC.digest == digest, _SC.last_seen < cutoff, ~_referenced_in_store())
+                .values(last_seen=DOOMED))
+            if doomed.rowcount != 1:
+                return False
         with self.sql.write() as tx:
             gone = tx.c.execute(delete(store_chunks).where(
-                _SC.store == store, _SC.digest == digest, _SC.last_seen < cutoff, ~_referenced_in_store()))
+                _SC.store == store, _SC.digest == digest, _SC.last_seen == DOOMED, ~_referenced_in_store()))
             if gone.rowcount != 1:
                 return False
             delete_object()
@@ -385,9 +427,12 @@ class ContentRepository:
             placed = set(tx.c.execute(select(_P.store).distinct()).scalars())
         return sorted(held | placed)
 
-    def store_rows(self, store: str | None = None) -> list[tuple[str, str]]:
+    def store_rows(self, store: str | None = None, doomed: bool = True) -> list[tuple[str, str]]:
+        """(store, digest) of the chunk rows; `doomed`: also those garbage collection is deleting."""
         with self.sql.read() as tx:
             query = select(_SC.store, _SC.digest)
+            if not doomed:
+                query = query.where(_SC.last_seen != DOOMED)
             if store is not None:
                 query = query.where(_SC.store == store)
             return [(row.store, row.digest) for row in tx.c.execute(query.order_by(_SC.store, _SC.digest))]

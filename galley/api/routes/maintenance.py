@@ -5,13 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from ...content.engine import DEFAULT_GRACE
 from ...content.usage import usage_report
+from ...domain.errors import InvalidParameter
+from ...jobs.build import log_segments
 from ..api_versions import gallery_api
 from .. import answers
 from ..wire import json_response, render
 from .resources import SPECS, service_of
 
 router = APIRouter(tags=["Galley"])
+MAX_GRACE = 366 * 24 * 3600
 VERSION_PATH = next(spec for spec in SPECS if spec.expandable).item_path
 
 
@@ -42,5 +46,17 @@ def verify(request: Request, repair: bool = Query(True)) -> Response:
 
 
 @router.post("/galley/store/gc", operation_id="Galley_CollectGarbage")
-def collect_garbage(request: Request) -> Response:
-    return json_response(request.app.state.content.collect_garbage())
+def collect_garbage(request: Request, graceSeconds: str | None = Query(
+        None, description="Keep half-written contents and unrecorded chunks younger than this many "
+                          "seconds (default 3600); a live writer's are kept whatever their age")) -> Response:
+    grace = DEFAULT_GRACE if graceSeconds is None else _grace(graceSeconds)
+    report = request.app.state.content.collect_garbage(stale_after=grace)
+    log_segments.sweep_deleted_templates(request.app.state.store, request.app.state.content.locations)
+    return json_response(report)
+
+
+def _grace(text: str) -> float:
+    if not text.isdigit() or int(text) > MAX_GRACE:
+        raise InvalidParameter(f"graceSeconds must be a whole number of seconds from 0 to {MAX_GRACE}, "
+                               f"not '{text[:40]}'.", target="graceSeconds")
+    return float(text)

@@ -6,18 +6,23 @@ to the store every SHIP_SECONDS, and at once before the run's final state is rec
 follower that sees the run ended has every line. The log is cut in fixed segments: segment n
 holds bytes [n × SEGMENT_BYTES, (n + 1) × SEGMENT_BYTES), and the last, partial one is rewritten
 as it fills, so a reader finds any offset with one GET. Segments live in the region's first zone
-under the slot `logs` (a store of their own: garbage collection sweeps only chunk slots), keyed
-by a digest of the template id; a new run deletes the last run's segments first.
+under the slot `logs` (a store of their own: chunk garbage collection never looks there), keyed
+by a digest of the template id. A new run deletes the last run's segments first, deleting a
+template deletes its log (forget), and `galley store gc` deletes what a template's deletion could
+not (its store was unreachable, the node died): segments whose template no longer exists (sweep).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from pathlib import Path
+from typing import Callable, Iterable
 
 from ...content.object_store import MissingObject, ObjectStore
+from ...domain.ids import IMAGE_TEMPLATE_TYPE
 
 log = logging.getLogger("galley.jobs.build")
 SEGMENT_BYTES = 64 * 1024
@@ -30,8 +35,60 @@ def store_of(locations, region: str) -> ObjectStore:
 
 
 def segment_key(template_id: str, number: int) -> str:
-    digest = hashlib.sha256(template_id.lower().encode()).hexdigest()[:32]
-    return f"buildlog-{digest}-{number:07d}"
+    return f"buildlog-{_digest(template_id)}-{number:07d}"
+
+
+def _digest(template_id: str) -> str:
+    return hashlib.sha256(template_id.lower().encode()).hexdigest()[:32]
+
+
+_SEGMENT_KEY = re.compile(r"buildlog-([0-9a-f]{32})-[0-9]{7}")
+
+
+def drop(store: ObjectStore, template_id: str) -> int:
+    """Delete a template's log (its segments, from the first on); how many segments went."""
+    number = 0
+    while store.exists(segment_key(template_id, number)):
+        store.delete(segment_key(template_id, number))
+        number += 1
+    return number
+
+
+def forget(locations, template) -> None:
+    """Delete a deleted template's log. A store that cannot be reached now keeps it until
+    `galley store gc` sweeps it."""
+    try:
+        drop(store_of(locations, template.location), template.id)
+    except Exception as error:  # noqa: BLE001 - the template is gone either way; gc sweeps later
+        log.warning("could not delete the build log of %s from its store: %r", template.id, error)
+
+
+def sweep(locations, regions: Iterable[str], existing_templates: Callable[[], Iterable[str]]) -> int:
+    """Delete, in each region's log store, the segments of templates that no longer exist; how
+    many. `existing_templates()` is read after the stores are listed, so a template made meanwhile
+    (whose segments the listing cannot hold) is never mistaken for a deleted one."""
+    stores = {store.url: store for store in (store_of(locations, region) for region in regions)}
+    listed = [(store, [key for key in store.keys() if _SEGMENT_KEY.fullmatch(key)]) for store in stores.values()]
+    kept = {_digest(template_id) for template_id in existing_templates()}
+    deleted = 0
+    for store, keys in listed:
+        for key in keys:
+            if _SEGMENT_KEY.fullmatch(key).group(1) not in kept:
+                store.delete(key)
+                deleted += 1
+    if deleted:
+        log.info("deleted %d build log segment(s) of deleted image templates", deleted)
+    return deleted
+
+
+def sweep_deleted_templates(sql, locations) -> int:
+    """`galley store gc`'s part: sweep every configured region's log store against the image
+    templates the database holds; how many segments were deleted."""
+    def existing() -> list[str]:
+        with sql.read() as tx:
+            return [template.id for template in tx.all_of_type(IMAGE_TEMPLATE_TYPE)]
+
+    return sweep(locations, locations.settings.regions, existing)
 
 
 class LogShipper:
@@ -47,10 +104,7 @@ class LogShipper:
 
     def start(self) -> None:
         """Drop the last run's segments, then ship as the log grows."""
-        number = 0
-        while self.store.exists(segment_key(self.template_id, number)):
-            self.store.delete(segment_key(self.template_id, number))
-            number += 1
+        drop(self.store, self.template_id)
         self._thread = threading.Thread(target=self._loop, name="galley-build-log", daemon=True)
         self._thread.start()
 
