@@ -273,7 +273,7 @@ def test_wrong_credentials_are_an_error_not_a_missing_object(s3_server):
 def test_a_full_server_raises_store_full(code, status):
     store = S3Store(bucket="full-bucket", prefix="p", endpoint="http://127.0.0.1:9",
                     access_key="k", secret_key="s")
-    with Stubber(store._client) as stub:
+    with Stubber(store._writes) as stub:
         stub.add_client_error("put_object", service_error_code=code, http_status_code=status)
         with pytest.raises(StoreFull):
             store.put(digest("too much"), b"data")
@@ -282,7 +282,7 @@ def test_a_full_server_raises_store_full(code, status):
 def test_other_write_errors_are_not_store_full():
     store = S3Store(bucket="some-bucket", prefix="p", endpoint="http://127.0.0.1:9",
                     access_key="k", secret_key="s")
-    with Stubber(store._client) as stub:
+    with Stubber(store._writes) as stub:
         stub.add_client_error("put_object", service_error_code="AccessDenied", http_status_code=403)
         with pytest.raises(ClientError) as raised:
             store.put(digest("denied"), b"data")
@@ -294,7 +294,7 @@ def test_put_sends_content_md5_and_no_streaming_checksum(s3_server):
     store = S3Store(bucket=new_bucket(), prefix="md5", endpoint=s3_server.endpoint,
                     access_key=s3_server.access_key, secret_key=s3_server.secret_key)
     sent = []
-    store._client.meta.events.register("before-send.s3.PutObject",
+    store._writes.meta.events.register("before-send.s3.PutObject",
                                        lambda request, **kw: sent.append(dict(request.headers)))
     data = os.urandom(4096)
     store.put(digest("md5"), data)

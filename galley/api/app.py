@@ -17,6 +17,7 @@ from ..content.locations import Locations
 from ..domain.errors import ArmError
 from ..domain.service import ResourceService
 from ..domain.vm_service import VmService
+from ..jobs.build import workspace as build_workspace
 from ..jobs.build.run import run_template
 from ..jobs.wakeups import Wakeups
 from ..jobs.worker import Worker
@@ -160,6 +161,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True,
             worker.start()
             vms.start()
         if BUILDER in roles:
+            reclaimed = build_workspace.reclaim(settings.home)
+            if reclaimed:
+                log.info("builds of the previous server on this home, undone: %s", "; ".join(reclaimed))
             builds.start()
         if roles & {WORKER, BUILDER}:
             wakeups.listen(wake_workers)

@@ -29,8 +29,16 @@ from botocore.exceptions import (
 )
 
 from .object_store import MissingObject, StoreFull
+from .store_outage import write_circuit
 
 DEFAULT_REGION = "us-east-1"
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 60  # seconds without a byte from the server: reads may come from a slow replica
+READ_RETRIES = 5  # after the first attempt
+# A chunk is at most ~1 MiB: a store that takes no byte of its answer for this long is not taking
+# writes. Two attempts: a first 503 within about 2 x WRITE_TIMEOUT, then at once (WriteCircuit).
+WRITE_TIMEOUT = 10
+WRITE_ATTEMPTS = 2  # in all
 
 # Error codes that mean "no room for this write". AWS itself has none (a bucket never fills);
 # these are what self-hosted servers answer when a disk or a quota is exhausted.
@@ -110,9 +118,9 @@ class S3Store:
             region_name=self.region,
             signature_version="s3v4",
             s3={"addressing_style": "path"},
-            connect_timeout=5,
-            read_timeout=60,
-            retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            retries={"mode": "standard", "max_attempts": READ_RETRIES},
             max_pool_connections=32,
             tcp_keepalive=True,
         )
@@ -129,6 +137,13 @@ class S3Store:
             region_name=self.region,
         )
         self._client = session.client("s3", endpoint_url=self.endpoint, config=config)
+        # Writes get their own client, with a shorter wait and one retry: a store that cannot take
+        # a write may hold it for a minute per attempt (SeaweedFS with a volume server down), and
+        # with read's settings a refused upload took minutes to get its 503. A write that fails so
+        # opens the bucket's circuit, and the writes after it fail at once (store_outage.py).
+        self._writes = session.client("s3", endpoint_url=self.endpoint, config=config.merge(Config(
+            read_timeout=WRITE_TIMEOUT, retries={"mode": "standard", "total_max_attempts": WRITE_ATTEMPTS})))
+        self._circuit = write_circuit(f"s3://{self.bucket} at {_without_userinfo(self.endpoint or 'AWS')}")
         self._bucket_lock = threading.Lock()
         self._bucket_ready = False
 
@@ -157,23 +172,24 @@ class S3Store:
     def put(self, key: str, data: bytes) -> None:
         name = self._name(key)
         md5 = base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
-        try:
-            self._put(name, data, md5)
-        except ClientError as error:
-            if _error_code(error) not in _MISSING_BUCKET:
-                raise self._translate_write(error) from error
-            self._create_bucket()
+        with self._circuit.write():
             try:
                 self._put(name, data, md5)
-            except ClientError as again:
-                raise self._translate_write(again) from again
+            except ClientError as error:
+                if _error_code(error) not in _MISSING_BUCKET:
+                    raise self._translate_write(error) from error
+                self._create_bucket()
+                try:
+                    self._put(name, data, md5)
+                except ClientError as again:
+                    raise self._translate_write(again) from again
 
     def put_parts(self, key: str, parts: tuple[bytes, ...]) -> None:
         """One object from several parts (an S3 PUT needs one body, so they are joined)."""
         self.put(key, b"".join(parts))
 
     def _put(self, name: str, data: bytes, md5: str) -> None:
-        self._client.put_object(Bucket=self.bucket, Key=name, Body=data, ContentMD5=md5,
+        self._writes.put_object(Bucket=self.bucket, Key=name, Body=data, ContentMD5=md5,
                                 ContentType="application/octet-stream")
 
     def _translate_write(self, error: ClientError) -> Exception:
@@ -190,7 +206,7 @@ class S3Store:
             if self.region != DEFAULT_REGION:
                 arguments["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
             try:
-                self._client.create_bucket(**arguments)
+                self._writes.create_bucket(**arguments)
             except ClientError as error:
                 if _error_code(error) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise self._translate_write(error) from error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..content.engine import ReplicationProgress
+from ..content.store_outage import store_unavailable
 from ..domain.ids import STORAGE_ACCOUNT_TYPE, blob_key, key_of
 from ..domain.sources import parse_blob_uri
 from ..domain.image_version import target_regions
@@ -136,7 +137,7 @@ def replicate_version(ctx: JobContext, resource: Resource, operation: Operation)
         try:
             _replicate_region(ctx, resource, content_ids, region, wanted[region], source_home)
         except Exception as error:  # one region's failure must not stop the others
-            if database_unavailable(error):
+            if database_unavailable(error) or store_unavailable(error):
                 raise  # not the region's failure: the whole operation is taken up again later
             failures.append(f"{region}: {error}")
             with ctx.sql.write() as tx:

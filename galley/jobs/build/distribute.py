@@ -11,6 +11,11 @@ the control plane applies and the regular worker does the content work:
    snapshot's content copied to a blob (a staging storage account's, unless a uri is given).
 
 The staging snapshots are deleted when the run ends; a VHD stays until its template is deleted.
+
+A region store that is unavailable (a volume server down: it refuses writes) does not fail the
+run: the step that writes to it is tried again every STORE_RETRY_SECONDS, for up to
+STORE_PATIENCE_SECONDS, saying so in the log (the regular worker's operations it waits for do the
+same by themselves: they stay queued and are taken up again).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from ... import uploads
 from ...content.raw import RawImage
+from ...content.store_outage import store_unavailable
 from ...domain.errors import ArmError
 from ...domain.ids import (IMAGE_VERSION_TYPE, SNAPSHOT_TYPE, STORAGE_ACCOUNT_TYPE, blob_key,
                            compute_id, key_of, parent_id, parse_resource_id, resource_group_id)
@@ -29,6 +35,7 @@ from ...domain.image_template import RunOutput
 from ...domain.resource import IN_PROGRESS, SUCCEEDED, Resource
 from ...domain.service import ResourceRef
 from ...domain.sources import parse_blob_uri
+from ...store.outage import first_line
 from ..content_work import copy_into
 from ..context import JobContext
 
@@ -36,6 +43,8 @@ TEMPLATE_TAG = "galleyImageTemplate"  # marks what a template's runs made in its
 VHD_CONTAINER = "vhds"
 OPERATION_POLL_SECONDS = 0.2
 VERSION_ATTEMPTS = 5
+STORE_RETRY_SECONDS = 10.0
+STORE_PATIENCE_SECONDS = 30 * 60.0
 
 
 class DistributionFailed(Exception):
@@ -49,6 +58,7 @@ class Distributor:
     run_id: str
     say: callable
     cancelled: callable
+    attempt: int = 1  # > 1: the run started over after its node died (see forget_earlier_attempts)
 
     def __post_init__(self) -> None:
         group_id = self.template.properties["exactStagingResourceGroup"]
@@ -61,6 +71,8 @@ class Distributor:
     # ---- the built image, uploaded once
 
     def upload(self, image: Path) -> None:
+        if self.attempt > 1:
+            self.forget_earlier_attempts()
         service = self.ctx.service
         group = service.put_resource_group(self.subscription, self.group,
                                            {"location": self.template.location, "tags": self.tags})
@@ -73,18 +85,45 @@ class Distributor:
             "location": region, "tags": self.tags,
             "properties": {"creationData": {"createOption": "Upload", "uploadSizeBytes": size + 512},
                            "osType": "Linux", "hyperVGeneration": "V1"}})
+        self._through_store_outages("uploading the image", lambda: self._ingest(snapshot_id, image))
+        self.snapshots[region] = snapshot_id
+        self.say(f"uploaded the image ({size:,} bytes) to staging snapshot {snapshot_id}")
+
+    def _ingest(self, snapshot_id: str, image: Path) -> None:
+        service = self.ctx.service
         owner = uploads.this_process()
         service.begin_upload(snapshot_id, SNAPSHOT_TYPE, owner, uploads.LEASE_SECONDS, uploads.owner_alive)
         stored = None
         try:
             with RawImage(image) as raw:
-                self.ctx.content.ingest(raw, self.ctx.locations.home_store(region), (key_of(snapshot_id), -1),
-                                        lambda n: self.ctx.heartbeat())
-            stored = size
+                self.ctx.content.ingest(raw, self.ctx.locations.home_store(self.template.location),
+                                        (key_of(snapshot_id), -1), lambda n: self.ctx.heartbeat())
+            stored = image.stat().st_size
         finally:
             service.end_upload(snapshot_id, stored)
-        self.snapshots[region] = snapshot_id
-        self.say(f"uploaded the image ({size:,} bytes) to staging snapshot {snapshot_id}")
+
+    def _through_store_outages(self, what: str, step: callable):
+        """`step()`, tried again while it fails because a store is unavailable (see the module's
+        docstring); canceling the run stops the waiting."""
+        first_failure = None
+        while True:
+            try:
+                return step()
+            except Exception as error:
+                if not store_unavailable(error):
+                    raise
+                first_failure = first_failure or time.monotonic()
+                if time.monotonic() - first_failure > STORE_PATIENCE_SECONDS:
+                    raise DistributionFailed(f"{what}: the object store has been unavailable for "
+                                             f"{STORE_PATIENCE_SECONDS / 60:.0f} minutes ({first_line(error)})") from error
+                self.say(f"{what}: the object store is unavailable ({first_line(error)}); trying again in "
+                         f"{STORE_RETRY_SECONDS:g} s")
+            until = time.monotonic() + STORE_RETRY_SECONDS
+            while time.monotonic() < until:
+                if self.cancelled():
+                    raise DistributionCanceled(f"the run was canceled while {what} waited for the object store")
+                self.ctx.heartbeat()
+                time.sleep(min(OPERATION_POLL_SECONDS * 5, max(0.0, until - time.monotonic())))
 
     def snapshot_in(self, region: str) -> str:
         if region not in self.snapshots:
@@ -136,6 +175,11 @@ class Distributor:
         body = {"location": gallery.location, "tags": target.get("artifactTags") or {},
                 "properties": {"publishingProfile": publishing,
                                "storageProfile": {"osDiskImage": {"source": {"id": self.snapshot_in(gallery.location)}}}}}
+        if self.attempt > 1:  # the version an earlier attempt made goes: this one makes it again
+            with self.ctx.sql.read() as tx:
+                names = tx.version_names(definition_id)
+            for name in names:
+                self._replace_earlier(f"{definition_id}/versions/{name}", IMAGE_VERSION_TYPE)
         for _ in range(VERSION_ATTEMPTS):
             with self.ctx.sql.read() as tx:
                 existing = tx.version_names(definition_id)
@@ -162,8 +206,9 @@ class Distributor:
             container, blob = VHD_CONTAINER, f"{self.template.name}-{self.run_id}.vhd"
             uri = f"https://{account.name}.blob.core.windows.net/{container}/{blob}"
         source = self.ctx.content.repo.disk_contents(key_of(self.snapshot_in(account.location)))[-1]
-        copy_into(self.ctx, source, self.ctx.locations.home_store(account.location),
-                  (blob_key(account.id, container, blob), -1), self.template.subscription_id)
+        self._through_store_outages(f"copying the image to {uri}", lambda: copy_into(
+            self.ctx, source, self.ctx.locations.home_store(account.location),
+            (blob_key(account.id, container, blob), -1), self.template.subscription_id))
         return RunOutput(target["runOutputName"], SUCCEEDED, artifact_uri=uri)
 
     def _staging_account(self) -> Resource:
@@ -183,7 +228,47 @@ class Distributor:
     # ---- through the service, waiting for the regular worker
 
     def _snapshot_id(self, region: str) -> str:
-        return compute_id(self.subscription, self.group, "snapshots", f"{self.template.name}-{self.run_id}-{region}")
+        again = f"a{self.attempt}-" if self.attempt > 1 else ""
+        return compute_id(self.subscription, self.group, "snapshots", f"{self.template.name}-{self.run_id}-{again}{region}")
+
+    # ---- what an earlier attempt of this run made before its node died
+
+    def forget_earlier_attempts(self) -> None:
+        """Delete the staging snapshots earlier attempts of this run made (artifacts made from
+        them are replaced when this attempt makes the same ones: see _replace_earlier)."""
+        prefix = self._run_prefix()
+        with self.ctx.sql.read() as tx:
+            left = [s.id for s in tx.all_of_type(SNAPSHOT_TYPE) if s.id.lower().startswith(prefix)]
+        for snapshot_id in left:
+            self._remove(snapshot_id, SNAPSHOT_TYPE)
+
+    def _run_prefix(self) -> str:
+        return compute_id(self.subscription, self.group, "snapshots", f"{self.template.name}-{self.run_id}-").lower()
+
+    def _from_earlier_attempt(self, resource: Resource | None) -> bool:
+        """A managed image or image version made from a staging snapshot of this run that is not
+        this attempt's."""
+        if resource is None or self.attempt == 1:
+            return False
+        storage = resource.properties.get("storageProfile") or {}
+        source = (((storage.get("osDisk") or {}).get("snapshot") or {}).get("id")
+                  or ((storage.get("osDiskImage") or {}).get("source") or {}).get("id") or "").lower()
+        return source.startswith(self._run_prefix()) and source not in {s.lower() for s in self.snapshots.values()}
+
+    def _remove(self, resource_id: str, resource_type: str) -> None:
+        self.say(f"deleting {resource_id}, made by an earlier attempt of this run")
+        try:
+            self._wait(self.ctx.service.delete(resource_id, resource_type), resource_id)
+        except (ArmError, DistributionFailed) as failed:
+            self.say(f"warning: could not delete {resource_id}: {failed}")
+
+    def _replace_earlier(self, resource_id: str, resource_type: str) -> bool:
+        with self.ctx.sql.read() as tx:
+            existing = tx.get(resource_id)
+        if not self._from_earlier_attempt(existing):
+            return False
+        self._remove(resource_id, resource_type)
+        return True
 
     def _create(self, resource_id: str, body: dict) -> None:
         parsed = parse_resource_id(resource_id, "id")
@@ -194,6 +279,8 @@ class Distributor:
             if refused.code == "ResourceExists":
                 if parsed.type == IMAGE_VERSION_TYPE:
                     raise VersionTaken(resource_id) from None
+                if self._replace_earlier(resource_id, parsed.type):
+                    return self._create(resource_id, body)
                 raise DistributionFailed(f"{resource_id} already exists; delete it or give the distribute "
                                          "target another name, then run again") from None
             raise DistributionFailed(f"creating {resource_id} was refused: {refused}") from None

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from pathlib import Path
 
 from ...builder.boot import BootCancelled
@@ -55,7 +54,7 @@ def run_template(ctx: JobContext, operation: Operation) -> None:
     folder = workspace.run_dir(ctx.home, template_id)
     undone = workspace.clear(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    run = _Run(ctx, template_id, folder)
+    run = _Run(ctx, template_id, folder, operation)
     try:
         if operation.attempts > 1:
             run.say(f"the server stopped during this run (attempt {operation.attempts} of {MAX_ATTEMPTS}); "
@@ -89,13 +88,15 @@ def _log_shipper(ctx: JobContext, template_id: str, path: Path) -> log_segments.
 
 
 class _Run:
-    def __init__(self, ctx: JobContext, template_id: str, folder: Path) -> None:
+    def __init__(self, ctx: JobContext, template_id: str, folder: Path, operation: Operation) -> None:
         self.ctx = ctx
         self.template_id = template_id
         self.folder = folder
         self.log = BuildLog(folder / LOG_NAME, None)
         self.shipper = _log_shipper(ctx, template_id, folder / LOG_NAME)
-        self.run_id = uuid.uuid4().hex[:8]
+        # The same in every attempt: an attempt after a dead node's knows what the run made before.
+        self.run_id = operation.id.replace("-", "")[:8]
+        self.attempt = operation.attempts
         self.phases: dict[str, float] = {}
         self._phase: tuple[str, float] | None = None
         self.started = time.monotonic()
@@ -148,7 +149,8 @@ class _Run:
             template = tx.get(self.template_id)
         props = template.properties
         self.say(f"run {self.run_id} of image template {template.name} started")
-        distributor = distribute.Distributor(self.ctx, template, self.run_id, self.say, lambda: watch.check())
+        distributor = distribute.Distributor(self.ctx, template, self.run_id, self.say, lambda: watch.check(),
+                                             attempt=max(1, self.attempt))
         with status.CancelWatch(self.ctx, self.template_id) as watch:
             try:
                 self._execute(template, props, watch, distributor)

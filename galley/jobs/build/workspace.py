@@ -32,9 +32,37 @@ def log_path(home: Path, template_id: str) -> Path:
 def clear(folder: Path) -> list[str]:
     """Remove `folder` and what a build killed with its server left in it: sandbox processes
     rooted there, mounts below it, loop devices on its files. Returns what had to be undone."""
-    undone: list[str] = []
     if not folder.exists():
+        return []
+    undone = _undo(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    return undone
+
+
+def reclaim(home: Path) -> list[str]:
+    """At a server's start, before its builder takes work: undo what the builds of this home's
+    previous server left when it died (kill -9, a crash) and delete their images, keeping each
+    customization.log. Another node may be running those builds again by now; what this
+    machine holds of them would otherwise stay (a sandbox still running its customizer, mounts,
+    loop devices) until the same template's next run here. Returns what had to be undone."""
+    undone: list[str] = []
+    builds = home / BUILDS
+    if not builds.is_dir():
         return undone
+    for folder in sorted(p for p in builds.iterdir() if p.is_dir()):
+        undone += _undo(folder)
+        for item in folder.iterdir():
+            if item.name == LOG_NAME:
+                continue
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
+    return undone
+
+
+def _undo(folder: Path) -> list[str]:
+    undone: list[str] = []
     inside = str(folder.resolve())
     for pid in _processes_rooted_in(inside):
         try:
@@ -53,11 +81,12 @@ def clear(folder: Path) -> list[str]:
     for device in _loops_backed_below(inside):
         subprocess.run(["losetup", "--detach", device], capture_output=True)
         undone.append(f"detached {device}")
-    shutil.rmtree(folder, ignore_errors=True)
     return undone
 
 
 def _processes_rooted_in(folder: str) -> list[int]:
+    """Processes whose root or working folder is in `folder` (sandboxes), or that name a file in
+    it on their command line (QEMU booting the image to validate it, a copy of the image)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -65,9 +94,11 @@ def _processes_rooted_in(folder: str) -> list[int]:
         try:
             root = os.readlink(entry / "root")
             cwd = os.readlink(entry / "cwd")
+            arguments = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if any(p == folder or p.startswith(folder + "/") for p in (root, cwd)):
+        if any(p == folder or p.startswith(folder + "/") for p in (root, cwd)) or \
+                any(folder + "/" in argument for argument in arguments):
             found.append(int(entry.name))
     return found
 
