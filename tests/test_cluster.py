@@ -11,20 +11,29 @@ import signal
 import tempfile
 import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jwt
 import pytest
 from sqlalchemy import create_engine, text
 
+from galley.jobs.build import workspace
+
 from . import admin_http as httpx
 from .cluster import Cluster, wait_until
 from .data_helpers import (DISK_API, GALLERY_API, MiB, begin_version, compute_client, create_upload_disk,
                            create_version,
-                           download_sha, gallery_chain, latest_in, random_raw, region_status,
+                           download_sha, gallery_chain, get_version, latest_in, random_raw, region_status,
                            sha256_file, target, upload, upload_ok, version_download_sha, version_id, wait_version)
 from .sdk_helpers import make_group, resource_id, version_body
 from .servers import SUBSCRIPTION
+from .store_audit import audit, cluster_objects, collect_garbage
+from .debian_base import debian_base_image
+from .test_builds import (build_log, create_template, leftovers as build_leftovers, register_platform_image,
+                          start_run, template_body, wait_for_log, wait_run)
+from .test_image_templates import template_id
 
 BANDWIDTH = 4 * MiB  # bytes/s of replication per node: slow enough to kill a node mid-copy
 
@@ -254,6 +263,10 @@ def test_a_killed_node_s_replication_is_finished_by_another(cluster, chain, data
     cluster.start_node(next(n for n in cluster.nodes if n.name == victim))
     back = next(n for n in cluster.nodes if n.name == victim)
     assert version_download_sha(back.url, "2.0.0", "westus2", out) == expected
+    # Its lease ran out long ago: a GC with no grace leaves the stores clean.
+    collect_garbage(url, grace_seconds=0)
+    report = audit(database, cluster_objects(cluster))
+    assert report.clean, report
 
 
 @pytest.mark.slow
@@ -301,6 +314,142 @@ def test_a_killed_node_s_upload_is_taken_over(cluster, chain, database, tmp_path
     report = httpx.post(f"{url}/galley/store/verify", params={"repair": "false"}, timeout=300)
     assert report.status_code == 200, report.text
     assert report.json()["lost"] == [] and report.json()["damaged"] == [], report.json()
+    # What the dead node had stored of the first upload goes with a GC with no grace.
+    collect_garbage(url, grace_seconds=0)
+    audited = audit(database, cluster_objects(cluster))
+    assert audited.clean, audited
+    assert download_sha(url, disk.id, out) == sha256_file(raw)
+
+
+@pytest.mark.slow
+def test_a_killed_node_s_build_is_run_again_by_another(cluster, chain, database):
+    """kill -9 of the node running an image template's build, mid-customize: once its lease runs
+    out another node runs the build again from the start and it succeeds; the log tells of the
+    restart on every node; the dead node's sandbox, mounts and loop devices are undone when it
+    starts again; no lease is left and a GC leaves the stores clean."""
+    url = cluster.url
+    register_platform_image(url, debian_base_image())
+    marker = uuid.uuid4().hex
+    template = template_id("killed")
+    image_id = resource_id("images/killed-build")
+    create_template(url, "killed", template_body(
+        customize=[{"type": "Shell", "name": "slow", "inline": [f"echo started {marker}", "sleep 10"]}],
+        distribute=[{"type": "ManagedImage", "imageId": image_id, "location": "eastus", "runOutputName": "mi"}]))
+    start_run(url, "killed")
+    wait_for_log(url, "killed", f"started {marker}")
+    [running] = [row for row in operations_of(database, template) if row["status"] == "InProgress"]
+    victim = next(n for n in cluster.nodes if n.name == holder(running, node_names(database)))
+    cluster.signal(victim.name, signal.SIGKILL)
+    cluster.wait_gone(victim.name)
+    try:
+        assert build_leftovers(victim.home), "the killed build left nothing behind to clean up"
+        check_build_taken_over(cluster, database, victim, template, image_id, marker)
+    finally:  # a failure above must not leave the dead build's mounts and loop devices on this machine
+        workspace.reclaim(victim.home)
+
+
+def check_build_taken_over(cluster: Cluster, database, victim, template: str, image_id: str, marker: str) -> None:
+    url = cluster.url
+    status, _ = wait_run(url, "killed", timeout=600)
+    assert status["runState"] == "Succeeded", status
+    deadline = time.time() + 30  # the run's operation ends just after its lastRunStatus
+    while (row := next(r for r in operations_of(database, template) if r["action"] == "run"))["status"] == "InProgress":
+        assert time.time() < deadline, row
+        time.sleep(0.2)
+    assert row["status"] == "Succeeded" and row["attempts"] == 2, row
+    survivor = next(n for n in cluster.nodes if n.name == holder(row, node_names(database)))
+    assert survivor is not victim and build_leftovers(survivor.home) == []
+    image = httpx.get(f"{url}{image_id}", params={"api-version": "2024-11-01"})
+    assert image.status_code == 200 and image.json()["properties"]["provisioningState"] == "Succeeded", image.text
+
+    cluster.start_node(victim)  # it undoes what its dead build left on this machine before taking work
+    assert build_leftovers(victim.home) == []
+    for node in cluster.nodes:  # the log is in the object store: every node serves it
+        log = build_log(node.url, "killed")
+        assert "the server stopped during this run (attempt 2 of 3)" in log, (node.name, log[-2000:])
+        assert log.count(f"started {marker}") == 1 and "runState Succeeded" in log, (node.name, log[-2000:])
+    collect_garbage(url, grace_seconds=0)
+    report = audit(database, cluster_objects(cluster))
+    assert report.clean, report
+
+
+def version_digests(url: str, out: Path) -> dict[tuple[str, str], str]:
+    """sha256 of every version of gal/def in every region it completed in, downloaded."""
+    listed = httpx.get(f"{url}{resource_id('galleries/gal/images/def/versions')}",
+                       params={"api-version": GALLERY_API})
+    assert listed.status_code == 200, listed.text
+    return {(name, region): version_download_sha(url, name, region, out)
+            for name in sorted(v["name"] for v in listed.json()["value"])
+            for region, row in region_status(url, name).items() if row["state"] == "Completed"}
+
+
+def plant_garbage(cluster: Cluster, database, count: int) -> str:
+    """`count` chunks in eastus's first store that no content references any more (as a deleted
+    disk's are, long after): rows last seen an hour ago, and their objects; their digest prefix."""
+    with database.connect() as db:
+        store = db.execute(text("SELECT store FROM store_chunks WHERE store LIKE 'eastus/%/r0' LIMIT 1")).scalar()
+    zone, slot = store.split("/")[1:]
+    prefix = "fffe"
+    digests = [prefix + os.urandom(30).hex() for _ in range(count)]
+    client = cluster.s3_client()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda d: client.put_object(Bucket="galley-eastus", Key=f"{zone}/{slot}/{d[:2]}/{d}",
+                                                  Body=b"\x00garbage"), digests))
+    with database.begin() as db:
+        db.execute(text("INSERT INTO store_chunks (store, digest, stored_bytes, raw_bytes, last_seen) "
+                        "VALUES (:store, :digest, 8, 7, :seen)"),
+                   [{"store": store, "digest": d, "seen": time.time() - 3600} for d in digests])
+    return prefix
+
+
+@pytest.mark.slow
+def test_a_gc_killed_midway_loses_nothing_and_the_next_one_cleans_up(cluster, chain, database, tmp_path):
+    """kill -9 of the node running `galley store gc` while it deletes thousands of chunks: no
+    manifest references a missing chunk (every version reads back byte-identical), and a GC run
+    from another node leaves the stores clean."""
+    url = cluster.url
+    out = tmp_path / "out.raw"
+    compute = compute_client(url)
+    upload_ok(url, create_upload_disk(compute, "gc-kept", 8 * MiB).id, random_raw(tmp_path / "kept.raw", 8 * MiB, seed=61))
+    create_version(compute, "7.0.0", "gc-kept", [target("eastus"), target("westus2")])
+    before = version_digests(url, out)
+    planted = 3000
+    prefix = plant_garbage(cluster, database, planted)
+
+    def remaining() -> int:
+        with database.connect() as db:
+            return db.execute(text("SELECT count(*) FROM store_chunks WHERE digest LIKE :p"),
+                              {"p": prefix + "%"}).scalar()
+
+    victim = cluster.nodes[2]
+
+    def collect() -> None:
+        try:
+            httpx.post(f"{victim.url}/galley/store/gc", timeout=600)
+        except httpx.HTTPError:
+            pass  # the node is killed under it
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    deadline = time.time() + 120
+    while (left := remaining()) > planted - 100:
+        assert time.time() < deadline, "the GC deleted nothing"
+        time.sleep(0.05)
+    cluster.signal(victim.name, signal.SIGKILL)
+    cluster.wait_gone(victim.name)
+    left = remaining()
+    assert 0 < left < planted, f"the GC was not killed midway ({left} of {planted} chunks left)"
+    collector.join(timeout=30)
+
+    assert audit(database, cluster_objects(cluster)).missing == []
+    assert version_digests(url, out) == before
+    collect_garbage(cluster.nodes[0].url, grace_seconds=0)
+    report = audit(database, cluster_objects(cluster))
+    assert report.clean, report
+    assert remaining() == 0
+    assert version_digests(url, out) == before
+    cluster.start_node(victim)
+    cluster.wait_in_rotation(victim)
 
 
 @pytest.mark.slow
@@ -352,19 +501,90 @@ def test_a_rolling_restart_under_load_fails_no_request(cluster, chain):
 
 
 @pytest.mark.slow
-def test_a_stopped_volume_server_loses_nothing(cluster, chain, tmp_path):
+def test_store_verify_repairs_damage_from_another_region(cluster, chain, tmp_path):
+    """Chunks of a version in eastus and westus2, deleted or corrupted in westus2's bucket behind
+    Galley's back: `galley store verify` (the CLI, through the balancer) reports them damaged and
+    re-copies them from eastus, a second pass finds nothing, and westus2 serves the same bytes.
+    A chunk damaged in both regions is reported lost, with exit code 3."""
+    import json
+    import subprocess
+    import sys
+
+    from .data_helpers import chunk_digests
+
+    url = cluster.url
+    compute = compute_client(url)
+    raw = random_raw(tmp_path / "damaged.raw", 6 * MiB, seed=95)
+    upload_ok(url, create_upload_disk(compute, "damaged", 6 * MiB).id, raw)
+    create_version(compute, "6.0.0", "damaged", [target("eastus"), target("westus2")])
+    digests = chunk_digests(raw)
+    s3 = cluster.s3_client()
+    east, west = "galley-eastus", "galley-westus2"
+
+    def name(digest: str) -> str:  # where store <region>/1/r0 keeps a chunk in its bucket
+        return f"1/r0/{digest[:2]}/{digest}"
+
+    def read(bucket: str, digest: str) -> bytes:
+        return s3.get_object(Bucket=bucket, Key=name(digest))["Body"].read()
+
+    def store_verify() -> subprocess.CompletedProcess:
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("GALLEY_")}
+        environment.update(GALLEY_URL=url, GALLEY_HOME=str(cluster.nodes[0].home),
+                           GALLEY_CLI_HOME=str(tmp_path / "cli"), GALLEY_CA_BUNDLE=str(cluster.ca))
+        return subprocess.run([sys.executable, "-m", "galley.cli.main", "store", "verify"], env=environment,
+                              capture_output=True, text=True, timeout=600, check=False)
+
+    s3.delete_object(Bucket=west, Key=name(digests[0]))
+    s3.put_object(Bucket=west, Key=name(digests[1]), Body=b"\x01 not a chunk at all")
+    good = read(west, digests[2])
+    s3.put_object(Bucket=west, Key=name(digests[2]), Body=good[:-1] + bytes([good[-1] ^ 1]))  # one bit flipped
+
+    first = store_verify()
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    damaged = {(row["store"], row["digest"]) for row in report["damaged"]}
+    assert damaged == {("westus2/1/r0", digest) for digest in digests[:3]}, report["damaged"]
+    assert {(row["store"], row["digest"]) for row in report["repaired"]} == damaged
+    assert all(row["from"] == ["eastus/1/r0"] for row in report["repaired"]), report["repaired"]
+    assert report["lost"] == []
+    assert read(west, digests[2]) == good
+    again = store_verify()
+    assert again.returncode == 0 and json.loads(again.stdout)["damaged"] == [], again.stdout
+    for base in (url, *(node.url for node in cluster.nodes)):
+        assert version_download_sha(base, "6.0.0", "westus2", tmp_path / "out.raw") == sha256_file(raw), base
+
+    # Damaged everywhere: lost, and the exit code says so. Then put back, for the tests after this one.
+    kept = read(east, digests[3])
+    for bucket in (east, west):
+        s3.delete_object(Bucket=bucket, Key=name(digests[3]))
+    lost = store_verify()
+    assert lost.returncode == 3, (lost.returncode, lost.stdout, lost.stderr)
+    assert {(row["store"], row["digest"]) for row in json.loads(lost.stdout)["lost"]} == {
+        ("eastus/1/r0", digests[3]), ("westus2/1/r0", digests[3])}
+    assert "lost" in lost.stderr
+    for bucket in (east, west):
+        s3.put_object(Bucket=bucket, Key=name(digests[3]), Body=kept)
+    assert store_verify().returncode == 0
+
+
+@pytest.mark.slow
+def test_a_stopped_volume_server_loses_nothing(cluster, chain, database, tmp_path):
     """One SeaweedFS volume server stopped (replication 001: each volume's other copy is on the
     other server): versions still download byte-identical through the balancer, and `store verify`
-    finds every chunk. Uploads are refused with a 503 and Retry-After and change nothing: SeaweedFS
-    takes no write it cannot copy twice, and with two volume servers there is nowhere to put the
-    second copy (its filer retries 30 s per attempt, so the 503 takes minutes). Once the server is
-    back, uploads work at once and what was acknowledged before reads the same."""
+    finds every chunk. SeaweedFS takes no write it cannot copy twice, and with two volume servers
+    there is nowhere to put the second copy (its S3 gateway holds each PUT a minute, then says 500):
+    an upload gets its 503 and Retry-After within seconds (a write's short timeout, then the
+    store's circuit: see content/store_outage.py), and changes nothing; a replication that needs
+    to write stays in progress. Once the server is back, both resume by themselves, and what was
+    acknowledged before reads the same."""
     url = cluster.url
     compute = compute_client(url)
     raw = random_raw(tmp_path / "kept.raw", 8 * MiB, seed=91)
     expected = sha256_file(raw)
     upload_ok(url, create_upload_disk(compute, "kept", 8 * MiB).id, raw)
     create_version(compute, "5.0.0", "kept", [target("eastus"), target("westus2")])
+    later = random_raw(tmp_path / "later.raw", 4 * MiB, seed=94)  # its chunks are in eastus only
+    upload_ok(url, create_upload_disk(compute, "later", 4 * MiB).id, later)
     refused = create_upload_disk(compute, "refused", 4 * MiB)
     fresh = random_raw(tmp_path / "fresh.raw", 4 * MiB, seed=92)
     out = tmp_path / "out.raw"
@@ -382,23 +602,44 @@ def test_a_stopped_volume_server_loses_nothing(cluster, chain, tmp_path):
                 assert version_download_sha(url, "5.0.0", region, out) == expected, region
         report = verify(repair=False)
         assert report["checked"] > 0 and report["damaged"] == [] and report["lost"] == [], report
+        begin_version(compute, "5.1.0", "later", [target("eastus"), target("westus2")])
+        started = time.monotonic()
         with open(fresh, "rb") as body:
             answer = httpx.put(f"{url}{refused.id}/upload", params={"api-version": DISK_API}, content=body,
                                timeout=600)
+        print(f"an upload with a volume server down was refused in {time.monotonic() - started:.1f} s")
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "ServiceUnavailable", answer.text
         assert int(answer.headers["Retry-After"]) >= 1
+        assert time.monotonic() - started < 90  # it took 2.5 to 4 minutes with botocore's retries
         assert compute.disks.get("rg", "refused").disk_state == "ReadyToUpload"
+        # The replication met the outage and was taken up again (after its lease), not failed.
+        wait_until("the replication to be taken up again",
+                   lambda: operations_of(database, version_id("5.1.0"))[0]["attempts"] >= 2, timeout=90)
+        [operation] = operations_of(database, version_id("5.1.0"))
+        assert operation["status"] == "InProgress", operation
+        assert get_version(url, "5.1.0")["properties"]["provisioningState"] == "Creating"
     finally:
         cluster.start_volume_server(2)
     wait_until("the master to count two volume servers", lambda: cluster.volume_servers() == 2, timeout=60)
 
-    upload_ok(url, refused.id, fresh)
+    back = time.monotonic()
+    for number, node in enumerate(cluster.nodes):  # each node's writes resume by themselves
+        # A write sent just before the server came back may still fail (after its timeouts) and keep
+        # that node's circuit open a little longer: a 503 with Retry-After, then the upload works.
+        fresh = random_raw(tmp_path / f"fresh{number}.raw", 4 * MiB, seed=100 + number)
+        while (answer := upload(node.url, refused.id, fresh)).status_code == 503:
+            assert time.monotonic() - back < 90, (node.name, answer.text)
+            time.sleep(1)
+        assert answer.status_code == 200, (node.name, answer.text)
+    print(f"uploads resumed on every node {time.monotonic() - back:.1f} s after the volume server was back")
+    assert wait_version(url, "5.1.0", timeout=120)["properties"]["provisioningState"] == "Succeeded"
     report = verify(repair=True)
     assert report["lost"] == [] and report["damaged"] == [] and report["checked"] > 0, report
     assert download_sha(url, refused.id, out) == sha256_file(fresh)
     for region in ("eastus", "westus2"):
         assert version_download_sha(url, "5.0.0", region, out) == expected, region
+        assert version_download_sha(url, "5.1.0", region, out) == sha256_file(later), region
 
 
 def test_an_upload_whose_node_died_elsewhere_does_not_block_the_next(sqlite_server, tmp_path):
@@ -419,3 +660,54 @@ def test_an_upload_whose_node_died_elsewhere_does_not_block_the_next(sqlite_serv
     upload_ok(url, disk.id, raw)
     assert compute.disks.get("rg", "orphan").disk_state == "Unattached"
     assert download_sha(url, disk.id, tmp_path / "out.raw") == sha256_file(raw)
+
+
+@pytest.mark.slow
+def test_a_disk_sas_session_works_through_the_balancer_and_outlives_its_holder_s_kill(cluster, chain, database,
+                                                                                     tmp_path):
+    """az disk grant-access through the balancer; the page writes, reads and the revoke reach any
+    node and are forwarded to the one holding the session; kill -9 of that node keeps the pages it
+    acknowledged, and once it is back the session goes on and revoke gives exactly the bytes written."""
+    from azure.storage.blob import BlobClient
+
+    from .test_disk_access import footer, grant, revoke, upload_disk
+
+    size = 20 * MiB
+    compute = compute_client(cluster.url)
+    upload_disk(compute, "sas1", size)
+    sas = grant(compute, "sas1")
+    assert sas.startswith(cluster.url + "/md-"), sas
+    with database.connect() as db:
+        holder_id = db.execute(text("SELECT node_id FROM disk_access_sessions")).scalar()
+    holder = next(n for n in cluster.nodes if n.name == node_names(database)[holder_id])
+
+    data = bytearray(os.urandom(size))
+    data[8 * MiB:12 * MiB] = bytes(4 * MiB)  # a hole, never sent
+    image = bytes(data) + footer(size)
+    client = BlobClient.from_blob_url(sas, max_page_size=4 * MiB)
+    for offset in range(0, 8 * MiB, 2 * MiB):  # eight requests: round robin spreads them over the nodes
+        client.upload_page(image[offset:offset + 2 * MiB], offset=offset, length=2 * MiB)
+
+    cluster.signal(holder.name, signal.SIGKILL)
+    cluster.wait_gone(holder.name)
+    page = httpx.put(f"{cluster.nodes[2 if holder is not cluster.nodes[2] else 0].url}{sas[len(cluster.url):]}"
+                     "&comp=page", content=b"\x01" * 512,
+                     headers={"x-ms-page-write": "update", "x-ms-range": "bytes=0-511", "x-ms-version": "2021-08-06"})
+    assert page.status_code == 503 and page.headers["x-ms-error-code"] == "ServerBusy", page.text
+    cluster.start_node(holder)
+    cluster.wait_in_rotation(holder)
+
+    ranges = client.list_page_ranges()
+    assert [(r.start, r.end) for r in ranges] == [(0, 8 * MiB - 1)]  # what was acknowledged, and only that
+    for offset in range(12 * MiB, size + 512, 4 * MiB):
+        piece = image[offset:min(offset + 4 * MiB, size + 512)]
+        client.upload_page(piece, offset=offset, length=len(piece))
+    revoke(compute, "sas1")
+    assert compute.disks.get("rg", "sas1").disk_state == "Unattached"
+    out = tmp_path / "sas1.raw"
+    expected = tmp_path / "expected.raw"
+    expected.write_bytes(bytes(data))
+    for node in cluster.nodes[:2]:
+        assert download_sha(node.url, resource_id("disks/sas1"), out) == sha256_file(expected), node.name
+    with database.connect() as db:
+        assert db.execute(text("SELECT count(*) FROM disk_access_sessions")).scalar() == 0
