@@ -311,3 +311,21 @@ def test_build_token_and_refusal_metrics_move_with_real_work(tmp_path):
         failures = sum(value - (before.get((name, labels)) or 0) for (name, labels), value in after.items()
                        if name == "galley_authentication_failures_total")
         assert failures == 1
+
+
+def test_status_shows_the_disk_sas_session_a_node_keeps_until_it_is_revoked(cli_server, galley):
+    from .sdk_helpers import make_group, quick_polls
+    from .test_disk_access import grant, revoke, upload_disk
+
+    make_group(cli_server.url)
+    compute = quick_polls(compute_client(cli_server.url))
+    upload_disk(compute, "sas-status")
+    grant(compute, "sas-status")
+    node = cli_server.app.state.node
+    [listed] = [n for n in galley("status", "-o", "json").json() if n["name"] == node.id]
+    assert [(u["kind"], u["resourceId"].rsplit("/", 1)[-1]) for u in listed["properties"]["uploads"]] == [
+        ("diskAccess", "sas-status")]
+    assert "diskAccess" in galley("status", "-o", "table").stdout
+    revoke(compute, "sas-status")
+    [listed] = [n for n in galley("status", "-o", "json").json() if n["name"] == node.id]
+    assert listed["properties"]["uploads"] == []

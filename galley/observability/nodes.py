@@ -97,7 +97,8 @@ class Node:
 
 def describe(store: NodeStore, now: float | None = None) -> list[dict]:
     """Every registered node with its state and the work it holds (ARM-style items): the
-    operations its workers have claimed and the uploads it is receiving."""
+    operations its workers have claimed, the uploads it is receiving and the disk access (SAS)
+    sessions whose pages it keeps."""
     now = now or time.time()
     registered = store.all()
     held: dict[str, list[dict]] = {}
@@ -106,6 +107,8 @@ def describe(store: NodeStore, now: float | None = None) -> list[dict]:
             "operationId": operation.operation_id, "kind": f"{operation.resource_type}/{operation.action}",
             "resourceId": operation.resource_id, "since": operation.since})
     receiving = _uploads_by_node(store.held_uploads(now), registered)
+    for node_id, resource_id in store.held_sessions():  # SAS sessions: their pages are on that node
+        receiving.setdefault(node_id, []).append({"kind": "diskAccess", "resourceId": resource_id})
     items = []
     for node in registered:
         age = max(0.0, now - node.heartbeat_at)

@@ -120,6 +120,14 @@ class NodeStore:
         with self._connection(True) as c:
             c.execute(delete(disk_access_sessions).where(_S.id == session_id))
 
+    def held_sessions(self) -> list[tuple[str, str]]:
+        """(node id, disk or snapshot id) of every disk access session, the id as it was named."""
+        with self._connection(None) as c:
+            rows = c.execute(select(_S.node_id, func.coalesce(_R.id, _S.resource_key))
+                             .select_from(disk_access_sessions.outerjoin(resources, _R.key == _S.resource_key))
+                             .order_by(_S.node_id)).all()
+        return [(r[0], r[1]) for r in rows]
+
     def session_holder(self, *, session_id: str | None = None,
                        resource_key: str | None = None) -> NodeRecord | None:
         """The node recorded as holding a session, found by its id or by its disk's key."""
