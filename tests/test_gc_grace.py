@@ -115,7 +115,7 @@ def test_gc_grace_seconds_is_checked(sqlite_server):
     assert scene.content_exists(content) and scene.has_object(digest)  # nothing changed
     assert scene.gc()["contents_dropped"] == 0  # the default grace is an hour
     assert scene.content_exists(content)
-    assert scene.gc("5") == {"contents_dropped": 1, "chunks_deleted": 1}
+    assert scene.gc("5") == {"contents_dropped": 1, "chunks_deleted": 1, "log_segments_deleted": 0}
     assert not scene.content_exists(content) and not scene.has_object(digest)
 
 
@@ -127,14 +127,14 @@ def test_a_short_grace_spares_what_a_live_writer_is_writing(sqlite_server):
     live_content, live_chunk = scene.half_written(seed=4)  # after the live writer began
     live_stray = scene.stray(seed=5)
 
-    assert scene.gc("0") == {"contents_dropped": 1, "chunks_deleted": 2}
+    assert scene.gc("0") == {"contents_dropped": 1, "chunks_deleted": 2, "log_segments_deleted": 0}
     assert not scene.content_exists(dead_content)
     assert not scene.has_object(dead_chunk) and not scene.has_object(dead_stray)
     assert scene.content_exists(live_content)
     assert scene.has_object(live_chunk) and scene.has_object(live_stray)
 
     scene.end_lease(operation)  # its node died: once the lease runs out, all of it is garbage
-    assert scene.gc("0") == {"contents_dropped": 1, "chunks_deleted": 2}
+    assert scene.gc("0") == {"contents_dropped": 1, "chunks_deleted": 2, "log_segments_deleted": 0}
     assert not scene.content_exists(live_content)
     assert not scene.has_object(live_chunk) and not scene.has_object(live_stray)
 
@@ -149,7 +149,7 @@ def test_a_short_grace_spares_an_upload_being_received(sqlite_server, tmp_path):
     service.begin_upload(disk.id, "Microsoft.Compute/disks", "elsewhere:4242", 60.0, lambda owner: True)
     content, digest = scene.half_written(seed=6)
     stray = scene.stray(seed=7)
-    assert scene.gc("0") == {"contents_dropped": 0, "chunks_deleted": 0}
+    assert scene.gc("0") == {"contents_dropped": 0, "chunks_deleted": 0, "log_segments_deleted": 0}
     assert scene.content_exists(content) and scene.has_object(digest) and scene.has_object(stray)
 
 
@@ -231,13 +231,15 @@ def test_the_store_audit_sees_strays_missing_chunks_and_leases(sqlite_server, tm
 def test_galley_store_gc_grace_seconds(galley, cli_server):
     scene = Scene(cli_server)
     content, digest = scene.half_written(seed=14, age=30)
-    assert galley("store", "gc").json() == {"contents_dropped": 0, "chunks_deleted": 0}
-    assert galley("store", "gc", "--grace-seconds", "60").json() == {"contents_dropped": 0, "chunks_deleted": 0}
+    assert galley("store", "gc").json() == {"contents_dropped": 0, "chunks_deleted": 0, "log_segments_deleted": 0}
+    assert galley("store", "gc", "--grace-seconds", "60").json() == {
+        "contents_dropped": 0, "chunks_deleted": 0, "log_segments_deleted": 0}
     refused = galley("store", "gc", "--grace-seconds", "-5", check=False)
     assert refused.code != 0 and "grace-seconds" in refused.stderr, refused
     assert scene.content_exists(content)
     table = galley("store", "gc", "--grace-seconds", "10", "-o", "table").stdout
-    assert table.split()[:2] == ["ContentsDropped", "ChunksDeleted"] and table.split()[-2:] == ["1", "1"], table
+    assert table.split()[:3] == ["ContentsDropped", "ChunksDeleted", "LogSegmentsDeleted"], table
+    assert table.split()[-3:] == ["1", "1", "0"], table
     assert not scene.content_exists(content) and not scene.has_object(digest)
 
 

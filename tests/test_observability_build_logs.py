@@ -49,6 +49,7 @@ def test_a_deleted_template_takes_its_build_log_with_it_and_gc_sweeps_leftovers(
 
         swept = httpx.post(f"{server.url}/galley/store/gc")
         assert swept.status_code == 200, swept.text
+        assert swept.json()["log_segments_deleted"] == 1
         assert log_segments.read(store, template_id("gone"), 0, 100) is None
         assert log_segments.read(store, template_id("t2"), 0, 1 << 20) == logged["t2"]  # its template lives
         assert httpx.get(f"{template_url(server.url, 't2')}/logs", params={"api-version": API}).content == \

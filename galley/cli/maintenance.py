@@ -89,7 +89,8 @@ VERIFY_COLUMNS = (
     ("Repaired", lambda r: len(r.get("repaired") or [])),
     ("Lost", lambda r: len(r.get("lost") or [])),
 )
-GC_COLUMNS = (("ContentsDropped", get("contents_dropped")), ("ChunksDeleted", get("chunks_deleted")))
+GC_COLUMNS = (("ContentsDropped", get("contents_dropped")), ("ChunksDeleted", get("chunks_deleted")),
+              ("LogSegmentsDeleted", get("log_segments_deleted")))
 
 
 def verify(

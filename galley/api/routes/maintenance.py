@@ -51,7 +51,8 @@ def collect_garbage(request: Request, graceSeconds: str | None = Query(
                           "seconds (default 3600); a live writer's are kept whatever their age")) -> Response:
     grace = DEFAULT_GRACE if graceSeconds is None else _grace(graceSeconds)
     report = request.app.state.content.collect_garbage(stale_after=grace)
-    log_segments.sweep_deleted_templates(request.app.state.store, request.app.state.content.locations)
+    report["log_segments_deleted"] = log_segments.sweep_deleted_templates(
+        request.app.state.store, request.app.state.content.locations)
     return json_response(report)
 
 
