@@ -7,13 +7,31 @@ check what an anonymous or foreign caller gets use plain `httpx` instead.
 
 from __future__ import annotations
 
+import os
+import ssl
 from contextlib import contextmanager
-from functools import partial
+from functools import lru_cache, partial
 
+import certifi
 import httpx as _httpx
 from httpx import *  # noqa: F401,F403 - Response, TransportError, ... as httpx has them
 
 TOKENS: dict[str, str] = {}
+
+
+def default_verify() -> ssl.SSLContext:
+    """What httpx's verify=True builds (SSL_CERT_FILE, SSL_CERT_DIR or certifi's bundle), built
+    once per setting: each httpx.get/put/... makes a client, and each client would otherwise load
+    a CA bundle anew, which takes longer than a request to a loopback server."""
+    return _context_for(os.environ.get("SSL_CERT_FILE") or None,
+                        None if os.environ.get("SSL_CERT_FILE") else os.environ.get("SSL_CERT_DIR") or None)
+
+
+@lru_cache(maxsize=8)
+def _context_for(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def origin_of(url: str | _httpx.URL) -> str:
@@ -45,6 +63,7 @@ ADMIN = AdminAuth()
 
 def request(method: str, url, **kwargs) -> _httpx.Response:
     kwargs.setdefault("auth", ADMIN)
+    kwargs.setdefault("verify", default_verify())
     return _httpx.request(method, url, **kwargs)
 
 
@@ -59,6 +78,7 @@ head = partial(request, "HEAD")
 @contextmanager
 def stream(method: str, url, **kwargs):
     kwargs.setdefault("auth", ADMIN)
+    kwargs.setdefault("verify", default_verify())
     with _httpx.stream(method, url, **kwargs) as response:
         yield response
 
@@ -66,4 +86,5 @@ def stream(method: str, url, **kwargs):
 class Client(_httpx.Client):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("auth", ADMIN)
+        kwargs.setdefault("verify", default_verify())
         super().__init__(*args, **kwargs)

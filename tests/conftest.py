@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from contextlib import contextmanager
 
 import pytest
 from azure.core.credentials import AccessToken
@@ -58,6 +59,34 @@ def database_url(request, tmp_path):
 @pytest.fixture
 def server(tmp_path, database_url):
     with ThreadServer(tmp_path, database_url) as running:
+        yield running
+
+
+ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def server_on(engine: str, request, tmp_path_factory, **overrides):
+    """A server on a fresh database of `engine` ("sqlite" or "postgres"), for fixtures of a wider
+    scope than a test's (tmp_path and database_url are per test)."""
+    database = None if engine == "sqlite" else \
+        request.getfixturevalue("postgres").create_database(f"galley_{next(_database_names)}")
+    with ThreadServer(tmp_path_factory.mktemp(f"server-{engine}"), database, **overrides) as running:
+        yield running
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def module_server(request, tmp_path_factory):
+    """One server per test module and database engine, for tests that leave it as they found it
+    (refusals that change nothing, reads): each server started and stopped costs half a second."""
+    with server_on(request.param, request, tmp_path_factory) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def module_sqlite_server(request, tmp_path_factory):
+    """module_server on SQLite alone, where the tests run on SQLite alone."""
+    with server_on("sqlite", request, tmp_path_factory) as running:
         yield running
 
 

@@ -19,6 +19,8 @@ from galley.cli.transfer import ProgressLines, human_bytes
 
 from .test_cli_unit import DEFINITION, DISK, SUB, FakeArm, ok
 
+pytestmark = pytest.mark.usefixtures("galley_command_built_once")  # tests/cli_runner.py
+
 VERSIONS = f"{DEFINITION}/versions"
 GALLERIES = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/galleries"
 

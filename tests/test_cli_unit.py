@@ -17,6 +17,8 @@ from galley.cli.argv import expand_argv, is_option, option_names
 from galley.cli.client import API_GALLERY, ArmClient, ArmError
 from galley.cli.main import app, preprocess
 
+pytestmark = pytest.mark.usefixtures("galley_command_built_once")  # tests/cli_runner.py
+
 SUB = "00000000-0000-0000-0000-000000000000"
 RG_PATH = f"/subscriptions/{SUB}/resourcegroups/rg"
 GALLERY = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/galleries/g"

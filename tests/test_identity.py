@@ -69,7 +69,17 @@ def group_names(url: str) -> list[str]:
 
 @pytest.fixture
 def server(sqlite_server):
+    """A fresh server, for the tests that look at or change server-wide state (the first start's
+    lists, every secret's end date, the signing keys the administrator's token is signed with)."""
     return sqlite_server
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One server for the tests that touch only what they create (their own tenants, principals)
+    or nothing at all: each server started and stopped costs half a second."""
+    with ThreadServer(tmp_path_factory.mktemp("identity")) as running:
+        yield running
 
 
 # ---- first start ------------------------------------------------------------------------------
@@ -99,38 +109,38 @@ def test_subscriptions_do_not_spring_into_existence(server):
 
 # ---- the token endpoint -----------------------------------------------------------------------
 
-def test_client_credentials_token_has_the_claims_of_an_azure_token(server):
-    creds = credentials(server.home)
-    response = token_for(server.url, creds["tenantId"], creds["clientId"], creds["clientSecret"])
+def test_client_credentials_token_has_the_claims_of_an_azure_token(shared):
+    creds = credentials(shared.home)
+    response = token_for(shared.url, creds["tenantId"], creds["clientId"], creds["clientSecret"])
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["token_type"] == "Bearer" and isinstance(body["expires_in"], int) and body["expires_in"] >= 3000
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
-    assert claims["iss"] == f"{server.url}/{creds['tenantId']}/v2.0"
-    assert claims["aud"] == f"{server.url}/"  # the double slash of az's scope names this resource
+    assert claims["iss"] == f"{shared.url}/{creds['tenantId']}/v2.0"
+    assert claims["aud"] == f"{shared.url}/"  # the double slash of az's scope names this resource
     assert claims["tid"] == creds["tenantId"] and claims["appid"] == creds["clientId"]
     assert claims["nbf"] <= claims["iat"] <= time.time() < claims["exp"]
     uuid.UUID(claims["oid"])
     header = jwt.get_unverified_header(body["access_token"])
     assert header["alg"] == "RS256"
-    jwks = httpx.get(f"{server.url}/{creds['tenantId']}/discovery/v2.0/keys").json()
+    jwks = httpx.get(f"{shared.url}/{creds['tenantId']}/discovery/v2.0/keys").json()
     key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
     public = jwt.PyJWK(key).key
-    assert jwt.decode(body["access_token"], public, algorithms=["RS256"], audience=f"{server.url}/")["oid"] == claims["oid"]
+    assert jwt.decode(body["access_token"], public, algorithms=["RS256"], audience=f"{shared.url}/")["oid"] == claims["oid"]
 
 
-def test_openid_configuration_and_cloud_metadata(server):
-    creds = credentials(server.home)
-    config = httpx.get(f"{server.url}/{creds['tenantId']}/v2.0/.well-known/openid-configuration").json()
-    assert config["issuer"] == f"{server.url}/{creds['tenantId']}/v2.0"
-    assert config["token_endpoint"] == f"{server.url}/{creds['tenantId']}/oauth2/v2.0/token"
-    assert config["jwks_uri"].startswith(server.url) and config["authorization_endpoint"]
+def test_openid_configuration_and_cloud_metadata(shared):
+    creds = credentials(shared.home)
+    config = httpx.get(f"{shared.url}/{creds['tenantId']}/v2.0/.well-known/openid-configuration").json()
+    assert config["issuer"] == f"{shared.url}/{creds['tenantId']}/v2.0"
+    assert config["token_endpoint"] == f"{shared.url}/{creds['tenantId']}/oauth2/v2.0/token"
+    assert config["jwks_uri"].startswith(shared.url) and config["authorization_endpoint"]
     # az joins an endpoint that ends in '/' with '/metadata/...'
-    cloud = httpx.get(f"{server.url}//metadata/endpoints?api-version=2022-09-01").json()
-    assert cloud["authentication"]["loginEndpoint"] == f"{server.url}/"
-    assert cloud["authentication"]["audiences"] == [f"{server.url}/"]
-    assert cloud["resourceManager"] == f"{server.url}/" and isinstance(cloud["suffixes"], dict)
-    unknown = httpx.get(f"{server.url}/{uuid.uuid4()}/v2.0/.well-known/openid-configuration")
+    cloud = httpx.get(f"{shared.url}//metadata/endpoints?api-version=2022-09-01").json()
+    assert cloud["authentication"]["loginEndpoint"] == f"{shared.url}/"
+    assert cloud["authentication"]["audiences"] == [f"{shared.url}/"]
+    assert cloud["resourceManager"] == f"{shared.url}/" and isinstance(cloud["suffixes"], dict)
+    unknown = httpx.get(f"{shared.url}/{uuid.uuid4()}/v2.0/.well-known/openid-configuration")
     assert unknown.status_code == 400 and "AADSTS90002" in unknown.json()["error_description"]
 
 
@@ -142,24 +152,24 @@ def test_openid_configuration_and_cloud_metadata(server):
     ({"scope": "openid"}, 400, "invalid_scope", "AADSTS1002012"),
     ({"client_secret": ""}, 400, "invalid_request", "AADSTS900144"),
 ])
-def test_token_endpoint_refusals(server, change, status, error, aadsts):
-    creds = credentials(server.home)
+def test_token_endpoint_refusals(shared, change, status, error, aadsts):
+    creds = credentials(shared.home)
     form = {"grant_type": "client_credentials", "client_id": creds["clientId"],
-            "client_secret": creds["clientSecret"], "scope": f"{server.url}/.default", **change}
+            "client_secret": creds["clientSecret"], "scope": f"{shared.url}/.default", **change}
     tenant = form.pop("tenant", creds["tenantId"])
-    response = httpx.post(f"{server.url}/{tenant}/oauth2/v2.0/token", data=form)
+    response = httpx.post(f"{shared.url}/{tenant}/oauth2/v2.0/token", data=form)
     assert response.status_code == status, response.text
     body = response.json()
     assert body["error"] == error and aadsts in body["error_description"] and "access_token" not in body
 
 
-def test_a_principal_of_another_tenant_cannot_sign_in_through_this_tenant(server):
-    tenant_b = new_tenant(server.url)
-    principal = new_principal(server.url, tenant_b["tenantId"])
-    wrong = token_for(server.url, credentials(server.home)["tenantId"], principal["appId"], principal["password"])
+def test_a_principal_of_another_tenant_cannot_sign_in_through_this_tenant(shared):
+    tenant_b = new_tenant(shared.url)
+    principal = new_principal(shared.url, tenant_b["tenantId"])
+    wrong = token_for(shared.url, credentials(shared.home)["tenantId"], principal["appId"], principal["password"])
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_client"
     assert "access_token" not in wrong.json()
-    assert signed_in(server.url, principal)
+    assert signed_in(shared.url, principal)
 
 
 def test_an_expired_secret_gives_no_token(server):
@@ -171,15 +181,15 @@ def test_an_expired_secret_gives_no_token(server):
     assert response.status_code == 401 and "AADSTS7000222" in response.json()["error_description"]
 
 
-def test_credential_reset_replaces_the_secret(server):
-    principal = new_principal(server.url)
-    reset = admin_http.post(f"{server.url}/providers/Galley.Identity/servicePrincipals/{principal['appId']}"
+def test_credential_reset_replaces_the_secret(shared):
+    principal = new_principal(shared.url)
+    reset = admin_http.post(f"{shared.url}/providers/Galley.Identity/servicePrincipals/{principal['appId']}"
                             "/resetCredential", json={})
     assert reset.status_code == 200
     fresh = reset.json()["password"]
     assert fresh != principal["password"]
-    assert token_for(server.url, principal["tenant"], principal["appId"], principal["password"]).status_code == 401
-    assert signed_in(server.url, {**principal, "password": fresh})
+    assert token_for(shared.url, principal["tenant"], principal["appId"], principal["password"]).status_code == 401
+    assert signed_in(shared.url, {**principal, "password": fresh})
 
 
 @pytest.mark.slow
@@ -224,13 +234,13 @@ def _b64(data: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
-def test_the_forging_helper_makes_a_token_the_server_accepts(server):
+def test_the_forging_helper_makes_a_token_the_server_accepts(shared):
     """So that each refusal below is about the one thing changed, not the helper."""
-    assert httpx.get(f"{server.url}{GROUPS}?{API}", headers=bearer(forge(server))).status_code == 200
+    assert httpx.get(f"{shared.url}{GROUPS}?{API}", headers=bearer(forge(shared))).status_code == 200
 
 
-def test_missing_and_malformed_authorization(server):
-    url = f"{server.url}{GROUPS}?{API}"
+def test_missing_and_malformed_authorization(shared):
+    url = f"{shared.url}{GROUPS}?{API}"
     assert_401(httpx.get(url), "header is missing", "AuthenticationFailed")
     assert_401(httpx.get(url, headers={"Authorization": "Basic abc"}), "invalid format", "AuthenticationFailed")
     assert_401(httpx.get(url, headers={"Authorization": "Bearer"}), "invalid format", "AuthenticationFailed")
@@ -249,70 +259,70 @@ def test_missing_and_malformed_authorization(server):
     ("HS256 with the public key", "algorithm 'HS256'"),
     ("unknown key", "does not know"),
 ])
-def test_bad_tokens_are_refused_and_change_nothing(server, case, mentions):
+def test_bad_tokens_are_refused_and_change_nothing(shared, case, mentions):
     now = int(time.time())
     if case == "expired":
-        token = forge(server, {"exp": now - 120, "iat": now - 800, "nbf": now - 800})
+        token = forge(shared, {"exp": now - 120, "iat": now - 800, "nbf": now - 800})
     elif case == "not yet valid":
-        token = forge(server, {"nbf": now + 3600, "iat": now + 3600, "exp": now + 7200})
+        token = forge(shared, {"nbf": now + 3600, "iat": now + 3600, "exp": now + 7200})
     elif case == "wrong audience":
-        token = forge(server, {"aud": "https://management.azure.com/"})
+        token = forge(shared, {"aud": "https://management.azure.com/"})
     elif case == "wrong issuer":
-        token = forge(server, {"iss": f"https://login.microsoftonline.com/{uuid.uuid4()}/v2.0"})
+        token = forge(shared, {"iss": f"https://login.microsoftonline.com/{uuid.uuid4()}/v2.0"})
     elif case == "no exp":
-        token = forge(server, drop=("exp",))
+        token = forge(shared, drop=("exp",))
     elif case == "tampered payload":
-        header, payload, signature = forge(server).split(".")
+        header, payload, signature = forge(shared).split(".")
         claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
         claims["tid"] = str(uuid.uuid4())
         token = ".".join([header, _b64(claims), signature])
     elif case == "tampered signature":
-        header, payload, signature = forge(server).split(".")
+        header, payload, signature = forge(shared).split(".")
         token = ".".join([header, payload, signature[:-6] + ("AAAAAA" if signature[-6:] != "AAAAAA" else "BBBBBB")])
     elif case == "alg none":
-        header, payload, _ = forge(server).split(".")
-        token = ".".join([_b64({"alg": "none", "typ": "JWT", "kid": server.app.state.keys.current().kid}),
+        header, payload, _ = forge(shared).split(".")
+        token = ".".join([_b64({"alg": "none", "typ": "JWT", "kid": shared.app.state.keys.current().kid}),
                           payload, ""])
     elif case == "HS256 with the public key":
-        public_pem = server.app.state.keys.current().private_key.public_key().public_bytes(
+        public_pem = shared.app.state.keys.current().private_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        header, payload, _ = forge(server).split(".")
+        header, payload, _ = forge(shared).split(".")
         import hashlib
         import hmac
-        signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT', 'kid': server.app.state.keys.current().kid})}.{payload}"
+        signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT', 'kid': shared.app.state.keys.current().kid})}.{payload}"
         signature = base64.urlsafe_b64encode(hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest())
         token = f"{signing_input}.{signature.decode().rstrip('=')}"
     else:
         from cryptography.hazmat.primitives.asymmetric import rsa
-        token = forge(server, key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        token = forge(shared, key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
                       headers={"kid": "not-a-key-of-this-server"})
-    response = httpx.put(f"{server.url}{GROUPS}/forged?api-version=2024-11-01", json={"location": "eastus"},
+    response = httpx.put(f"{shared.url}{GROUPS}/forged?api-version=2024-11-01", json={"location": "eastus"},
                          headers=bearer(token))
     assert_401(response, mentions)
-    assert "forged" not in group_names(server.url)
+    assert "forged" not in group_names(shared.url)
 
 
-def test_a_token_of_another_tenant_gets_403_and_changes_nothing(server):
-    principal = new_principal(server.url, new_tenant(server.url)["tenantId"])
-    token = signed_in(server.url, principal)
-    response = httpx.put(f"{server.url}{GROUPS}/theirs?api-version=2024-11-01", json={"location": "eastus"},
+def test_a_token_of_another_tenant_gets_403_and_changes_nothing(shared):
+    principal = new_principal(shared.url, new_tenant(shared.url)["tenantId"])
+    token = signed_in(shared.url, principal)
+    response = httpx.put(f"{shared.url}{GROUPS}/theirs?api-version=2024-11-01", json={"location": "eastus"},
                          headers=bearer(token))
     assert response.status_code == 403, response.text
     assert response.json()["error"]["code"] == "InvalidAuthenticationTokenTenant"
-    assert "theirs" not in group_names(server.url)
+    assert "theirs" not in group_names(shared.url)
     # and tenant B sees its own world only
-    assert httpx.get(f"{server.url}/subscriptions?{API}", headers=bearer(token)).json()["value"] == []
-    tenants = httpx.get(f"{server.url}/tenants?{API}", headers=bearer(token)).json()["value"]
+    assert httpx.get(f"{shared.url}/subscriptions?{API}", headers=bearer(token)).json()["value"] == []
+    tenants = httpx.get(f"{shared.url}/tenants?{API}", headers=bearer(token)).json()["value"]
     assert [t["tenantId"] for t in tenants] == [principal["tenant"]]
 
 
-def test_a_deleted_principal_is_refused_within_seconds(server):
-    principal = new_principal(server.url, role="Reader", scopes=[f"/subscriptions/{SUBSCRIPTION}"])
-    token = signed_in(server.url, principal)
-    assert httpx.get(f"{server.url}{GROUPS}?{API}", headers=bearer(token)).status_code == 200
-    deleted = admin_http.delete(f"{server.url}/providers/Galley.Identity/servicePrincipals/{principal['appId']}")
+def test_a_deleted_principal_is_refused_within_seconds(shared):
+    principal = new_principal(shared.url, role="Reader", scopes=[f"/subscriptions/{SUBSCRIPTION}"])
+    token = signed_in(shared.url, principal)
+    assert httpx.get(f"{shared.url}{GROUPS}?{API}", headers=bearer(token)).status_code == 200
+    deleted = admin_http.delete(f"{shared.url}/providers/Galley.Identity/servicePrincipals/{principal['appId']}")
     assert deleted.status_code == 204
-    assert_401(httpx.get(f"{server.url}{GROUPS}?{API}", headers=bearer(token)), "no longer exists")
+    assert_401(httpx.get(f"{shared.url}{GROUPS}?{API}", headers=bearer(token)), "no longer exists")
 
 
 def test_rotated_keys_verify_their_tokens_until_they_expire(server):
@@ -341,23 +351,23 @@ def test_rotated_keys_verify_their_tokens_until_they_expire(server):
 
 # ---- secrets are kept only as hashes ---------------------------------------------------------
 
-def test_secrets_are_not_logged_returned_or_stored_in_clear(server, caplog):
+def test_secrets_are_not_logged_returned_or_stored_in_clear(shared, caplog):
     import logging
     caplog.set_level(logging.DEBUG)
-    principal = new_principal(server.url)
+    principal = new_principal(shared.url)
     secret = principal["password"]
-    signed_in(server.url, principal)
-    token_for(server.url, principal["tenant"], principal["appId"], secret + "x")  # a wrong one, logged?
-    reset = admin_http.post(f"{server.url}/providers/Galley.Identity/servicePrincipals/{principal['id']}"
+    signed_in(shared.url, principal)
+    token_for(shared.url, principal["tenant"], principal["appId"], secret + "x")  # a wrong one, logged?
+    reset = admin_http.post(f"{shared.url}/providers/Galley.Identity/servicePrincipals/{principal['id']}"
                             "/resetCredential", json={"append": True}).json()["password"]
     for url in (f"/providers/Galley.Identity/servicePrincipals/{principal['appId']}",
                 "/providers/Galley.Identity/servicePrincipals", "/providers/Galley.Identity/tenants"):
-        text = admin_http.get(server.url + url).text
+        text = admin_http.get(shared.url + url).text
         assert secret not in text and reset not in text
-    shown = admin_http.get(f"{server.url}/providers/Galley.Identity/servicePrincipals/{principal['appId']}").json()
+    shown = admin_http.get(f"{shared.url}/providers/Galley.Identity/servicePrincipals/{principal['appId']}").json()
     assert [c["hint"] for c in shown["passwordCredentials"]] == [secret[:3], reset[:3]]
-    admin_secret = credentials(server.home)["clientSecret"]
-    database = b"".join(p.read_bytes() for p in server.home.glob("galley.db*"))
+    admin_secret = credentials(shared.home)["clientSecret"]
+    database = b"".join(p.read_bytes() for p in shared.home.glob("galley.db*"))
     for value in (secret, reset, admin_secret):
         assert value.encode() not in database
         assert value not in caplog.text
@@ -428,15 +438,17 @@ def test_every_route_refuses_anonymous_and_foreign_callers(sqlite_server):
               for method in sorted(route.methods - {"HEAD"} or route.methods)]
     assert len(routes) > 60
     unclassified, walked = [], 0
+    verify = admin_http.default_verify()  # built once for the walk's few hundred requests
     for path, method in routes:
         url = server.url + _fill(path, "walkacct", creds)
         if OPEN_PATHS.match(_fill(path, "walkacct", creds)):
             continue
         walked += 1
-        anonymous = httpx.request(method, url, params={"api-version": "2024-11-01"}, content=b"{}")
+        anonymous = httpx.request(method, url, params={"api-version": "2024-11-01"}, content=b"{}",
+                                  verify=verify)
         assert anonymous.status_code == 401, (method, path, anonymous.status_code, anonymous.text)
         answer = httpx.request(method, url, params={"api-version": "2024-11-01"}, content=b"{}",
-                               headers=bearer(foreign))
+                               headers=bearer(foreign), verify=verify)
         if "/microsoft.authorization/" in path.lower():
             # role definitions are readable by all (built-in ones; custom ones where the caller has a
             # role); assignments need a role over their scope

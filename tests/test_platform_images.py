@@ -173,18 +173,18 @@ def test_content_reads_back_byte_for_byte(server, images, tmp_path):
     (("p", "o", "s", "1.0.0"), {"hyperVGeneration": "V3"}, "InvalidParameter", "hyperVGeneration"),
     (("p", "o", "s", "1.0.0"), {"format": "qcow2"}, "InvalidDiskImage", "not usable"),
 ])
-def test_bad_input_is_rejected_and_changes_nothing(sqlite_server, images, names, params, code, mentions):
-    response = register(sqlite_server.url, images["a"], *names, **params)
+def test_bad_input_is_rejected_and_changes_nothing(module_sqlite_server, images, names, params, code, mentions):
+    response = register(module_sqlite_server.url, images["a"], *names, **params)
     assert_arm_error(response, 400, code, mentions=mentions)
-    assert catalog(sqlite_server.url) == []
-    assert sqlite_server.app.state.content.repo.contents_with_prefix("platform/") == []
-    assert upload_leases(sqlite_server) == []
+    assert catalog(module_sqlite_server.url) == []
+    assert module_sqlite_server.app.state.content.repo.contents_with_prefix("platform/") == []
+    assert upload_leases(module_sqlite_server) == []
 
 
-def test_an_empty_body_is_rejected(sqlite_server):
-    assert_arm_error(register(sqlite_server.url, b"", "p", "o", "s", "1.0.0"), 400, "InvalidDiskImage",
+def test_an_empty_body_is_rejected(module_sqlite_server):
+    assert_arm_error(register(module_sqlite_server.url, b"", "p", "o", "s", "1.0.0"), 400, "InvalidDiskImage",
                      mentions="empty")
-    assert catalog(sqlite_server.url) == [] and upload_leases(sqlite_server) == []
+    assert catalog(module_sqlite_server.url) == [] and upload_leases(module_sqlite_server) == []
 
 
 def test_a_registered_version_is_immutable(server, images):

@@ -63,34 +63,34 @@ def test_oversized_body_is_rejected(sqlite_server):
 @pytest.mark.parametrize("name", ["bad name", "semi;colon", "dash-ok-for-definitions-not-galleries",
                                   "ünïcode", "a" * 81, "trailing.", "nul\x00", "back\\slash",
                                   "slash/inside", "..", "quote'"])
-def test_odd_characters_in_gallery_names(sqlite_server, name):
-    make_group(sqlite_server.url)
-    url = compute_url(sqlite_server.url, f"galleries/{quote(name, safe='')}?{GALLERY_API}")
+def test_odd_characters_in_gallery_names(module_sqlite_server, name):
+    make_group(module_sqlite_server.url)
+    url = compute_url(module_sqlite_server.url, f"galleries/{quote(name, safe='')}?{GALLERY_API}")
     response = httpx.put(url, json={"location": "eastus"})
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]["code"]
-    listed = httpx.get(compute_url(sqlite_server.url, f"galleries?{GALLERY_API}")).json()["value"]
+    listed = httpx.get(compute_url(module_sqlite_server.url, f"galleries?{GALLERY_API}")).json()["value"]
     assert listed == []
 
 
-def test_unknown_and_missing_api_versions(sqlite_server):
-    make_group(sqlite_server.url)
-    base = compute_url(sqlite_server.url, "galleries/gal")
+def test_unknown_and_missing_api_versions(module_sqlite_server):
+    make_group(module_sqlite_server.url)
+    base = compute_url(module_sqlite_server.url, "galleries/gal")
     assert_arm_error(httpx.put(f"{base}?api-version=2099-01-01", json={"location": "eastus"}), 400,
                      "InvalidApiVersionParameter")
     assert_arm_error(httpx.put(base, json={"location": "eastus"}), 400, "MissingApiVersionParameter")
     # A disk api-version is not a gallery api-version.
     assert_arm_error(httpx.put(f"{base}?{DISK_API}", json={"location": "eastus"}), 400,
                      "InvalidApiVersionParameter")
-    assert httpx.get(compute_url(sqlite_server.url, f"galleries?{GALLERY_API}")).json()["value"] == []
+    assert httpx.get(compute_url(module_sqlite_server.url, f"galleries?{GALLERY_API}")).json()["value"] == []
 
 
-def test_unknown_paths_and_methods_are_arm_errors(sqlite_server):
-    response = httpx.get(f"{sqlite_server.url}/subscriptions/{SUBSCRIPTION}/nothing?{GALLERY_API}")
+def test_unknown_paths_and_methods_are_arm_errors(module_sqlite_server):
+    response = httpx.get(f"{module_sqlite_server.url}/subscriptions/{SUBSCRIPTION}/nothing?{GALLERY_API}")
     assert_arm_error(response, 404, "NotFound")
-    response = httpx.post(compute_url(sqlite_server.url, f"galleries/gal?{GALLERY_API}"), json={})
+    response = httpx.post(compute_url(module_sqlite_server.url, f"galleries/gal?{GALLERY_API}"), json={})
     assert_arm_error(response, 405, "MethodNotAllowed")
-    response = httpx.get(f"{sqlite_server.url}/subscriptions/not-a-guid/resourcegroups?api-version=2024-11-01")
+    response = httpx.get(f"{module_sqlite_server.url}/subscriptions/not-a-guid/resourcegroups?api-version=2024-11-01")
     assert_arm_error(response, 400, "InvalidSubscriptionId")
 
 

@@ -433,24 +433,25 @@ def test_version_with_api_version_2018_06_01_managed_image_source(server, comput
     assert version.properties.provisioning_state == "Succeeded"
 
 
-def test_unknown_api_version_is_rejected(server):
-    make_group(server.url)
-    response = arm_put(server.url, "galleries/gal", {"location": "eastus"}, "2099-01-01")
+def test_unknown_api_version_is_rejected(module_server):
+    make_group(module_server.url)
+    response = arm_put(module_server.url, "galleries/gal", {"location": "eastus"}, "2099-01-01")
     assert_arm_error(response, 400, "InvalidApiVersionParameter", mentions="2099-01-01")
-    assert arm_get(server.url, "galleries/gal", GALLERY_API).status_code == 404
+    assert arm_get(module_server.url, "galleries/gal", GALLERY_API).status_code == 404
 
 
-def test_missing_api_version_is_rejected(server):
-    make_group(server.url)
-    response = httpx.put(compute_url(server.url, "galleries/gal"), json={"location": "eastus"})
+def test_missing_api_version_is_rejected(module_server):
+    make_group(module_server.url)
+    response = httpx.put(compute_url(module_server.url, "galleries/gal"), json={"location": "eastus"})
     assert_arm_error(response, 400, "MissingApiVersionParameter", mentions="api-version")
-    assert arm_get(server.url, "galleries/gal", GALLERY_API).status_code == 404
-    assert_arm_error(httpx.get(compute_url(server.url, "galleries")), 400, mentions="api-version")
+    assert arm_get(module_server.url, "galleries/gal", GALLERY_API).status_code == 404
+    assert_arm_error(httpx.get(compute_url(module_server.url, "galleries")), 400, mentions="api-version")
 
 
 # ---- G. resource groups and locations ----------------------------------------------------------------
 
-def test_gallery_in_missing_resource_group_is_404(server, compute):
+def test_gallery_in_missing_resource_group_is_404(module_server):
+    server, compute = module_server, quick_polls(sdk_client(module_server.url))
     error = sdk_rejects(lambda: create_gallery(compute, rg="nowhere"), 404, "ResourceGroupNotFound",
                         mentions="nowhere")
     assert error["target"]
@@ -466,11 +467,11 @@ def test_resource_group_put_get_and_list(server):
     assert [g["name"] for g in listed.json()["value"]] == ["grp"]
 
 
-def test_locations_lists_the_configured_regions(server):
-    response = httpx.get(f"{server.url}/subscriptions/{SUBSCRIPTION}/locations?api-version=2022-12-01")
+def test_locations_lists_the_configured_regions(module_server):
+    response = httpx.get(f"{module_server.url}/subscriptions/{SUBSCRIPTION}/locations?api-version=2022-12-01")
     assert response.status_code == 200
     regions = [item["name"] for item in response.json()["value"]]
-    assert regions == list(server.app.state.settings.regions)
+    assert regions == list(module_server.app.state.settings.regions)
     assert {"eastus", "westus2"} <= set(regions)
 
 
@@ -491,12 +492,12 @@ def test_storage_account_kind_is_kept(server):
     assert httpx.get(f"{url}/blobs", params=params).json()["kind"] == "BlobStorage"
 
 
-def test_deleting_a_resource_group_that_does_not_exist_is_a_404(server):
+def test_deleting_a_resource_group_that_does_not_exist_is_a_404(module_server):
     from azure.core.exceptions import ResourceNotFoundError
     from azure.mgmt.resource import ResourceManagementClient
     from .conftest import AdminBearer, AdminCredential
-    client = ResourceManagementClient(AdminCredential(server.url), SUBSCRIPTION, base_url=server.url,
-                                      authentication_policy=AdminBearer(server.url))
+    client = ResourceManagementClient(AdminCredential(module_server.url), SUBSCRIPTION, base_url=module_server.url,
+                                      authentication_policy=AdminBearer(module_server.url))
     with pytest.raises(ResourceNotFoundError) as missing:
         client.resource_groups.begin_delete("never-made").result()
     assert missing.value.error.code == "ResourceGroupNotFound"

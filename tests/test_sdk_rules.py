@@ -15,7 +15,7 @@ from azure.mgmt.compute import models as m
 
 from galley.config import Limits
 
-from .conftest import sdk_client
+from .conftest import ENGINES, sdk_client, server_on
 from .sdk_helpers import (GALLERY_API, RG, arm_get, arm_put, assert_arm_error, compute_url,
                           create_definition, create_gallery, create_snapshot, create_version,
                           image_chain, make_group, make_subscription, quick_polls, resource_id, sdk_rejects, version_body)
@@ -29,6 +29,36 @@ OTHER_SUBSCRIPTION = "11111111-1111-1111-1111-111111111111"
 def compute(compute):
     """conftest's real SDK client, with the waits between LRO polls capped (see quick_polls)."""
     return quick_polls(compute)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def with_gallery(request, tmp_path_factory):
+    """(server, compute) per engine holding group 'rg' and gallery 'gal': shared by the refusals of
+    definitions, each of which must leave it as it was (a server costs half a second)."""
+    with server_on(request.param, request, tmp_path_factory) as running:
+        compute = quick_polls(sdk_client(running.url))
+        make_group(running.url)
+        create_gallery(compute)
+        yield running, compute
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def with_definition(request, tmp_path_factory):
+    """(server, compute) per engine holding definition 'def' (described "kept") in gallery 'gal'."""
+    with server_on(request.param, request, tmp_path_factory) as running:
+        compute = quick_polls(sdk_client(running.url))
+        make_group(running.url)
+        create_gallery(compute)
+        create_definition(compute, description="kept")
+        yield running, compute
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def with_chain(request, tmp_path_factory):
+    """(server, compute, snapshot) per engine holding image_chain's resources and no version."""
+    with server_on(request.param, request, tmp_path_factory) as running:
+        compute = quick_polls(sdk_client(running.url))
+        yield running, compute, image_chain(compute, running.url)
 
 
 def names(items) -> list[str]:
@@ -65,8 +95,8 @@ def test_image_definition_name_rules(server, compute):
 
 
 @pytest.mark.parametrize("bad", ["1.0", "1.0.0.0", "a.b.c", "1.0.2147483648", "1.0.0-beta"])
-def test_version_name_must_be_three_int32_parts(server, compute, bad):
-    snap = image_chain(compute, server.url)
+def test_version_name_must_be_three_int32_parts(with_chain, bad):
+    _, compute, snap = with_chain
     sdk_rejects(lambda: create_version(compute, snap.id, bad), 400, mentions="galleryImageVersionName")
     assert version_names(compute) == []
 
@@ -105,9 +135,8 @@ def test_same_publisher_offer_sku_in_another_gallery_is_allowed(server, compute)
 
 
 @pytest.mark.parametrize("missing", ["osType", "osState"])
-def test_os_type_and_os_state_are_required(server, compute, missing):
-    make_group(server.url)
-    create_gallery(compute)
+def test_os_type_and_os_state_are_required(with_gallery, missing):
+    server, compute = with_gallery
     props = {"osType": "Linux", "osState": "Generalized",
              "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}
     del props[missing]
@@ -144,9 +173,8 @@ def test_enums_are_accepted_case_insensitively(server, compute):
         "eastus": "Premium_LRS", "westus2": "Standard_ZRS"}
 
 
-def test_unknown_enum_value_is_rejected(server, compute):
-    make_group(server.url)
-    create_gallery(compute)
+def test_unknown_enum_value_is_rejected(with_gallery):
+    _, compute = with_gallery
     error = sdk_rejects(lambda: create_definition(compute, os_type="Solaris"), 400, mentions="Solaris")
     assert error["target"] == "properties.osType"
     assert list(compute.gallery_images.list_by_gallery(RG, "gal")) == []
@@ -196,10 +224,8 @@ def test_definition_updatable_properties_may_change(server, compute):
     ({"identifier": {"publisher": "pub", "offer": "offer", "sku": "other"}}, "identifier.sku"),
     ({"hyperVGeneration": "V2"}, "hyperVGeneration"),
 ])
-def test_definition_other_properties_cannot_change(server, compute, change, named):
-    make_group(server.url)
-    create_gallery(compute)
-    create_definition(compute, description="kept")
+def test_definition_other_properties_cannot_change(with_definition, change, named):
+    _, compute = with_definition
     props = {"osType": "Linux", "osState": "Generalized", "description": "changed",
              "identifier": {"publisher": "pub", "offer": "offer", "sku": "sku"}, **change}
     body = {"location": "eastus", "properties": props}
