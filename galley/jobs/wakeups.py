@@ -21,6 +21,7 @@ from sqlalchemy import Engine, text
 log = logging.getLogger("galley.jobs")
 CHANNEL = "galley_jobs"
 RECONNECT_SECONDS = 2.0
+STOP_CHECK_SECONDS = 0.25  # how soon a stopping node notices, while it waits for notices
 
 
 class Wakeups:
@@ -62,7 +63,7 @@ class Wakeups:
                     connection.execute(f"LISTEN {CHANNEL}")
                     wake()  # work announced while this node was not listening
                     while not self._stop.is_set():
-                        if any(True for _ in connection.notifies(timeout=1.0, stop_after=1)):
+                        if any(True for _ in connection.notifies(timeout=STOP_CHECK_SECONDS, stop_after=1)):
                             wake()
             except Exception as error:
                 if self._stop.is_set():
