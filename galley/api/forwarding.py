@@ -15,6 +15,8 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ..blobservice.session_holders import HeldElsewhere
+
 FORWARDED_BY = "x-galley-forwarded-by"
 # Headers about one connection, not the request (RFC 9110 7.6.1), and those httpx sets itself.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -35,6 +37,16 @@ class Forwarder:
     @staticmethod
     def was_forwarded(request: Request) -> bool:
         return FORWARDED_BY in request.headers
+
+    async def to_holder(self, request: Request, elsewhere: HeldElsewhere, body: bytes | None = None) -> Response | None:
+        """The answer of the node holding the session; None when it cannot be had: the holder is
+        down or does not answer, or this request was forwarded here already (never twice)."""
+        if self.was_forwarded(request) or not elsewhere.reachable:
+            return None
+        try:
+            return await self.forward(request, elsewhere.holder.url, body)
+        except NodeUnreachable:
+            return None
 
     async def forward(self, request: Request, node_url: str, body: bytes | None = None) -> Response:
         """`body`: the request's body when a dependency has read it already (as JSON)."""

@@ -29,7 +29,7 @@ def json_response(body: object, status: int = 200, headers: dict | None = None) 
 
 def error_response(error: ArmError) -> Response:
     response = json_response(error.to_body(), error.status)
-    if getattr(error, "retry_after", None):
+    if error.retry_after:
         response.headers["Retry-After"] = str(error.retry_after)
     return response
 

@@ -19,9 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..api import outages
 from ..domain.storage_account import RESERVED_NAMES
 from .accounts import BlobAccount, BlobRequest
-from ..api.forwarding import NodeUnreachable
 from .errors import BlobError, authentication_failed
-from .session_holders import HeldElsewhere
+from .session_holders import HOLDER_RETRY_SECONDS, HeldElsewhere
 from .operations import HANDLERS, identify, not_here
 
 log = logging.getLogger("galley.blobservice")
@@ -30,7 +29,6 @@ STORAGE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 # Top-level words Galley (or its identity endpoints) may use besides those of its routes: the
 # names storage accounts may not take (domain/storage_account.py refuses them at creation).
 RESERVED = RESERVED_NAMES | {"openapi.json", "favicon.ico"}
-HOLDER_RETRY_SECONDS = 10
 
 
 def reserved_words(app) -> frozenset[str]:
@@ -113,19 +111,13 @@ async def _forward(http: Request, elsewhere: HeldElsewhere):
     forwarder = http.app.state.forwarder
     if forwarder.was_forwarded(http):  # the holder itself no longer has it: revoked or expired
         raise authentication_failed("This disk access SAS is no longer valid (revoked or expired).")
-    if not elsewhere.reachable:
-        raise _holder_down(elsewhere)
-    try:
-        return await forwarder.forward(http, elsewhere.holder.url)
-    except NodeUnreachable:
-        raise _holder_down(elsewhere) from None
-
-
-def _holder_down(elsewhere: HeldElsewhere) -> BlobError:
-    error = BlobError(503, "ServerBusy", f"The node that holds this disk access session "
-                      f"('{elsewhere.holder.name}') is not answering; retry once it is back.")
-    error.retry_after = HOLDER_RETRY_SECONDS
-    return error
+    response = await forwarder.to_holder(http, elsewhere)
+    if response is None:
+        error = BlobError(503, "ServerBusy", f"The node that holds this disk access session "
+                          f"('{elsewhere.holder.name}') is not answering; retry once it is back.")
+        error.retry_after = HOLDER_RETRY_SECONDS
+        raise error
+    return response
 
 
 def _resolve(app, name: str) -> BlobAccount | None:

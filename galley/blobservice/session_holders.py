@@ -18,6 +18,7 @@ SILENT_AFTER_SECONDS = 15.0
 # How long a looked-up holder of a session id is reused: every Put Page of a session that reaches
 # a non-holding node asks, and a stale answer only sends a request to a node that refuses it.
 REMEMBER_SECONDS = 5.0
+HOLDER_RETRY_SECONDS = 10  # Retry-After while the holder is down
 
 
 class HeldElsewhere(Exception):

@@ -6,13 +6,14 @@ from __future__ import annotations
 class ArmError(Exception):
     status = 400
     code = "BadRequest"
+    retry_after: int | None = None  # seconds a client should wait before trying again (a 503)
 
     def __init__(self, message: str, *, target: str | None = None, code: str | None = None,
                  status: int | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.target = target
-        self.retry_after = retry_after  # seconds a client should wait before trying again (a 503)
+        self.retry_after = retry_after
         if code:
             self.code = code
         if status:

@@ -14,11 +14,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from ...blobservice.dispatch import HOLDER_RETRY_SECONDS
-from ...blobservice.session_holders import HeldElsewhere
+from ...blobservice.session_holders import HOLDER_RETRY_SECONDS, HeldElsewhere
 from ...domain import ids
 from ...domain.errors import ArmError
-from ..forwarding import NodeUnreachable
 from ..wire import json_body, json_response
 from ._signature import with_parameters
 from .resources import SPECS, ResourceSpec
@@ -54,12 +52,9 @@ def _register(spec: ResourceSpec) -> None:
 
 
 async def _forward(request: Request, elsewhere: HeldElsewhere, body: bytes | None = None) -> Response:
-    forwarder = request.app.state.forwarder
-    if elsewhere.reachable and not forwarder.was_forwarded(request):
-        try:
-            return await forwarder.forward(request, elsewhere.holder.url, body)
-        except NodeUnreachable:
-            pass
+    response = await request.app.state.forwarder.to_holder(request, elsewhere, body)
+    if response is not None:
+        return response
     raise ArmError(f"The disk's access session is held by node '{elsewhere.holder.name}', which is not "
                    "answering; nothing was changed. Retry once it is back.", code="ServiceUnavailable",
                    status=503, retry_after=HOLDER_RETRY_SECONDS)
