@@ -249,11 +249,11 @@ class RefusingWrites:
         for method in ("put", "put_parts"):
             original = getattr(FolderStore, method)
 
-            def refusing(store, key, data, original=original):
+            def refusing(store, key, data, original=original, **options):
                 if self.on:
                     self.refused += 1
                     raise StoreUnavailable(f"{store.url} is not taking writes (a test's outage)")
-                return original(store, key, data)
+                return original(store, key, data, **options)
 
             monkeypatch.setattr(FolderStore, method, refusing)
 

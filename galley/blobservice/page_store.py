@@ -337,12 +337,10 @@ class PageStore:
 
     def _put_object(self, digest: str, data) -> tuple[str, int, int]:
         codec, payload = chunks.encode_parts(data)
-        if isinstance(self.store, FolderStore):
+        if hasattr(self.store, "put_parts"):
             # On disk before the write is acknowledged: the ledger and the database rows that
             # point at it are made durable by the commit that follows, the object by itself.
             self.store.put_parts(digest, (codec, payload), durable=True)
-        elif hasattr(self.store, "put_parts"):
-            self.store.put_parts(digest, (codec, payload))
         else:
             self.store.put(digest, codec + bytes(payload))
         return digest, 1 + len(payload), len(data)

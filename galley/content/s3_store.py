@@ -184,8 +184,9 @@ class S3Store:
                 except ClientError as again:
                     raise self._translate_write(again) from again
 
-    def put_parts(self, key: str, parts: tuple[bytes, ...]) -> None:
-        """One object from several parts (an S3 PUT needs one body, so they are joined)."""
+    def put_parts(self, key: str, parts: tuple[bytes, ...], durable: bool = False) -> None:
+        """One object from several parts (an S3 PUT needs one body, so they are joined). An S3
+        PUT is durable once answered, so `durable` (see FolderStore.put_parts) asks nothing more."""
         self.put(key, b"".join(parts))
 
     def _put(self, name: str, data: bytes, md5: str) -> None:
