@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import time
 
+from ..observability.nodes import LOST_AFTER_SECONDS
 from ..store.node_store import NodeRecord, NodeStore
-
-# A holder not heard from for this long is taken as down (the nodes' LOST_AFTER_SECONDS).
-SILENT_AFTER_SECONDS = 15.0
 # How long a looked-up holder of a session id is reused: every Put Page of a session that reaches
 # a non-holding node asks, and a stale answer only sends a request to a node that refuses it.
 REMEMBER_SECONDS = 5.0
@@ -31,7 +29,7 @@ class HeldElsewhere(Exception):
     @property
     def reachable(self) -> bool:
         return (self.holder.stopped_at is None and bool(self.holder.url)
-                and time.time() - self.holder.heartbeat_at < SILENT_AFTER_SECONDS)
+                and time.time() - self.holder.heartbeat_at < LOST_AFTER_SECONDS)
 
 
 class SessionHolders:
