@@ -503,6 +503,15 @@ def action(url: str, name: str, verb: str, api: str = API) -> httpx.Response:
     return httpx.post(f"{template_url(url, name)}/{verb}", params={"api-version": api})
 
 
+def run_to_its_end(url: str, name: str, timeout: float = 60, poll: float = 0.1) -> None:
+    """Start a run of template `name` and wait while it is Running."""
+    assert action(url, name, "run").status_code == 202
+    deadline = time.monotonic() + timeout
+    while get_template(url, name).json()["properties"]["lastRunStatus"]["runState"] == "Running":
+        assert time.monotonic() < deadline
+        time.sleep(poll)
+
+
 def test_run_is_queued_and_a_second_run_or_a_delete_is_refused(env):
     assert put_template(env.url, "runner", body_with(env.chain)).status_code == 201
     wait_template(env.url, "runner")

@@ -150,7 +150,7 @@ def test_log_segments_give_any_offset_while_the_log_grows(tmp_path, monkeypatch)
 
 def test_a_build_log_is_served_by_a_node_other_than_the_builders(tmp_path):
     from . import admin_http
-    from .test_image_templates import API, Chain, action, body_with, get_template, put_template, template_url, \
+    from .test_image_templates import API, Chain, body_with, put_template, run_to_its_end, template_url, \
         wait_template
 
     database = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -163,11 +163,7 @@ def test_a_build_log_is_served_by_a_node_other_than_the_builders(tmp_path):
             # Its identity holds no role on the source: the run fails at once, after writing its log.
             assert put_template(api_node.url, "t1", body_with(chain)).status_code == 201
             wait_template(api_node.url, "t1", timeout=30)
-            assert action(api_node.url, "t1", "run").status_code == 202
-            deadline = time.monotonic() + 60
-            while get_template(api_node.url, "t1").json()["properties"]["lastRunStatus"]["runState"] == "Running":
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+            run_to_its_end(api_node.url, "t1", poll=0.2)
 
             logs = admin_http.get(f"{template_url(api_node.url, 't1')}/logs", params={"api-version": API})
             assert logs.status_code == 200, logs.text

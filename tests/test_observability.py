@@ -274,7 +274,7 @@ def _delta(after: dict, before: dict, name: str, **labels) -> float:
 
 def test_build_token_and_refusal_metrics_move_with_real_work(tmp_path):
     """Counters are the process's (other tests' work too): each is read before and after."""
-    from .test_image_templates import API, Chain, action, body_with, get_template, put_template, wait_template
+    from .test_image_templates import API, Chain, body_with, put_template, run_to_its_end, wait_template
 
     with ThreadServer(tmp_path / "home") as server:
         chain = Chain(server.url)
@@ -287,11 +287,7 @@ def test_build_token_and_refusal_metrics_move_with_real_work(tmp_path):
         # A real run: its identity holds no role on the source, so it fails in its first phases.
         assert put_template(server.url, "t1", body_with(chain)).status_code == 201
         wait_template(server.url, "t1", timeout=30)
-        assert action(server.url, "t1", "run").status_code == 202
-        deadline = time.monotonic() + 60
-        while get_template(server.url, "t1").json()["properties"]["lastRunStatus"]["runState"] == "Running":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        run_to_its_end(server.url, "t1")
         assert plain_httpx.post(token_url, data=grant).status_code == 200
         refused = plain_httpx.post(token_url, data={**grant, "client_secret": "wrong"}).status_code
         assert refused in (400, 401)

@@ -4,22 +4,13 @@ no longer exists (left when the delete could not reach the store)."""
 
 from __future__ import annotations
 
-import time
 
 from galley.jobs.build import log_segments
 
 from . import admin_http as httpx
 from .servers import ThreadServer
-from .test_image_templates import API, Chain, action, body_with, get_template, put_template, template_id, \
-    template_url, wait_template
-
-
-def _run_to_its_end(url: str, name: str) -> None:
-    assert action(url, name, "run").status_code == 202
-    deadline = time.monotonic() + 60
-    while get_template(url, name).json()["properties"]["lastRunStatus"]["runState"] == "Running":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+from .test_image_templates import API, Chain, body_with, put_template, run_to_its_end as _run_to_its_end, \
+    template_id, template_url, wait_template
 
 
 def test_a_deleted_template_takes_its_build_log_with_it_and_gc_sweeps_leftovers(tmp_path, monkeypatch):
