@@ -124,7 +124,7 @@ class Profiled:
         self.bench, self.server, self.label, self.spy = bench, server, label, None
 
     def __enter__(self):
-        if self.bench.profile_dir is not None:
+        if self.bench.profile_dir is not None and self.label is not None:
             self.bench.profile_dir.mkdir(parents=True, exist_ok=True)
             self.out = self.bench.profile_dir / f"{self.label}.txt"
             self.out.unlink(missing_ok=True)
@@ -142,12 +142,14 @@ class Profiled:
                 self.bench.profiles[self.label] = {**summarize_profile(self.out), "file": str(self.out)}
 
 
-def server_step(bench: Bench, server: Server, label: str, argv: list[str], size: int,
-                after=None) -> dict:
-    """One curl against the server, cache dropped first; wall seconds (with `after`, e.g. a sync),
-    the server's CPU seconds and its VmHWM after the step."""
+def server_step(bench: Bench, server: Server, label: str | None, argv: list[str], size: int,
+                after=None, pid: int | None = None) -> dict:
+    """One curl against the server (or, with `pid`, against that process: the bare endpoint), cache
+    dropped first; wall seconds (with `after`, e.g. a sync), that process's CPU seconds and VmHWM
+    after the step. `label`: the name of the step's profile (None: not profiled)."""
+    pid = pid or server.process.pid
     bench.drop_caches()
-    cpu = _cpu_seconds(server.process.pid)
+    cpu = _cpu_seconds(pid)
     with Profiled(bench, server, label), MachineBusy() as busy:
         started = time.perf_counter()
         _wall, _rss, output = bench.run_timed(argv)
@@ -155,49 +157,91 @@ def server_step(bench: Bench, server: Server, label: str, argv: list[str], size:
         if after is not None:
             after()
         seconds = time.perf_counter() - started
-    status = _proc_status(server.process.pid)
+    status = _proc_status(pid)
+    if output.strip()[-3:] not in ("200", "201"):
+        raise RuntimeError(f"{argv[-1]} answered {output.strip()[-300:]}")
     return {"seconds": seconds, "mib_s": size / MiB / seconds, "http_status": output.strip()[-3:],
-            "server_cpu_seconds": _cpu_seconds(server.process.pid) - cpu, "client_cpu_seconds": client_cpu,
+            "server_cpu_seconds": _cpu_seconds(pid) - cpu, "client_cpu_seconds": client_cpu,
             "machine_busy": busy.share,
             "server_vmhwm_mib": status.get("VmHWM"), "server_rss_mib": status.get("VmRSS")}
 
 
 # ---- the steps ----------------------------------------------------------------------------------------
 
-DENSE_STEPS = ("ingest", "upload", "download")
+DENSE_STEPS = ("ingest", "upload", "bare_upload", "download", "bare_download")
+BARE_STEPS = ("bare_upload", "bare_download")  # not Galley: the ceiling of the stack it runs on
 
 
-def dense(bench: Bench, server: Server, source: Path, rounds: int) -> dict:
-    """Rounds of, each Galley step right after its own cp + sync (cp, ingest, cp, upload, cp,
-    download): in-process ingest; HTTPS upload; HTTPS download to a file + sync."""
+def dense(bench: Bench, server: Server, source: Path, rounds: int, bare: bool = True) -> dict:
+    """Rounds of, each step right after its own cp + sync (cp, ingest, cp, upload, cp, bare
+    upload, ...): in-process ingest; HTTPS upload; the same curl to transfer_drain.py, which drains
+    and stores nothing; HTTPS download to a file + sync; the same from transfer_drain.py, which sends
+    bytes it never read. The bare steps are what no server on this stack (curl, TLS, uvicorn, uvloop,
+    httptools, Galley's HTTP protocol) can go below."""
     size = source.stat().st_size
     disk = create_disk(server, "bench-dense", size)
-    out = {"cp": {step: [] for step in DENSE_STEPS}, "scheme": server.scheme.upper(),
-           **{step: [] for step in DENSE_STEPS}}
+    steps = [s for s in DENSE_STEPS if bare or s not in BARE_STEPS]
+    out = {"cp": {step: [] for step in steps}, "scheme": server.scheme.upper(), **{step: [] for step in steps}}
     target = bench.tmp / "downloaded.raw"
-    for r in range(rounds):
-        for name in DENSE_STEPS:
-            out["cp"][name].append(cp_step(bench, source, "dense"))
-            log(f"round {r + 1}/{rounds}: cp + sync {out['cp'][name][-1]['seconds']:.2f} s; {name}")
-            if name == "ingest":  # in its own process, a fresh store and database
-                home = bench.tmp / f"ingest-home-{r}"
-                home.mkdir()
-                step = bench.galley(f"ingest-{r + 1}", {"op": "ingest", "path": str(source), "format": "raw",
-                                                        "store": STORE, "key": "bench/dense", "home": str(home)})
-                step["mib_s"] = size / MiB / step["seconds"]
-                shutil.rmtree(home, ignore_errors=True)
-            elif name == "upload":
-                step = server_step(bench, server, f"upload-{r + 1}", curl_upload(server, disk, source), size)
-            else:  # to a file on the same disk, then sync
-                step = server_step(bench, server, f"download-{r + 1}", curl_download(server, disk, str(target)),
-                                   size, after=os.sync)
-                if target.stat().st_size != size:
-                    raise RuntimeError(f"the download is {target.stat().st_size} bytes, not {size}")
-                target.unlink()
-                os.sync()
-            out[name].append(step)
-            log(f"   {name} {step['seconds']:.2f} s")
+    drain = start_drain(server) if bare else None
+    try:
+        for r in range(rounds):
+            if r:
+                renew_chunks(source, size)
+            for name in steps:
+                out["cp"][name].append(cp_step(bench, source, "dense"))
+                log(f"round {r + 1}/{rounds}: cp + sync {out['cp'][name][-1]['seconds']:.2f} s; {name}")
+                step = dense_step(bench, server, drain, name, r, disk, source, target)
+                out[name].append(step)
+                log(f"   {name} {step['seconds']:.2f} s")
+    finally:
+        if drain is not None:
+            stop_drain(drain)
     return out
+
+
+def renew_chunks(path: Path, size: int) -> None:
+    """New random bytes at the start of every MiB of the first `size` bytes: every chunk of the
+    next round is one the store has never seen. Otherwise a round would upload what the round
+    before stored, and Galley, which stores a chunk once, would only hash and look it up."""
+    with open(path, "r+b") as handle:
+        for offset in range(0, size, MiB):
+            os.pwrite(handle.fileno(), os.urandom(16), offset)
+
+
+def dense_step(bench: Bench, server: Server, drain, name: str, r: int, disk: str, source: Path,
+               target: Path) -> dict:
+    size = source.stat().st_size
+    if name == "ingest":  # in its own process, a fresh store and database
+        home = bench.tmp / f"ingest-home-{r}"
+        home.mkdir()
+        step = bench.galley(f"ingest-{r + 1}", {"op": "ingest", "path": str(source), "format": "raw",
+                                                "store": STORE, "key": "bench/dense", "home": str(home)})
+        step["mib_s"] = size / MiB / step["seconds"]
+        shutil.rmtree(home, ignore_errors=True)
+        return step
+    if name == "upload":
+        return server_step(bench, server, f"upload-{r + 1}", curl_upload(server, disk, source), size)
+    if name == "bare_upload":
+        return server_step(bench, server, None, curl_bare(server, drain, ["-X", "PUT", "-T", str(source), "-H", "Expect:",
+                                                                       "-o", "/dev/null"]), size, pid=drain[0].pid)
+    # downloads: to a file on the same disk, then sync
+    if name == "download":
+        step = server_step(bench, server, f"download-{r + 1}", curl_download(server, disk, str(target)),
+                           size, after=os.sync)
+    else:
+        step = server_step(bench, server, None, curl_bare(server, drain, ["-o", str(target)], f"?size={size}"),
+                           size, after=os.sync, pid=drain[0].pid)
+    if target.stat().st_size != size:
+        raise RuntimeError(f"the {name} is {target.stat().st_size} bytes, not {size}")
+    target.unlink()
+    os.sync()
+    return step
+
+
+def curl_bare(server: Server, drain, args: list[str], query: str = "") -> list[str]:
+    return ["curl", "-sS", "--fail-with-body", "--cacert", str(server.ca_file), *args, "-w", "%{http_code}",
+            f"https://127.0.0.1:{drain[1]}/bare/disk{query}"]
 
 
 def write_sparse(path: Path, virtual: int, data: int) -> None:
@@ -306,6 +350,8 @@ def page_upload(bench: Bench, tmp: Path, source: Path, writers: int, rounds: int
         if bare:
             drain = start_drain(server)
         for r in range(rounds):
+            if r:
+                renew_chunks(vhd, size)
             out["cp"].append(cp_step(bench, vhd, "pages"))
             log(f"page writes round {r + 1}/{rounds}: cp + sync of the VHD {out['cp'][-1]['seconds']:.2f} s")
             disk = create_disk(server, f"bench-pages-{r}", size)
@@ -341,8 +387,7 @@ def page_upload(bench: Bench, tmp: Path, source: Path, writers: int, rounds: int
         return out
     finally:
         if drain is not None:
-            drain[0].terminate()
-            drain[0].wait(timeout=30)
+            stop_drain(drain)
         server.stop()
 
 
@@ -365,6 +410,11 @@ def start_drain(server: Server) -> tuple[subprocess.Popen, int]:
             time.sleep(0.1)
     process.kill()
     raise TimeoutError("transfer_drain.py did not listen")
+
+
+def stop_drain(drain: tuple[subprocess.Popen, int]) -> None:
+    drain[0].terminate()
+    drain[0].wait(timeout=30)
 
 
 def bare_pages(bench: Bench, drain: tuple[subprocess.Popen, int], server: Server, vhd: Path, size: int,
@@ -427,24 +477,32 @@ def dense_rows(lines: list[str], size: int, d: dict) -> dict:
     ratios = {}
     names = {"ingest": "ingest (ContentEngine.ingest, own process)",
              "upload": f"{d['scheme']} PUT {{disk}}/upload (curl -T -> galley serve)",
-             "download": f"{d['scheme']} GET {{disk}}/download raw (curl -o file; sync)"}
+             "download": f"{d['scheme']} GET {{disk}}/download raw (curl -o file; sync)",
+             "bare_upload": "  the same curl -T to a bare draining endpoint",
+             "bare_download": "  the same curl -o + sync from a bare sending endpoint"}
     for key in DENSE_STEPS:
+        if key not in d:
+            continue
         steps, cps = d[key], d["cp"][key]
         low, mid = _stats(steps)
         cp_low, cp_mid = _stats(cps)
         cpu = _median(steps, "cpu_seconds" if key == "ingest" else "server_cpu_seconds")
         busy = _median(steps, "machine_busy")
         peak = max((s.get("server_vmhwm_mib") or 0 for s in steps), default=0)
-        ratios[key] = cp_mid / mid
+        if key not in BARE_STEPS:
+            ratios[key] = cp_mid / mid
         lines.append(f"  {names[key]:<50} {low:6.2f} {mid:6.2f} {cp_low:6.2f} {cp_mid:6.2f} {cp_mid / mid:5.2f} "
                      f"{cp_low / low:5.2f} {_cell(cpu, 6, '.2f')} {_cell(_median(steps, 'client_cpu_seconds'), 6, '.2f')} "
                      + (f"{busy * 100:4.0f}% " if busy is not None else " " * 6) + (f"{peak:5.0f}" if peak else ""))
         lines.append("      rounds: " + " / ".join(f"{s['seconds']:.2f}" for s in steps) + " s; its cp + sync: "
                      + " / ".join(f"{s['seconds']:.2f}" for s in cps) + " s (cp's own CPU "
                      f"{_median(cps, 'cpu_seconds'):.2f} s, busy {_median(cps, 'machine_busy') * 100:.0f}%)")
-    lines.append("      (ratio: median cp / median step; (min): fastest cp / fastest step. CPU s: the in-process "
+    lines += ["      (ratio: median cp / median step; (min): fastest cp / fastest step. CPU s: the in-process "
                  "ingest's, or the server's over the step; client: curl's own (reading the file, TLS, the socket), "
-                 "on the same CPUs as the server; HWM: the server's VmHWM in MiB after the step)")
+                 "on the same CPUs as the server; HWM: the server's VmHWM in MiB after the step)",
+                 "      (bare: transfer_drain.py, the same uvicorn + uvloop + httptools + TLS + Galley's HTTP protocol, "
+                 "with no authentication, no storage and no reads: what no server on this stack can go below; "
+                 "its CPU s is the endpoint's)"]
     return {f"{k} >= {GOAL_RATIO}x cp": v >= GOAL_RATIO for k, v in ratios.items()}
 
 
@@ -558,7 +616,8 @@ def main(argv: list[str]) -> int:
         log(f"writing {size / GiB:.2f} GiB of random data")
         write_random(source, size)
         server = Server(tmp / "server-home", http=args.http).start()
-        d = None if "dense" in args.skip else dense(bench, server, source, args.rounds)
+        d = None if "dense" in args.skip else dense(bench, server, source, args.rounds,
+                                                         bare="bare" not in args.skip and not args.http)
         pages = None if "pages" in args.skip else page_upload(bench, tmp, source, args.writers, args.rounds,
                                                                bare="bare" not in args.skip)
         source.unlink()

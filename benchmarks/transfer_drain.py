@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""The baseline server of transfer.py's page-write step: a bare Blob endpoint that only drains.
+"""The baseline server of transfer.py's bare steps: an endpoint that only drains, or only sends.
 
-Every request's body is read and thrown away, and the answer is what Put Blob / Put Page answer
+A PUT's body is read and thrown away (curl -T, or azure-storage-blob's Put Page): every request's body is read and thrown away, and the answer is what Put Blob / Put Page answer
 (201 with ETag, Last-Modified, x-ms-version, x-ms-request-id), so `azure-storage-blob`'s
 `upload_blob(blob_type="PageBlob", max_concurrency=N)` runs against it unmodified. No
 authentication, no storage: what is left is the client's own cost, TLS and HTTP on the same
-uvicorn + uvloop + httptools as `galley serve`. transfer.py starts it with Galley's certificate:
+uvicorn + uvloop + httptools, with Galley's own HTTP protocol class, as `galley serve`. A GET
+`?size=N` answers N bytes (one random MiB, over and over) without reading anything: the most a
+download can do on this stack. transfer.py starts it with Galley's certificate:
 
     python benchmarks/transfer_drain.py --port P --ssl-certfile HOME/tls/server.pem --ssl-keyfile HOME/tls/server.key
 """
@@ -13,9 +15,19 @@ uvicorn + uvloop + httptools as `galley serve`. transfer.py starts it with Galle
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from email.utils import formatdate
+from pathlib import Path
+from urllib.parse import parse_qs
 
 import uvicorn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from galley.api.http_protocol import with_header_timeout  # noqa: E402
+
+SEND_PIECE = 1024 * 1024
+_PIECE = os.urandom(SEND_PIECE)
 
 
 async def app(scope, receive, send) -> None:
@@ -27,6 +39,9 @@ async def app(scope, receive, send) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["method"] == "GET":
+        await send_bytes(scope, send)
+        return
     drained = 0
     while True:
         message = await receive()
@@ -41,6 +56,18 @@ async def app(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+async def send_bytes(scope, send) -> None:
+    size = int(parse_qs(scope["query_string"].decode()).get("size", ["0"])[-1])
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream"), (b"content-length", str(size).encode())]})
+    while True:
+        piece = _PIECE if size >= SEND_PIECE else _PIECE[:size]
+        size -= len(piece)
+        await send({"type": "http.response.body", "body": piece, "more_body": size > 0})
+        if size <= 0:
+            return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -49,7 +76,7 @@ def main() -> None:
     parser.add_argument("--ssl-keyfile", required=True)
     args = parser.parse_args()
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, loop="auto",
-                http="httptools", ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+                http=with_header_timeout(30.0), ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
 
 
 if __name__ == "__main__":
