@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .. import uploads
-from ..store.content_repository import ContentRepository
+from ..store.content_repository import ContentDropped, ContentRepository  # noqa: F401 (ContentDropped: what a writer's finish raises)
 from . import chunks
 from .allocator import keep_chunk_buffers_in_heap
 from .chunks import CHUNK_SIZE, ChunkCorrupt

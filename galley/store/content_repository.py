@@ -26,6 +26,11 @@ _C, _CC, _DC = contents.c, content_chunks.c, disk_contents.c
 _P, _SC, _RP = content_placements.c, store_chunks.c, replicas.c
 
 WRITING, READY = "writing", "ready"
+
+
+class ContentDropped(LookupError):
+    """A content being written was dropped before it was finished: garbage collection took it for
+    abandoned (nothing renewed it within the grace) or its writer was aborted."""
 # A store_chunks row's last_seen while garbage collection deletes its object: see delete_if_unreferenced.
 DOOMED = -1.0
 CHUNK_BYTES = 1024 * 1024  # content.chunks.CHUNK_SIZE (the store layer does not import content)
@@ -115,7 +120,7 @@ class ContentRepository:
             made = tx.c.execute(update(contents).where(_C.id == content_id)
                                 .values(state=READY, data_bytes=data_bytes))
             if made.rowcount != 1:
-                raise LookupError(f"content {content_id} was dropped while it was written")
+                raise ContentDropped(f"content {content_id} was dropped while it was written")
             if attach is not None:
                 self._attach(tx.c, attach, content_id)
 

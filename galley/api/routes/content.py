@@ -19,13 +19,13 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from ...content.disk_image import DiskFormatError
-from ...content.engine import ContentUnavailable
+from ...content.engine import ContentDropped, ContentUnavailable
 from ...content.formats import check_disk_size, open_disk, write_image
 from ...content.object_store import StoreFull
 from ...content.streaming import HEAD_BYTES, StreamingImage, needs_random_access
 from ...content.vhd import FOOTER_SIZE, VhdFooter
 from ...domain import ids
-from ...domain.errors import ArmError, InvalidParameter, NotFound
+from ...domain.errors import ArmError, Conflict, InvalidParameter, NotFound
 from ...domain.limits import BYTE_RANGE, MAX_NUMBER_DIGITS
 from ... import uploads
 from ..wire import json_response, render
@@ -212,6 +212,11 @@ def _image_errors():
     except DiskFormatError as error:
         raise InvalidParameter(f"The uploaded image is not usable: {error}", target="body",
                                code="InvalidDiskImage") from None
+    except ContentDropped:
+        raise Conflict("The upload was discarded before it ended: garbage collection took it for abandoned "
+                       "(nothing arrived within its grace, or `galley store gc` ran with a shorter grace). "
+                       "The disk keeps its previous content; upload the image again.",
+                       code="UploadDiscarded") from None
     except (StoreFull, OSError) as error:
         if isinstance(error, StoreFull) or getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
             raise InsufficientStorage(f"The region store ran out of space during the upload; the disk "
