@@ -79,6 +79,11 @@ def test_any_change_to_a_signed_request_is_refused():
         assert not check(SignedRequest(**{**request.__dict__, **change})), change
 
 
+def test_a_non_ascii_shared_key_signature_is_refused_not_a_crash():
+    request = signed_by_sdk("GET", "https://127.0.0.1/acct/c/b", BASE_HEADERS)
+    assert shared_key.verify(request, "acct", "\u00e9t\u00e9\udcff", [base64.b64decode(KEY)]) is False
+
+
 def test_the_account_is_part_of_the_signature():
     request = signed_by_sdk("GET", "https://127.0.0.1:8070/acct/c/blob", BASE_HEADERS)
     forged = SignedRequest(request.method, "/other/c/blob", request.query_string,
@@ -127,6 +132,8 @@ def test_an_account_sas_of_azure_storage_blob_is_accepted_for_what_it_allows():
     (lambda: {**account_sas("r"), "se": (NOW + timedelta(days=9)).strftime("%Y-%m-%dT%H:%M:%SZ")}, ("o", "r"),
      "AuthenticationFailed"),
     (lambda: account_sas("r", ip="10.0.0.1"), ("o", "r"), "AuthorizationSourceIPMismatch"),
+    # A signature a caller made up with non-ASCII characters is wrong, not a crash.
+    (lambda: {**account_sas("r"), "sig": "\u00e9\U0001f600=="}, ("o", "r"), "AuthenticationFailed"),
 ])
 def test_an_account_sas_is_refused_beyond_what_it_allows(params, need, code):
     with pytest.raises(BlobError) as refused:

@@ -605,3 +605,13 @@ def test_a_vhd_source_naming_its_own_account_is_accepted(srv):
     assert response.status_code in (200, 201), response.text
     stored = arm_get(srv.url, version_path("5.5.5"), GALLERY_API).json()
     assert stored["properties"]["storageProfile"]["osDiskImage"]["source"] == source
+
+
+@pytest.mark.parametrize("sig", ["%C3%A9t%C3%A9", "%F3%80%9B%AC%01O", "plain"])
+def test_a_boot_diagnostics_url_with_a_made_up_signature_is_refused(module_sqlite_server, sig):
+    """The signed serial-log URL (az vm boot-diagnostics get-boot-log-uris) with a signature the
+    caller invented, non-ASCII characters included: 403, never a 500 (hmac refuses non-ASCII str)."""
+    response = httpx.get(f"{module_sqlite_server.url}/galley/boot-diagnostics/no-such-vm/serial.log"
+                         f"?se=4102444800&sig={sig}", headers={"Authorization": ""})
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["code"] == "AuthenticationFailed"

@@ -13,11 +13,11 @@ the operation is 403 AuthorizationPermissionMismatch (â€¦ResourceTypeMismatch, â
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ..identity.secrets import same_text
 from .errors import BlobError, authentication_failed, permission_mismatch
 from .shared_key import sign
 
@@ -88,7 +88,7 @@ def verify(params: dict[str, str], account: str, keys: list[bytes], need: Need, 
            https: bool, client_ip: str | None) -> None:
     """Refuses (raises BlobError) unless the account SAS is the account's and covers `need`."""
     signature = params.get("sig", "")
-    if not any(hmac.compare_digest(sign(key, text), signature)
+    if not any(same_text(signature, sign(key, text))
                for key in keys for text in strings_to_sign(account, params)):
         raise authentication_failed("Signature did not match. String to sign used was the account SAS's fields.")
     check_window(params, now)

@@ -25,6 +25,8 @@ import hmac
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from ..identity.secrets import same_text
+
 STANDARD_HEADERS = ("content-encoding", "content-language", "content-length", "content-md5", "content-type",
                     "date", "if-modified-since", "if-match", "if-none-match", "if-unmodified-since")
 
@@ -98,4 +100,4 @@ def sign(key: bytes, text: str) -> str:
 def verify(request: SignedRequest, account: str, signature: str, keys: list[bytes]) -> bool:
     """Whether `signature` is the request's, made with one of `keys`."""
     texts = strings_to_sign(request, account)
-    return any(hmac.compare_digest(sign(key, text), signature) for key in keys for text in texts)
+    return any(same_text(signature, sign(key, text)) for key in keys for text in texts)

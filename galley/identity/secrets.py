@@ -60,3 +60,10 @@ def verify_secret(secret: str, stored: str) -> bool:
 # Checked against when the client id is unknown, so an unknown client costs the same time as a
 # wrong secret and response times do not tell which client ids exist.
 DECOY_HASH = hash_secret(new_secret())
+
+
+def same_text(given: str, expected: str) -> bool:
+    """Constant-time equality of a caller's string (a signature, a token) and the expected one.
+    hmac.compare_digest raises TypeError for a str with non-ASCII characters, which a caller can
+    send: compared as UTF-8 bytes, such a string is simply not equal."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))

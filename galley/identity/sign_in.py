@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import re
 import secrets as random
 import time
@@ -35,6 +34,7 @@ from urllib.parse import urlencode, urlsplit
 from ..domain.identity import Tenant
 from ..store.user_store import CodeRecord, RefreshRecord, SessionRecord, UserStore
 from .authority import OAuthError
+from .secrets import same_text
 from .tokens import Tokens, resource_of_scope
 from .users import User, Users
 
@@ -228,7 +228,7 @@ class SignIn:
         if form.get("redirect_uri", "") != record.redirect_uri:
             raise OAuthError(400, "invalid_grant", "AADSTS500117: The redirect_uri does not match the one the "
                              "authorization code was issued for.", 500117)
-        if not VERIFIER.match(verifier) or not hmac.compare_digest(s256(verifier), record.code_challenge):
+        if not VERIFIER.match(verifier) or not same_text(record.code_challenge, s256(verifier)):
             raise OAuthError(400, "invalid_grant", "AADSTS501481: The code_verifier does not match the "
                              "code_challenge supplied in the authorization request.", 501481)
         return self._answer(tenant, session, client_id, form.get("scope") or record.scope, origin, form)

@@ -17,6 +17,7 @@ from ...domain import virtual_machine as vm_rules, vm_service, vm_sizes
 from ...domain.errors import ArmError
 from ...domain.ids import VIRTUAL_MACHINE_TYPE
 from ...domain.regions import normalize_region
+from ...identity.secrets import same_text
 from .. import answers
 from ..api_versions import compute_api
 from ..wire import json_body, json_response, render
@@ -126,7 +127,7 @@ def retrieve_boot_diagnostics(request: Request, subscriptionId: str, resourceGro
 @router.get(DIAGNOSTICS_PATH + "/{machine}/serial.log", operation_id="Galley_BootDiagnosticsSerialLog",
             tags=["Galley"])
 def serial_log(request: Request, machine: str, se: int = Query(...), sig: str = Query(...)) -> Response:
-    if se < time.time() or not hmac.compare_digest(sig, _diagnostics_signature(request, machine, se)):
+    if se < time.time() or not same_text(sig, _diagnostics_signature(request, machine, se)):
         raise ArmError("The boot diagnostics URL is invalid or has expired; ask for a new one "
                        "(az vm boot-diagnostics get-boot-log).", code="AuthenticationFailed", status=403)
     text = request.app.state.compute.machines.serial_log(machine)
