@@ -20,10 +20,11 @@ SIZE = 20 * MIB  # the smallest upload disk (Azure: 20 MiB + the VHD footer)
 
 
 @contextmanager
-def two_nodes(tmp_path) -> Iterator[tuple[ThreadServer, ThreadServer]]:
-    """Two running nodes as on separate machines: their own homes, one database and one set of
-    stores; the first one's administrator token works on both, and group 'rg' exists."""
-    shared = {"database_url": f"sqlite:///{tmp_path / 'shared.db'}",
+def two_nodes(tmp_path, database_url: str | None = None) -> Iterator[tuple[ThreadServer, ThreadServer]]:
+    """Two running nodes as on separate machines: their own homes, one database (SQLite unless
+    `database_url`) and one set of stores; the first one's administrator token works on both, and
+    group 'rg' exists."""
+    shared = {"database_url": database_url or f"sqlite:///{tmp_path / 'shared.db'}",
               "store_template": f"file://{tmp_path}/stores/{{region}}/{{zone}}"}
     holder = ThreadServer(tmp_path / "a", **shared)
     with holder, ThreadServer(tmp_path / "b", alternate_urls=(holder.url,), **shared) as other:

@@ -160,6 +160,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True,
                 JobContext(store, content, locations, compute=compute, home=settings.home)))
             worker.start()
             vms.start()
+            _app.state.disk_access.start_sweeping()  # lost nodes' disk SAS sessions that ran out
         if BUILDER in roles:
             reclaimed = build_workspace.reclaim(settings.home)
             if reclaimed:
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True,
             yield
         finally:
             health.draining.set()
+            _app.state.disk_access.stop_sweeping()
             wakeups.stop()
             builds.stop()
             vms.stop()

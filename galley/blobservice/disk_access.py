@@ -8,7 +8,9 @@ session's URL finds no account and is refused (403 AuthenticationFailed).
 
 A session's files are in the home of the node that granted it. On several nodes, that node is
 recorded as the session's holder (session_holders.py), and the others forward the session's blob
-requests, grants and revokes to it (api/forwarding.py).
+requests, grants and revokes to it (api/forwarding.py). When the holder is lost and the session
+has run out, the node a grant, revoke or blob request of the session reaches ends it as the
+holder's expiry would (`take_over`); the holder, if it ever starts again, discards its copy.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from . import sas
 from .accounts import PERMISSION, BlobRequest, PageBlob
 from .errors import BlobError, authentication_failed, invalid_header, permission_mismatch
 from .page_store import PageStore
-from .session_holders import SessionHolders
+from .session_holders import HeldElsewhere, SessionHolders
 
 log = logging.getLogger("galley.blobservice.disk_access")
+# How often a worker node looks for lost nodes' sessions that ran out (sweep_orphans).
+ORPHAN_SWEEP_SECONDS = 60.0
 BLOB_NAME = "abcd"
 VHD_FIXED = 2
 
@@ -187,6 +191,7 @@ class DiskAccess:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.RLock()
         self._timers: dict[str, threading.Timer] = {}
+        self._sweeping: threading.Event | None = None
         for path in sorted(self.folder.glob("*/session.json")):
             try:
                 self._load(path.parent)
@@ -200,7 +205,9 @@ class DiskAccess:
         session = self._sessions.get(name[3:])
         if session is None:
             elsewhere = self.holders.elsewhere(session_id=name[3:])
-            if elsewhere is not None:
+            if elsewhere is not None and elsewhere.orphaned:
+                self.take_over(elsewhere)  # the SAS is then refused, as after an expiry on its holder
+            elif elsewhere is not None:
                 raise elsewhere
             return None
         if session.expired:
@@ -212,8 +219,7 @@ class DiskAccess:
     def grant(self, resource_id: str, resource_type: str, body: dict, base_url: str) -> dict:
         level, duration = rules.grant_request(body)
         with self._lock:
-            resource = self.service.get(resource_id, resource_type)
-            self._check_not_elsewhere(resource)
+            resource = self._settled(resource_id, resource_type)
             kind = "snapshot" if resource_type.lower().endswith("snapshots") else "disk"
             rules.check_grant(resource, level, kind)
             current = self._session_of(resource)
@@ -228,17 +234,16 @@ class DiskAccess:
             else:  # a second grant of the same level: the same session (and pages), a new expiry
                 current.record["expires"] = expires
                 self._save(current)
+                self.holders.extend(current.id, expires)
                 self._arm(current)
             self._set_state(resource_id, rules.check_grant(resource, level, kind))
         return {"accessSAS": self.sas_url(current, base_url), "securityDataAccessSAS": None}
 
     def revoke(self, resource_id: str, resource_type: str) -> None:
         with self._lock:
-            resource = self.service.get(resource_id, resource_type)
-            self._check_not_elsewhere(resource)
-            session = self._session_of(resource)
-            if session is not None:
-                self._end(session, completed=True)
+            session = self._session_of(self._settled(resource_id, resource_type))
+            if session is not None:  # one that ran out (its timer not yet run) ends as an expiry
+                self._end(session, completed=not session.expired)
 
     def sas_url(self, session: Session, base_url: str) -> str:
         container = session.record["container"]
@@ -256,13 +261,64 @@ class DiskAccess:
         reader = self.content.reader(content_id, self.content.repo.placements(content_id))
         return _ContentBlob(reader, session.started, f'"0x{session.id.upper()}"')
 
+    # ---- sessions of lost nodes -------------------------------------------------------------------
+    def take_over(self, elsewhere: HeldElsewhere) -> bool:
+        """End a lost node's session that has run out, as its expiry on that node would have:
+        nothing it received becomes content. Only the node whose conditional delete of the
+        session's row succeeds changes the disk, in the same transaction; True for that one."""
+        held = elsewhere.session
+        with self.service.store.write() as tx:
+            if not self.holders.take_over(tx.c, elsewhere):
+                return False
+            self._record_end(tx, held.resource_key, completed=False, virtual_size=None)
+        self.content.repo.release_held_content(self._hold_key(held.id))
+        log.warning("disk access session %s of lost node '%s' ran out; ended here", held.id, elsewhere.holder.name)
+        return True
+
+    def sweep_orphans(self) -> int:
+        """End every lost node's session that ran out; how many this node ended. Requests meet
+        such sessions lazily; the sweep frees disks nobody touches through this API (a 409 on
+        attach or use as a source comes from the diskState alone)."""
+        return sum(self.take_over(elsewhere) for elsewhere in self.holders.orphans())
+
+    def start_sweeping(self, every: float = ORPHAN_SWEEP_SECONDS) -> None:
+        self._sweeping = stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(every):
+                try:
+                    self.sweep_orphans()
+                except Exception:  # noqa: BLE001 - the database may be away; next round
+                    log.exception("sweeping lost nodes' disk access sessions failed")
+
+        threading.Thread(target=loop, name="galley-disk-access-orphans", daemon=True).start()
+
+    @property
+    def sweeping(self) -> bool:
+        return self._sweeping is not None and not self._sweeping.is_set()
+
+    def stop_sweeping(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.set()
+
     # ---- internals ---------------------------------------------------------------------------------------
-    def _check_not_elsewhere(self, resource: Resource) -> None:
-        """Raises HeldElsewhere when another node holds the disk's session (not this one)."""
+    def _settled(self, resource_id: str, resource_type: str) -> Resource:
+        """The disk or snapshot, once a session of it that another node holds is dealt with: a
+        lost node's session that has run out is ended here; any other raises HeldElsewhere."""
+        resource = self.service.get(resource_id, resource_type)
+        elsewhere = self._elsewhere(resource)
+        if elsewhere is not None and elsewhere.orphaned:
+            self.take_over(elsewhere)
+            resource = self.service.get(resource_id, resource_type)  # as whoever ended it left it
+            elsewhere = self._elsewhere(resource)
+        if elsewhere is not None:
+            raise elsewhere
+        return resource
+
+    def _elsewhere(self, resource: Resource) -> HeldElsewhere | None:
         if (resource.properties or {}).get("diskState") in rules.ACTIVE_STATES and self._by_resource(resource.key) is None:
-            elsewhere = self.holders.elsewhere(resource_key=resource.key)
-            if elsewhere is not None:
-                raise elsewhere
+            return self.holders.elsewhere(resource_key=resource.key)
+        return None
 
     def _session_of(self, resource: Resource) -> Session | None:
         sid = (resource.properties or {}).get("diskState") in rules.ACTIVE_STATES and self._by_resource(resource.key)
@@ -278,7 +334,7 @@ class DiskAccess:
         sid = secrets.token_hex(8)
         record = {"id": sid, "resource_id": resource.id, "resource_key": resource.key, "resource_type": resource.type,
                   "access": level, "container": secrets.token_hex(6), "expires": expires, "started": time.time(),
-                  "key": base64.b64encode(secrets.token_bytes(32)).decode()}
+                  "key": base64.b64encode(secrets.token_bytes(32)).decode(), "holder_recorded": True}
         if level == rules.WRITE:
             size = int(resource.properties["creationData"]["uploadSizeBytes"])
             store_id = self.content.locations.home_store(resource.location)
@@ -288,12 +344,20 @@ class DiskAccess:
         session = Session(self.folder / sid, record)
         session.folder.mkdir(mode=0o700)
         self._save(session)
-        self.holders.hold(sid, resource.key)
+        self.holders.hold(sid, resource.key, expires)
         return self._open(session)
 
     def _load(self, folder: Path) -> None:
         record = json.loads((folder / "session.json").read_text())
-        self.holders.hold(record["id"], record["resource_key"])  # under this process's node id
+        reclaimed = self.holders.reclaim(record["id"])  # under this process's node id
+        if not reclaimed and record.get("holder_recorded"):  # its row is gone: another node ended it
+            log.warning("disk access session %s was ended by another node while this one was away; "
+                        "its pages are discarded", record["id"])
+            self.content.repo.release_held_content(self._hold_key(record["id"]))
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        if not reclaimed:  # granted by a version that did not record its sessions in the database
+            self.holders.hold(record["id"], record["resource_key"], record["expires"])
         self._open(Session(folder, record))
 
     def _open(self, session: Session) -> Session:
@@ -353,12 +417,11 @@ class DiskAccess:
                 pages.fold(virtual_size)
                 self.content.repo.finish_held_content(record["content_id"], self._hold_key(session.id),
                                                       virtual_size, (record["resource_key"], -1))
-            elif pages is not None:
+            self._finish_state(record, completed, virtual_size)
+            if pages is not None and not completed:
                 self.content.repo.release_held_content(self._hold_key(session.id))
             if pages is not None:
                 pages.close()
-            self._finish_state(record, completed, virtual_size)
-            self.holders.drop(session.id)
             shutil.rmtree(session.folder, ignore_errors=True)
 
     @staticmethod
@@ -378,13 +441,20 @@ class DiskAccess:
             tx.save(resource)
 
     def _finish_state(self, record: dict, completed: bool, virtual_size: int | None) -> None:
+        """The session's row goes and the disk takes its state after the session, in one
+        transaction; nothing changes if another node ended the session already (`take_over`)."""
         with self.service.store.write() as tx:
-            resource = tx.get(record["resource_id"])
-            if resource is None:
-                return
-            state = resource.properties.get("diskState", "Unattached")
-            resource.properties["diskState"] = rules.state_after_end(state, completed)
-            if virtual_size is not None:
-                rules.record_content_size(resource.properties, virtual_size)
-            tx.save(resource)
+            if self.holders.end(tx.c, record["id"]):
+                self._record_end(tx, record["resource_id"], completed, virtual_size)
+
+    @staticmethod
+    def _record_end(tx, resource_id: str, completed: bool, virtual_size: int | None) -> None:
+        resource = tx.get(resource_id)
+        if resource is None:
+            return
+        state = resource.properties.get("diskState", "Unattached")
+        resource.properties["diskState"] = rules.state_after_end(state, completed)
+        if virtual_size is not None:
+            rules.record_content_size(resource.properties, virtual_size)
+        tx.save(resource)
 

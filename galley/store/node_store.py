@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, case, delete, func, insert, literal_column, select, update
+from sqlalchemy import Connection, Engine, case, delete, func, insert, literal_column, select, update
 
 from ..domain.resource import IN_PROGRESS
 from .tables import disk_access_sessions, nodes, operations, resources, upload_leases
@@ -37,6 +37,14 @@ class NodeRecord:
     heartbeat_at: float
     stopped_at: float | None
     process: str | None = None  # host:pid: the owner of its upload leases
+
+
+@dataclass(frozen=True)
+class HeldSession:
+    id: str
+    resource_key: str
+    holder: NodeRecord  # a node whose row was forgotten stands in as one never heard from
+    expires_at: float | None  # None: granted before expiries were recorded (migration 0018)
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,13 @@ class QueueRow:
 def _node(r) -> NodeRecord:
     return NodeRecord(r.id, r.name, tuple(x for x in r.roles.split(",") if x), r.url, r.version,
                       r.started_at, r.heartbeat_at, r.stopped_at, r.process)
+
+
+def _held(row) -> HeldSession:
+    """A session row joined with its node's row, if the node is still registered (a forgotten one
+    stands in as a node never heard from)."""
+    holder = _node(row) if row.id is not None else NodeRecord(row.node_id, row.node_id, (), None, "", 0.0, 0.0, None)
+    return HeldSession(row.session_id, row.resource_key, holder, row.expires_at)
 
 
 def lease_owner(node_id: str, worker_name: str) -> str:
@@ -108,17 +123,31 @@ class NodeStore:
         return [_node(r) for r in rows]
 
     # ---- disk access sessions (their pages live on one node) -------------------------------------
-    def hold_session(self, session_id: str, resource_key: str, node_id: str) -> None:
-        """Record that `node_id` holds the session (a restarted node takes its sessions back)."""
+    def hold_session(self, session_id: str, resource_key: str, node_id: str, expires_at: float) -> None:
+        """Record that `node_id` holds the session, which runs out at `expires_at`."""
         with self._connection(True) as c:
             c.execute(delete(disk_access_sessions).where(
                 (_S.id == session_id) | (_S.resource_key == resource_key)))
             c.execute(insert(disk_access_sessions).values(id=session_id, resource_key=resource_key,
-                                                          node_id=node_id))
+                                                          node_id=node_id, expires_at=expires_at))
 
-    def drop_session(self, session_id: str) -> None:
+    def extend_session(self, session_id: str, expires_at: float) -> None:
         with self._connection(True) as c:
-            c.execute(delete(disk_access_sessions).where(_S.id == session_id))
+            c.execute(update(disk_access_sessions).where(_S.id == session_id).values(expires_at=expires_at))
+
+    def reclaim_session(self, session_id: str, node_id: str) -> bool:
+        """A restarted node takes a session in its home back; False when the session's row is gone
+        (another node ended it while this one was away)."""
+        with self._connection(True) as c:
+            return c.execute(update(disk_access_sessions).where(_S.id == session_id)
+                             .values(node_id=node_id)).rowcount == 1
+
+    @staticmethod
+    def end_session(connection: Connection, session_id: str, node_id: str) -> bool:
+        """In the caller's transaction: delete the session's row if it still names `node_id`.
+        True for the one caller that deleted it, so a session is ended exactly once."""
+        return connection.execute(delete(disk_access_sessions).where(
+            _S.id == session_id, _S.node_id == node_id)).rowcount == 1
 
     def held_sessions(self) -> list[tuple[str, str]]:
         """(node id, disk or snapshot id) of every disk access session, the id as it was named."""
@@ -128,13 +157,22 @@ class NodeStore:
                              .order_by(_S.node_id)).all()
         return [(r[0], r[1]) for r in rows]
 
-    def session_holder(self, *, session_id: str | None = None,
-                       resource_key: str | None = None) -> NodeRecord | None:
-        """The node recorded as holding a session, found by its id or by its disk's key."""
+    def held_session(self, *, session_id: str | None = None, resource_key: str | None = None) -> HeldSession | None:
+        """A session's row with its holder, found by the session's id or by its disk's key."""
         where = _S.id == session_id if session_id is not None else _S.resource_key == resource_key
+        found = self._held_sessions(where)
+        return found[0] if found else None
+
+    def sessions_of_silent_nodes(self, since: float) -> list[HeldSession]:
+        """The sessions whose holder is stopped, not heard from since `since`, or forgotten."""
+        return self._held_sessions(_N.id.is_(None) | _N.stopped_at.is_not(None) | (_N.heartbeat_at < since))
+
+    def _held_sessions(self, where) -> list[HeldSession]:
         with self._connection(None) as c:
-            row = c.execute(select(nodes).join(disk_access_sessions, _S.node_id == _N.id).where(where)).first()
-        return _node(row) if row else None
+            rows = c.execute(select(_S.id.label("session_id"), _S.resource_key, _S.node_id, _S.expires_at, nodes)
+                             .select_from(disk_access_sessions.outerjoin(nodes, _S.node_id == _N.id))
+                             .where(where)).all()
+        return [_held(row) for row in rows]
 
     def live_roles(self, since: float) -> frozenset[str]:
         """The roles of the nodes running and heard from since `since` (one small read)."""

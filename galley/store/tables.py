@@ -400,4 +400,5 @@ disk_access_sessions = Table(
     Column("id", String(32), primary_key=True),  # the session id, as in its account md-{id}
     Column("resource_key", String(1024), nullable=False, unique=True),
     Column("node_id", String(32), nullable=False),
+    Column("expires_at", Float),  # when the session runs out; null for sessions granted before 0018
 )
