@@ -289,3 +289,44 @@ def test_gc_with_no_grace_all_the_time_spares_uploads_in_progress(sqlite_server,
     scene.gc("0")
     report = audit(scene.repo.sql.engine, server_objects(sqlite_server.app))
     assert report.clean, report
+
+
+def test_a_stray_a_writer_stores_again_while_the_sweep_runs_is_kept(sqlite_server, tmp_path, monkeypatch):
+    """A sweep lists an old unrecorded object (a dead writer's); before it gets to it, an upload
+    with the same bytes finds no row, writes the object anew and records it. The sweep, working
+    from its earlier listing, must not delete that object (it did: the upload's disk then read
+    back as a missing chunk)."""
+    scene = Scene(sqlite_server)
+    digest = scene.stray(seed=11, age=600)
+    make_group(scene.url)
+    disk = create_upload_disk(compute_client(scene.url), "again", MiB)
+    raw = tmp_path / "again.raw"
+    raw.write_bytes(_block(11))
+    listed = type(scene.store).old_keys
+
+    def list_then_let_a_writer_in(store, older_than):
+        keys = list(listed(store, older_than))
+        if store.url == scene.store.url:
+            assert digest in keys
+            upload_ok(scene.url, disk.id, raw)  # no row: the object is written again, then recorded
+        return iter(keys)
+
+    original_rows = scene.repo.store_rows
+    monkeypatch.setattr(scene.repo, "store_rows",  # the sweep's snapshot, taken before the upload
+                        lambda store=None, doomed=True: [r for r in original_rows(store, doomed) if r[1] != digest])
+    monkeypatch.setattr(type(scene.store), "old_keys", list_then_let_a_writer_in)
+    assert scene.gc("0")["chunks_deleted"] == 0
+    monkeypatch.undo()
+
+    assert scene.has_object(digest)
+    assert download_sha(scene.url, disk.id, tmp_path / "back.raw") == sha256_file(raw)
+    report = httpx.post(f"{scene.url}/galley/store/verify", params={"repair": "false"}).json()
+    assert report["damaged"] == [] and report["lost"] == [], report
+
+
+def test_an_old_stray_nobody_records_is_deleted_and_nothing_is_left_aside(sqlite_server):
+    scene = Scene(sqlite_server)
+    digest = scene.stray(seed=12, age=600)
+    assert scene.gc("0")["chunks_deleted"] == 1
+    assert not scene.has_object(digest)
+    assert not [p for p in scene.store.root.rglob(".stray-*")]

@@ -99,6 +99,25 @@ def test_exists_and_idempotent_delete(store):
     assert list(store.keys()) == []
 
 
+def test_delete_stray_deletes_only_what_is_still_old_and_unrecorded(store):
+    """Garbage collection's last check before deleting an unrecorded object: judged when it
+    deletes, not from its earlier listing."""
+    import time
+
+    old, fresh, recorded = digest("old stray"), digest("fresh"), digest("recorded since")
+    for key in (old, fresh, recorded):
+        store.put(key, b"bytes of " + key.encode())
+    later = time.time() + 60  # everything above counts as old
+    assert store.delete_stray(old, later, lambda: True)
+    assert not store.exists(old)
+    assert not store.delete_stray(recorded, later, lambda: False)  # a writer recorded it meanwhile
+    assert store.get(recorded) == b"bytes of " + recorded.encode()
+    assert not store.delete_stray(fresh, time.time() - 60, lambda: True)  # written after the cut-off
+    assert store.get(fresh) == b"bytes of " + fresh.encode()
+    assert not store.delete_stray(digest("never there"), later, lambda: True)
+    assert sorted(store.keys()) == sorted([fresh, recorded])
+
+
 def test_get_of_a_missing_key_raises_missing_object(store):
     with pytest.raises(MissingObject):
         store.get(digest("nothing here yet"))  # nothing written at all (S3: no bucket yet)

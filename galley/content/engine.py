@@ -260,12 +260,12 @@ class ContentEngine:
         deleted = 0
         for store_id in store_ids:
             store = self.locations.open(store_id)
-            if not hasattr(store, "old_keys"):
+            if not hasattr(store, "delete_stray"):
                 continue
             recorded = {digest for _, digest in self.repo.store_rows(store_id)}
             for key in list(store.old_keys(older_than)):
-                if key not in recorded:
-                    store.delete(key)
+                if key not in recorded and store.delete_stray(
+                        key, older_than, lambda key=key: not self.repo.has_chunk_row(store_id, key)):
                     deleted += 1
         return deleted
 

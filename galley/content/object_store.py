@@ -129,7 +129,7 @@ class FolderStore:
         for fan in sorted(self.root.iterdir()):
             if fan.is_dir():
                 for item in sorted(fan.iterdir()):
-                    if not item.name.startswith(".incoming-"):
+                    if not item.name.startswith((".incoming-", ".stray-")):
                         yield item.name
 
     def old_keys(self, older_than: float) -> Iterator[str]:
@@ -145,10 +145,36 @@ class FolderStore:
                     old = item.stat().st_mtime < older_than
                 except FileNotFoundError:
                     continue
-                if old and item.name.startswith(".incoming-"):
+                if old and item.name.startswith((".incoming-", ".stray-")):
                     _unlink_quietly(item.path)
                 elif old:
                     yield item.name
+
+    def delete_stray(self, key: str, older_than: float, unrecorded) -> bool:
+        """Delete an object nothing records, only if it is still old and still unrecorded now.
+
+        A writer that finds no row for a chunk writes its object again (a new file, so a new
+        mtime) before it records it; a sweep that deleted from an earlier listing could remove
+        that fresh object. So the object is first renamed aside (atomic), and only then judged: a
+        fresh file (a writer's) or one recorded meanwhile is put back (a writer may have written
+        it again in between: the same bytes, as objects are named by their hash), any other is
+        deleted. `unrecorded()` asks the database again."""
+        path = self._path(key)
+        aside = f"{path.parent}/.stray-{_PROCESS_TAG}-{next(_incoming)}"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return False
+        try:
+            if os.stat(aside).st_mtime < older_than and unrecorded():
+                os.unlink(aside)
+                return True
+            os.replace(aside, path)
+            return False
+        except BaseException:
+            if os.path.exists(aside):
+                os.replace(aside, path)
+            raise
 
     def sync(self) -> None:
         """Flush written objects to disk (called before a write is acknowledged)."""

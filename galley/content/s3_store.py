@@ -256,6 +256,23 @@ class S3Store:
             raise
         return True
 
+    def delete_stray(self, key: str, older_than: float, unrecorded) -> bool:
+        """Delete an object nothing records, only if, asked again now, it is still old (a writer
+        that found no row writes it anew, with a new LastModified) and still unrecorded. S3 has no
+        rename to set it aside first (FolderStore.delete_stray), so a writer's PUT landing between
+        this HEAD and the DELETE, milliseconds, is not excluded; a sweep from a stale listing
+        no longer removes fresh objects."""
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=self._name(key))
+        except ClientError as error:
+            if _http_status(error) == 404 or _error_code(error) in _MISSING_BUCKET | _MISSING_KEY:
+                return False
+            raise
+        if head["LastModified"].timestamp() >= older_than or not unrecorded():
+            return False
+        self.delete(key)
+        return True
+
     def keys(self) -> Iterator[str]:
         """Every key in this store (in key order), read with paginated ListObjectsV2."""
         return (key for key, _modified in self._listing())

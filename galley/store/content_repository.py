@@ -442,6 +442,11 @@ class ContentRepository:
                 query = query.where(_SC.store == store)
             return [(row.store, row.digest) for row in tx.c.execute(query.order_by(_SC.store, _SC.digest))]
 
+    def has_chunk_row(self, store: str, digest: str) -> bool:
+        """Whether `store` records `digest` (doomed or not)."""
+        with self.sql.read() as tx:
+            return tx.c.execute(select(exists().where(_SC.store == store, _SC.digest == digest))).scalar()
+
     def forget_chunk(self, store: str, digest: str) -> None:
         with self.sql.write() as tx:
             tx.c.execute(delete(store_chunks).where(_SC.store == store, _SC.digest == digest))
