@@ -27,18 +27,25 @@ from galley.content.store_outage import (
 
 from . import admin_http as httpx
 from .data_helpers import (
+    GALLERY_API,
     MiB,
     begin_version,
+    chunk_files,
     compute_client,
     create_upload_disk,
+    disk_id,
+    download,
+    download_sha,
     gallery_chain,
     get_version,
     random_raw,
     region_status,
     sha256_file,
+    store_dir,
     target,
     upload_ok,
     version_download_sha,
+    version_id,
     wait_version,
 )
 
@@ -367,3 +374,51 @@ def _raised(call, *args) -> object:
         return call(*args)
     except Exception as error:  # noqa: BLE001 - returned for the test to look at
         return error
+
+
+# ---- reads, with one region's store unreachable ---------------------------------------------------------
+
+class UnreadableRegions:
+    """Every FolderStore of the named regions fails reads as unreachable (as an S3 endpoint that
+    is down does); the others read as usual."""
+
+    def __init__(self, monkeypatch, *regions: str) -> None:
+        self.regions, self.refused = set(regions), 0
+        original = FolderStore.get
+
+        def get(store, key):
+            if any(f"/stores/{region}/" in store.url for region in self.regions):
+                self.refused += 1
+                raise StoreUnavailable(f"{store.url} is unreachable (a test's outage)")
+            return original(store, key)
+
+        monkeypatch.setattr(FolderStore, "get", get)
+
+
+def test_a_download_reads_another_region_s_copy_while_the_home_store_is_unreachable(sqlite_server, monkeypatch,
+                                                                                    tmp_path):
+    url = sqlite_server.url
+    compute = compute_client(url)
+    gallery_chain(compute, url)
+    raw = random_raw(tmp_path / "disk.raw", 3 * MiB, seed=7)
+    upload_ok(url, create_upload_disk(compute, "d1", 3 * MiB).id, raw)
+    begin_version(compute, "1.0.0", "d1", [target("eastus"), target("westus2")])
+    assert wait_version(url, "1.0.0")["properties"]["provisioningState"] == "Succeeded"
+
+    outage = UnreadableRegions(monkeypatch, "eastus")
+    # The version's home is eastus: its copy in westus2 serves the download, byte for byte.
+    assert download_sha(url, version_id("1.0.0"), tmp_path / "out.raw", api=GALLERY_API) == sha256_file(raw)
+    assert outage.refused > 0
+    # Asked for eastus's replica by name, there is no other: 503, to be retried.
+    answer = download(url, version_id("1.0.0"), tmp_path / "east.raw", region="eastus", api=GALLERY_API)
+    assert answer.status_code == 503, (tmp_path / "east.raw").read_text(errors="replace")[:500]
+    # The disk has one copy only: 503 as well, never a 500 or a short body.
+    answer = download(url, disk_id("d1"), tmp_path / "d1.raw")
+    assert answer.status_code == 503
+    outage.regions.clear()
+    assert version_download_sha(url, "1.0.0", "eastus", tmp_path / "east.raw") == sha256_file(raw)
+    # With its only copy gone (not unreachable: deleted), the disk's download is a 409 with a body.
+    for path in chunk_files(store_dir(sqlite_server.app.state.settings.home, "eastus")).values():
+        path.unlink()
+    answer = download(url, disk_id("d1"), tmp_path / "d1.raw")
+    assert answer.status_code == 409 and b"ContentUnavailable" in (tmp_path / "d1.raw").read_bytes()

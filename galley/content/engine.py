@@ -20,6 +20,7 @@ from .allocator import keep_chunk_buffers_in_heap
 from .chunks import CHUNK_SIZE, ChunkCorrupt
 from .locations import Locations
 from .object_store import MissingObject
+from .store_outage import store_unavailable
 from .writer import IN_FLIGHT_CHUNKS, ContentWriter
 
 BATCH = 64
@@ -204,8 +205,12 @@ class ContentEngine:
 
     def fetch(self, digest: str, stores: list[str], view: bool = False) -> tuple[bytes, bytes]:
         """A verified copy of a chunk from the first of `stores` that has a good one: (blob, data).
-        `view`: data may be a memoryview of blob (a chunk stored uncompressed is not copied)."""
-        problems = []
+        `view`: data may be a memoryview of blob (a chunk stored uncompressed is not copied).
+
+        An unavailable store (an outage, not a missing or damaged chunk) is passed over like one
+        that lacks the chunk; when no store had a copy and one was unavailable, that outage is
+        raised (a request answers 503 and may be retried), not ContentUnavailable."""
+        problems, outage = [], None
         decode = chunks.decode_view if view else chunks.decode
         for store_id in stores:
             try:
@@ -213,6 +218,12 @@ class ContentEngine:
                 return blob, decode(blob, digest, store_id)
             except (MissingObject, ChunkCorrupt) as error:
                 problems.append(str(error))
+            except Exception as error:
+                if not store_unavailable(error):
+                    raise
+                outage = outage or error
+        if outage is not None:
+            raise outage
         raise ContentUnavailable(f"no readable copy of chunk {digest}: " + "; ".join(problems or ["no stores"]))
 
     # ---- reading --------------------------------------------------------------------------------------

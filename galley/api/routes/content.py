@@ -340,13 +340,26 @@ def _ranged(request: Request, reader, trailer: bytes, media_type: str) -> Respon
             return Response(status_code=416, headers={"Content-Range": f"bytes */{total}"})
         status = 206
 
+    # The first few megabytes are read before the answer starts (callers are sync routes, on a
+    # thread): a store that cannot be read at all is a 503 (or 409) with a body, not a cut-off one.
+    pieces = reader.pieces(start, end + 1)
+    try:
+        first = _next_pieces(pieces, SEND_BATCH_BYTES)
+    except ContentUnavailable as error:
+        pieces.close()
+        raise ArmError(str(error), code="ContentUnavailable", status=409) from None
+    except BaseException:
+        pieces.close()
+        raise
+
     async def body():
-        pieces = reader.pieces(start, end + 1)
+        batch = first
         try:
             # One trip to a thread per few megabytes, each chunk then sent as it is (no join).
-            while batch := await run_in_threadpool(_next_pieces, pieces, SEND_BATCH_BYTES):
+            while batch:
                 for piece in batch:
                     yield piece
+                batch = await run_in_threadpool(_next_pieces, pieces, SEND_BATCH_BYTES)
         finally:
             pieces.close()
         if end >= reader.virtual_size:
