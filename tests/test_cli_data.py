@@ -307,7 +307,7 @@ def test_store_verify_repairs_and_reports_loss(galley, files, tmp_path):
     report = galley("store", "verify").json()
     assert report["checked"] > 0 and report["damaged"] == [] and report["lost"] == []
     assert galley("store", "verify", "--no-repair", "-o", "table").stdout.splitlines()[0].split() == \
-        ["Checked", "Damaged", "Repaired", "Lost"]
+        ["Checked", "Damaged", "Repaired", "Lost", "Skipped", "Unreachable"]
     assert set(galley("store", "gc").json()) == {"contents_dropped", "chunks_deleted", "log_segments_deleted"}
 
     # westus2's copies gone: repaired from eastus

@@ -422,3 +422,41 @@ def test_a_download_reads_another_region_s_copy_while_the_home_store_is_unreacha
         path.unlink()
     answer = download(url, disk_id("d1"), tmp_path / "d1.raw")
     assert answer.status_code == 409 and b"ContentUnavailable" in (tmp_path / "d1.raw").read_bytes()
+
+
+def test_verify_checks_the_reachable_stores_and_names_the_one_it_could_not_read(sqlite_server, monkeypatch,
+                                                                               tmp_path):
+    url = sqlite_server.url
+    compute = compute_client(url)
+    gallery_chain(compute, url)
+    upload_ok(url, create_upload_disk(compute, "d1", 3 * MiB).id, random_raw(tmp_path / "disk.raw", 3 * MiB, seed=8))
+    begin_version(compute, "1.0.0", "d1", [target("eastus"), target("westus2")])
+    assert wait_version(url, "1.0.0")["properties"]["provisioningState"] == "Succeeded"
+    home = sqlite_server.app.state.settings.home
+    in_westus2 = len(chunk_files(store_dir(home, "westus2")))
+    in_eastus = len(chunk_files(store_dir(home, "eastus")))
+    # One of eastus's chunks damaged: its only other copy is in the store that is down.
+    victim = sorted(chunk_files(store_dir(home, "eastus")).values())[0]
+    victim.write_bytes(b"\x00damaged")
+
+    outage = UnreadableRegions(monkeypatch, "westus2")
+    report = httpx.post(f"{url}/galley/store/verify", params={"repair": "true"}, timeout=120)
+    assert report.status_code == 200, report.text  # was a 503 for the whole pass
+    report = report.json()
+    assert [u["store"] for u in report["unreachable"]] == ["westus2/1/r0"]
+    assert report["skipped"] == in_westus2 and report["checked"] == in_eastus
+    assert [d["digest"] for d in report["damaged"]] == [victim.name]
+    assert [u["digest"] for u in report["unrepaired"]] == [victim.name] and report["lost"] == []
+
+    outage.regions.clear()  # back: the next pass repairs it from westus2
+    report = httpx.post(f"{url}/galley/store/verify", params={"repair": "true"}, timeout=120).json()
+    assert [r["digest"] for r in report["repaired"]] == [victim.name] and report["unreachable"] == []
+    assert report["checked"] == in_eastus + in_westus2 and report["skipped"] == 0
+
+
+def test_verify_reads_the_chunk_rows_page_by_page(sqlite_server):
+    repo = sqlite_server.app.state.content.repo
+    repo.register_stored("eastus/1/r0", [(f"{n:064x}", 10, 10) for n in range(7)])
+    repo.register_stored("westus2/1/r0", [(f"{n:064x}", 10, 10) for n in range(3)])
+    assert list(repo.iter_store_rows(page=2)) == repo.store_rows() and len(repo.store_rows()) == 10
+

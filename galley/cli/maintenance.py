@@ -13,6 +13,7 @@ from galley.cli.output import build_table, make_console
 store_app = typer.Typer(help="Check and clean the server's content stores.", no_args_is_help=True)
 
 LOST_EXIT_CODE = 3
+INCOMPLETE_EXIT_CODE = 4  # some store could not be read: its chunks were not checked
 
 
 # -- usage ----------------------------------------------------------------------------------
@@ -88,6 +89,8 @@ VERIFY_COLUMNS = (
     ("Damaged", lambda r: len(r.get("damaged") or [])),
     ("Repaired", lambda r: len(r.get("repaired") or [])),
     ("Lost", lambda r: len(r.get("lost") or [])),
+    ("Skipped", lambda r: r.get("skipped") or 0),
+    ("Unreachable", lambda r: ",".join(u["store"] for u in r.get("unreachable") or []) or "-"),
 )
 GC_COLUMNS = (("ContentsDropped", get("contents_dropped")), ("ChunksDeleted", get("chunks_deleted")),
               ("LogSegmentsDeleted", get("log_segments_deleted")))
@@ -100,15 +103,25 @@ def verify(
 ):
     """Read every chunk every store should hold and re-copy damaged ones from another store.
 
-    Exits with code 3 when some chunk is lost (damaged, with no good copy anywhere)."""
+    Exits with code 3 when some chunk is lost (damaged, with no good copy anywhere), and with 4
+    when some store could not be reached (its chunks were skipped; run it again once it is back)."""
     response = session.client.send("POST", "/galley/store/verify",
                                    params={"repair": "false" if no_repair else "true"})
     report = json_body(response) or {}
-    lost = report.get("lost") or []
-    if lost:
+    lost, unreachable = report.get("lost") or [], report.get("unreachable") or []
+    if lost or unreachable:
         session.emit(report, VERIFY_COLUMNS)
+    if lost:
         sys.stderr.write(f"ERROR: {len(lost)} chunk(s) lost: damaged in a store with no good copy elsewhere.\n")
+    for store in unreachable:
+        sys.stderr.write(f"WARNING: store {store['store']} could not be reached: {store['problem']}\n")
+    if unreachable:
+        sys.stderr.write(f"WARNING: {report.get('skipped', 0)} chunk(s) were not checked; run verify again "
+                         "once the store is back.\n")
+    if lost:
         raise typer.Exit(LOST_EXIT_CODE)
+    if unreachable:
+        raise typer.Exit(INCOMPLETE_EXIT_CODE)
     return report
 
 

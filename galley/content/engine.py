@@ -281,27 +281,55 @@ class ContentEngine:
         return deleted
 
     def verify(self, repair: bool = True) -> dict:
-        """Read every chunk every store should hold; re-copy bad ones from another store."""
-        report = {"checked": 0, "damaged": [], "repaired": [], "lost": []}
-        for store_id, digest in self.repo.store_rows(doomed=False):
-            report["checked"] += 1
-            store = self.locations.open(store_id)
+        """Read every chunk every store should hold; re-copy bad ones from another store.
+
+        A store that cannot be reached (an outage) is reported under `unreachable` with the
+        first error, and the rest of its chunks is skipped (counted in `skipped`); the other
+        stores are still checked. A damaged chunk whose only other copies are in unreachable
+        stores is `unrepaired` (not `lost`): a later pass can repair it."""
+        report = {"checked": 0, "damaged": [], "repaired": [], "lost": [], "unrepaired": [], "unreachable": [],
+                  "skipped": 0}
+        down: set[str] = set()
+        for store_id, digest in self.repo.iter_store_rows(doomed=False):
+            if store_id in down:
+                report["skipped"] += 1
+                continue
             try:
-                chunks.decode(store.get(digest), digest, store_id)
-                continue
-            except (MissingObject, ChunkCorrupt) as error:
-                report["damaged"].append({"store": store_id, "digest": digest, "problem": str(error)})
-            if not repair:
-                continue
-            others = [s for s in self.repo.stores_holding(digest) if s != store_id]
-            try:
-                blob, _ = self.fetch(digest, others)
-            except ContentUnavailable:
-                report["lost"].append({"store": store_id, "digest": digest})
-                continue
-            store.put(digest, blob)
-            report["repaired"].append({"store": store_id, "digest": digest, "from": others})
+                self._verify_chunk(store_id, digest, repair, report)
+            except Exception as error:
+                if not store_unavailable(error):
+                    raise
+                down.add(store_id)
+                report["skipped"] += 1
+                report["unreachable"].append({"store": store_id, "problem": str(error).splitlines()[0][:300]})
         return report
+
+    def _verify_chunk(self, store_id: str, digest: str, repair: bool, report: dict) -> None:
+        store = self.locations.open(store_id)
+        try:
+            chunks.decode(store.get(digest), digest, store_id)
+            report["checked"] += 1
+            return
+        except (MissingObject, ChunkCorrupt) as error:
+            report["checked"] += 1
+            report["damaged"].append({"store": store_id, "digest": digest, "problem": str(error)})
+        if not repair:
+            return
+        others = [s for s in self.repo.stores_holding(digest) if s != store_id]
+        try:
+            blob, _ = self.fetch(digest, others)
+        except ContentUnavailable:
+            report["lost"].append({"store": store_id, "digest": digest})
+            return
+        except Exception as error:
+            if not store_unavailable(error):
+                raise
+            # No reachable copy now, but one may be in a store that is down: not lost, not repaired.
+            report["unrepaired"].append({"store": store_id, "digest": digest,
+                                         "problem": str(error).splitlines()[0][:300]})
+            return
+        store.put(digest, blob)
+        report["repaired"].append({"store": store_id, "digest": digest, "from": others})
 
 
 class ContentReader:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
-from typing import Iterable
+from typing import Iterator, Iterable
 
 from sqlalchemy import String, cast, delete, exists, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -441,6 +441,24 @@ class ContentRepository:
             if store is not None:
                 query = query.where(_SC.store == store)
             return [(row.store, row.digest) for row in tx.c.execute(query.order_by(_SC.store, _SC.digest))]
+
+    def iter_store_rows(self, doomed: bool = True, page: int = 5000) -> Iterator[tuple[str, str]]:
+        """store_rows, read `page` rows at a time in (store, digest) order: a pass over millions
+        of chunks holds one page in memory, and no read transaction stays open between pages."""
+        after: tuple[str, str] | None = None
+        while True:
+            with self.sql.read() as tx:
+                query = select(_SC.store, _SC.digest)
+                if not doomed:
+                    query = query.where(_SC.last_seen != DOOMED)
+                if after is not None:
+                    query = query.where((_SC.store > after[0]) | ((_SC.store == after[0]) & (_SC.digest > after[1])))
+                rows = [(row.store, row.digest) for row in
+                        tx.c.execute(query.order_by(_SC.store, _SC.digest).limit(page))]
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1]
 
     def has_chunk_row(self, store: str, digest: str) -> bool:
         """Whether `store` records `digest` (doomed or not)."""
