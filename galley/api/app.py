@@ -72,6 +72,7 @@ from .. import blobservice
 from ..portal import routes as portal
 from ..blobservice import storage_accounts
 from ..store.account_key_store import AccountKeyStore
+from ..store import refused_values
 from .wire import error_response
 
 log = logging.getLogger("galley.api")
@@ -286,6 +287,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         outage = outages.outage_of(error)  # wherever it was raised: a route, a middleware, a stream's start
         if outage is not None:
             return outages.answer(request, error, outage)
+        refused = refused_values.refused_value(error)
+        if refused is not None:
+            log.warning("%s %s: the database refused a value of the request: %s", request.method, request.url.path,
+                        refused)
+            return error_response(ArmError(refused_values.message(refused), code="InvalidParameter", status=400))
         if client_gone(error):
             log.debug("%s %s: the client went away (%s): %r", request.method, request.url.path,
                       request_ids.describe_current(), error)

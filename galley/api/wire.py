@@ -64,7 +64,25 @@ async def json_body(request: Request) -> dict:
     if nesting_depth(body) > MAX_JSON_DEPTH:
         raise ArmError(f"The request content nests objects and arrays more than {MAX_JSON_DEPTH} levels "
                        "deep; ARM request bodies are far shallower.", code="InvalidRequestContent")
+    if b"\\u0000" in raw and _holds_nul(body):  # the only way JSON carries a NUL
+        raise ArmError("A string in the request content holds a NUL character (\\u0000), which no name, "
+                       "value or key may hold.", code="InvalidRequestContent")
     return body
+
+
+def _holds_nul(value) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _too_large(limit: int) -> ArmError:

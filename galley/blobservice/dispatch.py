@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..api import outages
 from ..domain.storage_account import RESERVED_NAMES
+from ..store import refused_values
 from .accounts import BlobAccount, BlobRequest
 from .errors import BlobError, authentication_failed
 from .session_holders import HOLDER_RETRY_SECONDS, HeldElsewhere
@@ -85,9 +86,13 @@ class BlobService:
                 response.headers["Retry-After"] = str(outage.retry_after)
                 await response(scope, receive, send)
                 return
-            log.exception("blob service request failed")
-            response = BlobError(500, "InternalError", "The server encountered an internal error; it has "
-                                 "been logged.").response(version)
+            refused = refused_values.refused_value(error)
+            if refused is not None:
+                response = BlobError(400, "InvalidInput", refused_values.message(refused)).response(version)
+            else:
+                log.exception("blob service request failed")
+                response = BlobError(500, "InternalError", "The server encountered an internal error; it has "
+                                     "been logged.").response(version)
         await response(scope, receive, send)
 
     async def _serve(self, http: Request, account: BlobAccount | None, name: str, parts: list[str]):

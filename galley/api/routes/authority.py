@@ -157,9 +157,13 @@ async def read_form(request: Request) -> dict[str, str]:
         if len(raw) > MAX_FORM_BYTES:
             raise OAuthError(400, "invalid_request", "AADSTS900144: The request body is too large.", 900144)
     try:
-        return {k: v[0] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
+        form = {k: v[0] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
     except UnicodeDecodeError:
         return {}
+    if any("\x00" in key or "\x00" in value for key, value in form.items()):
+        raise OAuthError(400, "invalid_request", "AADSTS900144: A field of the request holds a NUL character.",
+                         900144)
+    return form
 
 
 USER_GRANTS = {"authorization_code": "redeem_code", "refresh_token": "refresh", "password": "password_grant"}
