@@ -87,8 +87,12 @@ def _fuzzed_copy(document: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory):
-    with ThreadServer(tmp_path_factory.mktemp("fuzz")) as running:
+def fuzz_server(request, tmp_path_factory):
+    # GALLEY_FUZZ_DATABASE=postgres: the same run on PostgreSQL, which refuses values SQLite takes.
+    database = None
+    if os.environ.get("GALLEY_FUZZ_DATABASE") == "postgres":
+        database = request.getfixturevalue("postgres").create_database("galley_fuzz")
+    with ThreadServer(tmp_path_factory.mktemp("fuzz"), database) as running:
         _seed(running.url)
         yield running
     summary = {"requests": sum(COUNTS.values()), "by_status_class": dict(sorted(COUNTS.items())),
