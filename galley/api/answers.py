@@ -18,6 +18,7 @@ POSTs that start long work (template runs and cancels, retryReplication).
 from __future__ import annotations
 
 import math
+from typing import Callable, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -27,6 +28,8 @@ from ..observability.nodes import WORKER
 from ..store.outage import database_unavailable
 from ..store.sql_store import BUILD_ACTIONS, VM_ACTIONS, VM_TYPES
 from .wire import accepted_response
+
+T = TypeVar("T")
 
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1, 30
 # One indexed read of the operation this often while waiting: work ended by another node's worker
@@ -58,6 +61,18 @@ def finished_in_time(request: Request, operation: Operation | None) -> bool:
     except Exception as error:
         if database_unavailable(error):
             return False  # the change is recorded: it is answered asynchronously, never with a 503
+        raise
+
+
+def read_after_write(read: Callable[[], T]) -> T | None:
+    """The resource as the finished work left it, for a quick answer; None when the database went
+    away in the meantime. The write is committed by then, so its answer must not become a 503 (a
+    client would take the write for refused): the caller answers asynchronously instead."""
+    try:
+        return read()
+    except Exception as error:
+        if database_unavailable(error):
+            return None
         raise
 
 

@@ -174,8 +174,9 @@ def register(router: APIRouter, spec: ResourceSpec) -> None:
         ref = spec.ref(params)
         accepted = service_of(request).put(ref, spec.inbound(body))
         if spec.quick_writes and finished_in_time(request, accepted.operation):
-            return json_response(render(service_of(request).get(ref.id, spec.type)),
-                                 spec.done_status(accepted.created))
+            final = answers.read_after_write(lambda: service_of(request).get(ref.id, spec.type))
+            if final is not None:
+                return json_response(render(final), spec.done_status(accepted.created))
         status = spec.create_status if accepted.created else spec.update_status
         return answers.accepted(request, render(accepted.resource), accepted.operation, api_version, status)
 
@@ -183,7 +184,9 @@ def register(router: APIRouter, spec: ResourceSpec) -> None:
         ref = spec.ref(params)
         accepted = service_of(request).put(ref, spec.inbound(body), patch=True)
         if spec.quick_writes and finished_in_time(request, accepted.operation):
-            return json_response(render(service_of(request).get(ref.id, spec.type)), spec.done_status(False))
+            final = answers.read_after_write(lambda: service_of(request).get(ref.id, spec.type))
+            if final is not None:
+                return json_response(render(final), spec.done_status(False))
         return answers.accepted(request, render(accepted.resource), accepted.operation, api_version,
                                 spec.patch_status)
 

@@ -65,7 +65,9 @@ def _write(request: Request, ref: ResourceRef, subnets: list[dict], api_version:
             "properties": {"subnets": [{"name": s["name"], "properties": s["properties"]} for s in subnets]}}
     accepted = service.put(ref, body, patch=True)
     if finished_in_time(request, accepted.operation):
-        return answer(service.get(ref.id, ref.type), status)
+        final = answers.read_after_write(lambda: service.get(ref.id, ref.type))
+        if final is not None:
+            return answer(final, status)
     return answers.accepted(request, None, accepted.operation, api_version, 202 if status == 200 else status)
 
 
