@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .. import uploads
+from ..store.outage import first_line
 from ..store.content_repository import ContentDropped, ContentRepository  # noqa: F401 (ContentDropped: what a writer's finish raises)
 from . import chunks
 from .allocator import keep_chunk_buffers_in_heap
@@ -301,7 +302,7 @@ class ContentEngine:
                     raise
                 down.add(store_id)
                 report["skipped"] += 1
-                report["unreachable"].append({"store": store_id, "problem": str(error).splitlines()[0][:300]})
+                report["unreachable"].append({"store": store_id, "problem": first_line(error)})
         return report
 
     def _verify_chunk(self, store_id: str, digest: str, repair: bool, report: dict) -> None:
@@ -326,7 +327,7 @@ class ContentEngine:
                 raise
             # No reachable copy now, but one may be in a store that is down: not lost, not repaired.
             report["unrepaired"].append({"store": store_id, "digest": digest,
-                                         "problem": str(error).splitlines()[0][:300]})
+                                         "problem": first_line(error)})
             return
         store.put(digest, blob)
         report["repaired"].append({"store": store_id, "digest": digest, "from": others})

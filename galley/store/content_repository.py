@@ -26,14 +26,14 @@ _C, _CC, _DC = contents.c, content_chunks.c, disk_contents.c
 _P, _SC, _RP = content_placements.c, store_chunks.c, replicas.c
 
 WRITING, READY = "writing", "ready"
+# A store_chunks row's last_seen while garbage collection deletes its object: see delete_if_unreferenced.
+DOOMED = -1.0
+CHUNK_BYTES = 1024 * 1024  # content.chunks.CHUNK_SIZE (the store layer does not import content)
 
 
 class ContentDropped(LookupError):
     """A content being written was dropped before it was finished: garbage collection took it for
     abandoned (nothing renewed it within the grace) or its writer was aborted."""
-# A store_chunks row's last_seen while garbage collection deletes its object: see delete_if_unreferenced.
-DOOMED = -1.0
-CHUNK_BYTES = 1024 * 1024  # content.chunks.CHUNK_SIZE (the store layer does not import content)
 
 
 def _insert_ignoring_duplicates(connection, table, rows: list[dict]) -> None:
@@ -434,15 +434,10 @@ class ContentRepository:
 
     def store_rows(self, store: str | None = None, doomed: bool = True) -> list[tuple[str, str]]:
         """(store, digest) of the chunk rows; `doomed`: also those garbage collection is deleting."""
-        with self.sql.read() as tx:
-            query = select(_SC.store, _SC.digest)
-            if not doomed:
-                query = query.where(_SC.last_seen != DOOMED)
-            if store is not None:
-                query = query.where(_SC.store == store)
-            return [(row.store, row.digest) for row in tx.c.execute(query.order_by(_SC.store, _SC.digest))]
+        return list(self.iter_store_rows(store, doomed))
 
-    def iter_store_rows(self, doomed: bool = True, page: int = 5000) -> Iterator[tuple[str, str]]:
+    def iter_store_rows(self, store: str | None = None, doomed: bool = True,
+                        page: int = 5000) -> Iterator[tuple[str, str]]:
         """store_rows, read `page` rows at a time in (store, digest) order: a pass over millions
         of chunks holds one page in memory, and no read transaction stays open between pages."""
         after: tuple[str, str] | None = None
@@ -451,6 +446,8 @@ class ContentRepository:
                 query = select(_SC.store, _SC.digest)
                 if not doomed:
                     query = query.where(_SC.last_seen != DOOMED)
+                if store is not None:
+                    query = query.where(_SC.store == store)
                 if after is not None:
                     query = query.where((_SC.store > after[0]) | ((_SC.store == after[0]) & (_SC.digest > after[1])))
                 rows = [(row.store, row.digest) for row in

@@ -278,7 +278,7 @@ def _register_download(spec: ResourceSpec) -> None:
             write_image(reader, format, handle.name, tmp_dir=_tmp_dir(request))
         except ContentUnavailable as error:
             os.unlink(handle.name)
-            raise ArmError(str(error), code="ContentUnavailable", status=409) from None
+            raise _unavailable(error) from None
         return FileResponse(handle.name, media_type="application/octet-stream",
                             background=BackgroundTask(os.unlink, handle.name))
 
@@ -308,6 +308,11 @@ def _reader(request: Request, resource, lun: int, region: str | None):
         home = content.locations.home_store(resource.location)
         stores = sorted(stores, key=lambda s: s != home)
     return content.reader(found[lun], stores)
+
+
+def _unavailable(error: ContentUnavailable) -> ArmError:
+    """A chunk of the disk has no readable copy in any store (lost, not an outage)."""
+    return ArmError(str(error), code="ContentUnavailable", status=409)
 
 
 def _next_pieces(pieces, limit: int) -> list:
@@ -347,7 +352,7 @@ def _ranged(request: Request, reader, trailer: bytes, media_type: str) -> Respon
         first = _next_pieces(pieces, SEND_BATCH_BYTES)
     except ContentUnavailable as error:
         pieces.close()
-        raise ArmError(str(error), code="ContentUnavailable", status=409) from None
+        raise _unavailable(error) from None
     except BaseException:
         pieces.close()
         raise
