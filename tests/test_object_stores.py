@@ -118,6 +118,32 @@ def test_delete_stray_deletes_only_what_is_still_old_and_unrecorded(store):
     assert sorted(store.keys()) == sorted([fresh, recorded])
 
 
+def test_a_put_whose_temporary_file_a_collection_removes_midway_still_stores(tmp_path, monkeypatch):
+    """A collection that took a still-running writer for dead removes its temporary files as a
+    dead write's leftovers (old_keys); the write is done again instead of failing (a 500 before)."""
+    import time
+
+    from galley.content import object_store
+
+    store = FolderStore(tmp_path / "store")
+    key, removed = digest("written while swept"), []
+    real_writeback = object_store.start_writeback
+
+    def then_a_sweep(fd: int) -> None:
+        real_writeback(fd)
+        if not removed:  # between writing the temporary file and renaming it, once
+            list(store.old_keys(time.time() + 60))
+            removed.extend(p.name for p in (tmp_path / "store").rglob(".incoming-*"))
+            assert removed == [], "old_keys left the temporary file in place"
+            removed.append("swept")
+
+    monkeypatch.setattr(object_store, "start_writeback", then_a_sweep)
+    store.put(key, b"the object")
+    assert removed == ["swept"]
+    assert store.get(key) == b"the object"
+    assert not list((tmp_path / "store").rglob(".incoming-*"))
+
+
 def test_get_of_a_missing_key_raises_missing_object(store):
     with pytest.raises(MissingObject):
         store.get(digest("nothing here yet"))  # nothing written at all (S3: no bucket yet)

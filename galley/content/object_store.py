@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlparse
 # Temporary names unique to this process (next() on a count is atomic under the GIL).
 _PROCESS_TAG = uuid.uuid4().hex[:12]
 _incoming = itertools.count()
+_PUT_ATTEMPTS = 3  # writes of one object whose temporary file a collection may remove midway (put_parts)
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -90,26 +91,38 @@ class FolderStore:
         if key[:2] not in self._made:
             os.makedirs(folder, exist_ok=True)
             self._made.add(key[:2])
-        # Write beside the target and rename: a reader never sees half an object.
-        tmp = f"{folder}/.incoming-{_PROCESS_TAG}-{next(_incoming)}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        for attempt in range(_PUT_ATTEMPTS):
+            # Write beside the target and rename: a reader never sees half an object.
+            tmp = f"{folder}/.incoming-{_PROCESS_TAG}-{next(_incoming)}"
             try:
-                _writev_all(fd, [memoryview(part).cast("B") for part in parts])
-                if durable:
-                    os.fdatasync(fd)
-                else:
-                    start_writeback(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, f"{folder}/{key}")
+                self._write_file(tmp, parts, durable)
+                os.replace(tmp, f"{folder}/{key}")
+            except FileNotFoundError:
+                # A collection that took this writer for dead (its lease ran out) removed the
+                # temporary file as a dead write's leftover (old_keys): write it again.
+                if attempt + 1 == _PUT_ATTEMPTS:
+                    raise
+                continue
+            except OSError as error:
+                _unlink_quietly(tmp)
+                if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise StoreFull(f"no space left in {self.root}") from error
+                raise
             if durable:
                 _fsync_folder(folder)
-        except OSError as error:
-            _unlink_quietly(tmp)
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StoreFull(f"no space left in {self.root}") from error
-            raise
+            return
+
+    @staticmethod
+    def _write_file(path: str, parts: tuple[bytes, ...], durable: bool) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _writev_all(fd, [memoryview(part).cast("B") for part in parts])
+            if durable:
+                os.fdatasync(fd)
+            else:
+                start_writeback(fd)
+        finally:
+            os.close(fd)
 
     def get(self, key: str) -> bytes:
         try:
