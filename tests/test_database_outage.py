@@ -58,6 +58,7 @@ def galley(postgres_of_module, tmp_path_factory):
 class Answer:
     kind: str
     started: float
+    ended: float
     status: int | str  # a status code, or the repr of a transport error
     retry_after: str | None = None
     code: str | None = None
@@ -93,7 +94,7 @@ class Traffic:
         try:
             response = call()
         except httpx.HTTPError as error:
-            self.answers.append(Answer(kind, started, repr(error), name=name))
+            self.answers.append(Answer(kind, started, time.time(), repr(error), name=name))
             return None
         code = None
         if response.status_code >= 400:
@@ -101,9 +102,16 @@ class Traffic:
                 code = response.json()["error"]["code"]
             except Exception:  # noqa: BLE001 - not an ARM error body: the assertion shows it
                 code = response.text[:200]
-        self.answers.append(Answer(kind, started, response.status_code, response.headers.get("Retry-After"),
-                                   code, name))
+        self.answers.append(Answer(kind, started, time.time(), response.status_code,
+                                   response.headers.get("Retry-After"), code, name))
         return response
+
+    def answered_after(self, moment: float, timeout: float = 60.0) -> None:
+        """Wait until every kind of request has had an answer to one sent after `moment`."""
+        deadline = time.time() + timeout
+        while (missing := self.KINDS - {a.kind for a in list(self.answers) if a.started > moment}):
+            assert time.time() < deadline, f"no answer to a {missing} request sent after PostgreSQL came back"
+            time.sleep(0.1)
 
     def _reads(self) -> None:
         with httpx.Client(timeout=30) as client:
@@ -159,9 +167,13 @@ def wait_ready_again(url: str, timeout: float = 30.0) -> float:
     return time.time()
 
 
-def outage(server: PostgresServer, url: str, mode: str, seconds: float) -> tuple[list[int], float]:
-    """Halt PostgreSQL for `seconds`; /readyz's answers meanwhile and when it said 200 again."""
+def outage(server: PostgresServer, url: str, mode: str, seconds: float,
+           halted: threading.Event | None = None) -> tuple[list[int], float]:
+    """Halt PostgreSQL for `seconds` (setting `halted` once it is down); /readyz's answers meanwhile
+    and when it said 200 again."""
     server.halt(mode)
+    if halted is not None:
+        halted.set()
     seen = []
     until = time.time() + seconds
     while time.time() < until:
@@ -200,21 +212,24 @@ def test_a_database_restart_under_traffic_is_503s_then_recovers(galley, postgres
     cut = create_upload_disk(compute, "cut", 2 * MiB)
     upload_ok(url, cut.id, raw)
     cut_answer: list = []
+    arriving, halted = threading.Event(), threading.Event()
 
-    def slow_body():  # 2 MiB over ~2 s: the database goes away while it arrives
-        for _ in range(8):
+    def slow_body():  # 2 MiB, the most of it once the database has gone away
+        yield bytes(256 * 1024)
+        arriving.set()
+        assert halted.wait(60), "PostgreSQL was never halted"
+        for _ in range(7):
             yield bytes(256 * 1024)
-            time.sleep(0.25)
 
     cutter = threading.Thread(target=lambda: cut_answer.append(httpx.put(
         f"{url}{cut.id}/upload", params={"api-version": DISK_API}, content=slow_body(), timeout=60)))
     with Traffic(url, small.id, sha256_file(raw), uploaded.id, raw) as traffic:
         time.sleep(1.5)
         cutter.start()
-        time.sleep(0.5)
+        assert arriving.wait(30), "the upload the outage cuts never began"
         halted_at = time.time()
-        during, ready_at = outage(postgres_of_module, url, "fast", 5.0)
-        time.sleep(2.5)
+        during, ready_at = outage(postgres_of_module, url, "fast", 5.0, halted)
+        traffic.answered_after(ready_at)
     cutter.join(timeout=60)
     assert readyz(url) == 200
 
@@ -223,7 +238,7 @@ def test_a_database_restart_under_traffic_is_503s_then_recovers(galley, postgres
     assert refused, "no request met the outage"
     assert {a.kind for a in refused} == Traffic.KINDS, {a.kind for a in refused}
     assert 503 in during, during  # /readyz while PostgreSQL was down
-    before = [a for a in traffic.answers if a.started < halted_at - 1.0]  # ended before the halt
+    before = [a for a in traffic.answers if a.ended < halted_at]
     after = [a for a in traffic.answers if a.started > ready_at]
     assert before and all(a.status != 503 for a in before), before[:3]
     # Back without a restart of galley, and no stale pooled connection fails a request.
@@ -279,7 +294,7 @@ def test_a_database_crash_mid_transaction_is_503s_then_recovers(galley, postgres
     with Traffic(url, disk.id, sha256_file(raw), uploaded.id, raw) as traffic:
         time.sleep(1.0)
         _during, ready_at = outage(postgres_of_module, url, "immediate", 3.0)
-        time.sleep(2.0)
+        traffic.answered_after(ready_at)
     assert assert_never_500(traffic.answers), "no request met the outage"
     assert not traffic.wrong_bytes, traffic.wrong_bytes
     after = [a for a in traffic.answers if a.started > ready_at]

@@ -168,14 +168,17 @@ def test_active_sas_blocks_use_as_source_and_delete(sdk):
     sdk.snapshots.begin_create_or_update("rg", "snap", snapshot).result()
 
 
-@pytest.mark.slow
 def test_expired_upload_session_leaves_nothing(sdk, sqlite_server):
     upload_disk(sdk, "late")
-    sas = grant(sdk, "late", seconds=2)
+    sas = grant(sdk, "late")
     blob(sas).upload_page(os.urandom(MIB), offset=0, length=MIB)
+    grant(sdk, "late", seconds=1)  # the same session, now running out in a second
     import time
-    time.sleep(2.5)
-    with pytest.raises(HttpResponseError) as expired:
+    deadline = time.monotonic() + 30
+    while sdk.disks.get("rg", "late").disk_state != "ReadyToUpload":
+        assert time.monotonic() < deadline, "the upload session did not expire 1 s after its last grant"
+        time.sleep(0.1)
+    with pytest.raises(HttpResponseError) as expired:  # even with the first SAS, valid for an hour
         blob(sas).upload_page(b"\x01" * 512, offset=0, length=512)
     assert expired.value.status_code == 403 and _code(expired.value) == "AuthenticationFailed"
     disk = sdk.disks.get("rg", "late")

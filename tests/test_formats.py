@@ -9,7 +9,6 @@ import os
 import shutil
 import struct
 import subprocess
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -370,11 +369,9 @@ def test_sparse_proportionality_30g(tmp_path):
     path = tmp_path / "big.vhd"
     qemu("qemu-img", "create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on", str(path), "30G")
     qemu("qemu-io", "-f", "vpc", "-c", "write -P 0xcd 7G 4M", str(path))
-    started = time.monotonic()
     with open_disk(path) as image:
         assert image.virtual_size == 30 * GiB
         data = data_ranges(image)
-        assert time.monotonic() - started < 3
         assert sum(n for _, n in data) <= 6 * MiB
         assert_covers(image, 7 * GiB, 4 * MiB)
         assert image.read(7 * GiB, 4 * MiB) == b"\xcd" * (4 * MiB)

@@ -30,6 +30,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
+from galley.blobservice.account_blobs import Publisher
 from galley.content.vhd import DISK_FIXED, VhdFooter
 from galley.domain.storage_account import RESERVED_NAMES
 
@@ -311,7 +312,17 @@ def test_a_version_is_made_from_a_vhd_blob_named_by_its_path_style_url(galley, v
     assert (tmp_path / "v.raw").read_bytes() == bytes(disk)
 
 
-def test_a_page_blob_being_written_is_not_a_source(galley):
+def test_a_page_blob_being_written_is_not_a_source(galley, monkeypatch):
+    held = []  # publications the settling time would start, held back until released
+    schedule = Publisher.schedule
+    monkeypatch.setattr(Publisher, "schedule", lambda publisher, blob: held.append((publisher, blob)))
+
+    def release() -> None:
+        assert held, "a Put Page scheduled no publication"
+        while held:
+            schedule(*held.pop())
+        wait_published(galley.url, "busysource", "images", "os.vhd")
+
     make_account(galley.url, "busysource", location="eastus")
     service = blob_client(galley.url, "busysource", key_of(galley.url, "busysource"))
     service.create_container("images")
@@ -320,10 +331,10 @@ def test_a_page_blob_being_written_is_not_a_source(galley):
     blob.upload_page(os.urandom(512), offset=0, length=512)
     gone = httpx.head(f"{galley.url}/blob/busysource/images/os.vhd")
     assert gone.status_code == 404  # not yet published: a source would be refused BlobNotFound
-    wait_published(galley.url, "busysource", "images", "os.vhd")
+    release()
     blob.upload_page(os.urandom(512), offset=512, length=512)
     assert httpx.head(f"{galley.url}/blob/busysource/images/os.vhd").status_code == 404  # withdrawn at once
-    wait_published(galley.url, "busysource", "images", "os.vhd")
+    release()
 
 
 def test_name_availability_names_taken_invalid_and_reserved_names(galley):

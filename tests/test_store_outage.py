@@ -17,7 +17,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from galley.content import s3_store
+from galley.content import s3_store, store_outage
 from galley.content.object_store import FolderStore
 from galley.content.store_outage import (
     StoreUnavailable,
@@ -81,7 +81,7 @@ def attempt(circuit: WriteCircuit, error: Exception | None = None) -> str:
     return "written"
 
 
-def test_a_circuit_fails_writes_at_once_after_an_outage_and_closes_when_a_probe_succeeds():
+def test_a_circuit_fails_writes_at_once_after_an_outage_and_closes_when_a_probe_succeeds(monkeypatch):
     clock = Clock()
     circuit = WriteCircuit("s3://b at http://x", cool_down=10, clock=clock)
     assert attempt(circuit) == "written"
@@ -90,47 +90,53 @@ def test_a_circuit_fails_writes_at_once_after_an_outage_and_closes_when_a_probe_
     clock.now += 9
     assert attempt(circuit) == "refused at once"
     clock.now += 2  # the cool-down is over: one write probes; the ones meanwhile wait for its outcome
-    for probe_fails, others in ((True, "refused at once"), (False, "written")):
-        release = threading.Event()
-        outcomes: list[str] = []
+    with monkeypatch.context() as patient:
+        # However slow this machine, the write after the probe waits for the probe's outcome.
+        patient.setattr(store_outage, "PROBE_PATIENCE_SECONDS", 60)
+        for probe_fails, others in ((True, "refused at once"), (False, "written")):
+            release, entered = threading.Event(), threading.Event()
+            outcomes: list[str] = []
 
-        def probing(fails=probe_fails, release=release) -> None:
-            with circuit.write():
-                release.wait(10)
-                if fails:
-                    raise refused()
+            def probing(fails=probe_fails, release=release, entered=entered) -> None:
+                with circuit.write():
+                    entered.set()
+                    release.wait(10)
+                    if fails:
+                        raise refused()
 
-        probe = threading.Thread(target=lambda outcomes=outcomes: outcomes.append(_quietly(probing)))
-        probe.start()
-        time.sleep(0.1)
-        waiting = threading.Thread(target=lambda outcomes=outcomes: outcomes.append(attempt(circuit)))
-        waiting.start()
-        time.sleep(0.2)
-        assert outcomes == [] and waiting.is_alive()  # waits for the probe
-        release.set()
-        probe.join(5)
-        waiting.join(5)
-        assert outcomes[-1] == others, outcomes
-        clock.now += 11
+            probe = threading.Thread(target=lambda outcomes=outcomes: outcomes.append(_quietly(probing)))
+            probe.start()
+            assert entered.wait(10), "the probe never began its write"
+            waiting = threading.Thread(target=lambda outcomes=outcomes: outcomes.append(attempt(circuit)))
+            waiting.start()
+            waiting.join(0.2)
+            assert outcomes == [] and waiting.is_alive()  # waits for the probe
+            release.set()
+            probe.join(5)
+            waiting.join(5)
+            assert outcomes[-1] == others, outcomes
+            clock.now += 11
     assert not circuit.is_open and attempt(circuit) == "written"
 
     # A probe the store holds (it is still down): the writes meanwhile fail after a short wait.
     assert attempt(circuit, refused()) == "failed"
     clock.now += 11
-    release = threading.Event()
-    holding = threading.Thread(target=lambda: _quietly(lambda: _held(circuit, release)))
+    release, entered = threading.Event(), threading.Event()
+    holding = threading.Thread(target=lambda: _quietly(lambda: _held(circuit, release, entered)))
     holding.start()
-    time.sleep(0.1)
+    assert entered.wait(10), "the probe never began its write"
     took, outcome = timed(lambda: attempt(circuit))
-    assert outcome == "refused at once" and 1.5 < took < 5, (took, outcome)  # PROBE_PATIENCE_SECONDS
+    # It gave up after PROBE_PATIENCE_SECONDS, while the probe was still held.
+    assert outcome == "refused at once" and took >= 1.5 and holding.is_alive(), (took, outcome)
     release.set()
     holding.join(5)
     assert store_unavailable(StoreUnavailable("x"))
 
 
-def _held(circuit: WriteCircuit, release: threading.Event) -> None:
+def _held(circuit: WriteCircuit, release: threading.Event, entered: threading.Event) -> None:
     with circuit.write():
-        release.wait(10)
+        entered.set()
+        release.wait(60)
         raise refused()
 
 
@@ -221,26 +227,29 @@ def timed(call) -> tuple[float, object]:
 def test_a_store_holding_writes_fails_them_within_seconds_then_at_once_and_recovers(holding_s3, monkeypatch):
     monkeypatch.setattr(s3_store, "WRITE_TIMEOUT", 1)
     store = s3_store.S3Store("held", "p", endpoint=holding_s3.endpoint, access_key="k", secret_key="s")
-    store._circuit.cool_down = 1.0
+    clock = Clock()  # the cool-down ends when the test says, not when a slow machine gets there
+    store._circuit = WriteCircuit(store._circuit.name, cool_down=1.0, clock=clock)
     store.put(digest("before"), b"kept")
     holding_s3.holding = True
 
-    took, outcome = timed(lambda: store.put(digest("refused"), b"x"))
-    assert isinstance(outcome, Exception) and store_unavailable(outcome), outcome
-    assert 1 <= took < 2 * s3_store.WRITE_TIMEOUT + 3, took  # two attempts, not minutes
     puts = holding_s3.puts
-    took, outcome = timed(lambda: store.put(digest("next"), b"y"))
-    assert isinstance(outcome, StoreUnavailable) and took < 0.5, (took, outcome)
+    _, outcome = timed(lambda: store.put(digest("refused"), b"x"))
+    assert isinstance(outcome, Exception) and store_unavailable(outcome), outcome
+    deadline = time.monotonic() + 10  # the endpoint counts a PUT in its own thread
+    while holding_s3.puts - puts < s3_store.WRITE_ATTEMPTS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert holding_s3.puts - puts == s3_store.WRITE_ATTEMPTS  # each held until WRITE_TIMEOUT, not retried for minutes
+    puts = holding_s3.puts
+    _, outcome = timed(lambda: store.put(digest("next"), b"y"))
+    assert isinstance(outcome, StoreUnavailable), outcome
     assert holding_s3.puts == puts  # refused without asking the store
     # Reads are not cut short: the store still serves them.
     assert store.get(digest("before")) == b"kept" and store.exists(digest("before"))
 
     holding_s3.holding = False  # the store takes writes again
     holding_s3.released.set()
-    deadline = time.monotonic() + 10
-    while isinstance(timed(lambda: store.put(digest("after"), b"z"))[1], Exception):
-        assert time.monotonic() < deadline, "writes did not resume"
-        time.sleep(0.2)
+    clock.now += 2  # the cool-down is over: the next write probes, goes through and closes the circuit
+    store.put(digest("after"), b"z")
     assert store.get(digest("after")) == b"z" and not store._circuit.is_open
 
 

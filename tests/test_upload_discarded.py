@@ -33,20 +33,21 @@ def test_an_upload_dropped_by_garbage_collection_midway_is_a_409_and_changes_not
         first = os.urandom(SIZE)
         assert _put(server, first).status_code == 200
         repo = server.app.state.content.repo
-        dropped = []
 
         def body():
             second = os.urandom(SIZE)
             yield second[:4 * MiB]
-            time.sleep(0.5)  # the server has taken the first half in
+            # The server makes the content it writes into once it has begun the upload.
+            deadline = time.monotonic() + 30
+            while not (writing := repo.stale_writing_contents(time.time() + 60)):
+                assert time.monotonic() < deadline, "the server never began writing the upload's content"
+                time.sleep(0.02)
             # What collect_garbage does to a content it takes for abandoned (engine.collect_garbage).
-            for content_id in repo.stale_writing_contents(time.time() + 60):
+            for content_id in writing:
                 repo.discard_content(content_id)
-                dropped.append(content_id)
             yield second[4 * MiB:]
 
         response = _put(server, body())
-        assert dropped, "the upload's content was never seen as being written"
         assert_arm_error(response, 409, "UploadDiscarded", mentions="upload the image again")
         assert _download(server) == first
         # Nothing of the dropped upload is left being written.
