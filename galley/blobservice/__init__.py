@@ -24,6 +24,8 @@ Layout
                  shared_key.py and account_sas.py verify those signatures; account_blobs.py keeps
                  their containers and blobs and publishes VHD blobs as sources; block_blobs.py and
                  containers.py are their block blob, delete, container and listing handlers.
+  copy_blob.py   Copy Blob (and From URL, Abort) into an account's blob from a blob on this Galley
+                 (a disk SAS or an account's blob); copy_state.py the copy properties a blob keeps.
 
 The interface an account owner implements (H6's storage accounts do too):
 

@@ -117,6 +117,7 @@ class BlobState:
     content_id: str | None = None  # a page blob's held content (page_store)
     store_id: str | None = None
     published: bool = False
+    copy: dict | None = None  # the last Copy Blob into it (copy_state.py), until it is overwritten
 
     @classmethod
     def load(cls, folder: Path) -> BlobState | None:
@@ -130,14 +131,15 @@ class BlobState:
                    "application/octet-stream", content_md5=raw.get("contentMd5"),
                    blocks=[tuple(b) for b in raw["blocks"]] if raw.get("blocks") is not None else None,
                    content_id=raw.get("contentId"), store_id=raw.get("storeId"),
-                   published=raw.get("published", False))
+                   published=raw.get("published", False), copy=raw.get("copy"))
 
     def save(self) -> None:
         _write_json(self.folder / "blob.json", {
             "name": self.name, "type": self.blob_type, "size": self.size, "etag": self.etag,
             "lastModified": self.last_modified.isoformat(), "created": self.created.isoformat(),
             "contentType": self.content_type, "contentMd5": self.content_md5, "blocks": self.blocks,
-            "contentId": self.content_id, "storeId": self.store_id, "published": self.published})
+            "contentId": self.content_id, "storeId": self.store_id, "published": self.published,
+            "copy": self.copy})
 
     def touched(self) -> None:
         self.etag, self.last_modified = new_etag(), _now()

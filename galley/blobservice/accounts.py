@@ -16,11 +16,12 @@ PUT_PAGE, GET_PAGE_RANGES = "PutPage", "GetPageRanges"
 PUT_BLOCK, PUT_BLOCK_LIST, GET_BLOCK_LIST = "PutBlock", "PutBlockList", "GetBlockList"
 CREATE_CONTAINER, DELETE_CONTAINER, GET_CONTAINER_PROPERTIES = "CreateContainer", "DeleteContainer", "GetContainerProperties"
 LIST_BLOBS, LIST_CONTAINERS = "ListBlobs", "ListContainers"
+COPY_BLOB, ABORT_COPY_BLOB = "CopyBlob", "AbortCopyBlob"
 # The SAS permission letter each operation needs.
 PERMISSION = {GET_BLOB: "r", GET_BLOB_PROPERTIES: "r", GET_PAGE_RANGES: "r", GET_BLOCK_LIST: "r",
               GET_CONTAINER_PROPERTIES: "r", PUT_BLOB: "w", PUT_PAGE: "w", PUT_BLOCK: "w",
               PUT_BLOCK_LIST: "w", CREATE_CONTAINER: "c", DELETE_BLOB: "d", DELETE_CONTAINER: "d",
-              LIST_BLOBS: "l", LIST_CONTAINERS: "l"}
+              LIST_BLOBS: "l", LIST_CONTAINERS: "l", COPY_BLOB: "w", ABORT_COPY_BLOB: "w"}
 
 
 @dataclass

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ..domain.limits import ascii_number
+from . import copy_state
 from .account_blobs import container_not_found
 from .accounts import (
     CREATE_CONTAINER,
@@ -80,7 +81,8 @@ def _blob_xml(blob) -> str:
             + ("<x-ms-blob-sequence-number>0</x-ms-blob-sequence-number>" if blob.blob_type == "PageBlob" else "")
             + f"<BlobType>{blob.blob_type}</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true"
             "</AccessTierInferred><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>"
-            "<ServerEncrypted>true</ServerEncrypted></Properties><Metadata /></Blob>")
+            + copy_state.listing_xml(blob)
+            + "<ServerEncrypted>true</ServerEncrypted></Properties><Metadata /></Blob>")
 
 
 async def list_blobs(account: BlobAccount, request: BlobRequest) -> Response:

@@ -62,7 +62,7 @@ class BlobService:
             return
         http = Request(scope, receive)
         try:
-            account = _resolve(scope["app"], name)
+            account = resolve_account(scope["app"], name)
         except HeldElsewhere as elsewhere:  # a disk session another node holds: its answer is the answer
             account = elsewhere
         if account is None and not DISK_ACCOUNT.match(name):
@@ -99,7 +99,7 @@ class BlobService:
         container = unquote(parts[1]) if len(parts) > 1 and parts[1] else None
         blob = unquote(parts[2]) if len(parts) > 2 and parts[2] else None
         query = dict(parse_qsl(http.url.query, keep_blank_values=True))
-        operation = identify(http.method, query, container, blob)
+        operation = identify(http.method, query, container, blob, http.headers)
         if account is None:
             raise authentication_failed("This disk access SAS is no longer valid (revoked or expired).")
         if operation is None:
@@ -125,7 +125,7 @@ async def _forward(http: Request, elsewhere: HeldElsewhere):
     return response
 
 
-def _resolve(app, name: str) -> BlobAccount | None:
+def resolve_account(app, name: str) -> BlobAccount | None:
     for resolver in getattr(app.state, "blob_accounts", ()):
         found = resolver.resolve(name)
         if found is not None:

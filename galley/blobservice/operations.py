@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from ..domain.limits import MAX_UPLOAD_SIZE_BYTES, ascii_number
-from . import ranges
-from .accounts import (DELETE_BLOB, DELETE_CONTAINER, GET_BLOB, GET_BLOB_PROPERTIES, GET_BLOCK_LIST,
+from . import copy_state, ranges
+from .accounts import (ABORT_COPY_BLOB, COPY_BLOB, DELETE_BLOB, DELETE_CONTAINER, GET_BLOB, GET_BLOB_PROPERTIES, GET_BLOCK_LIST,
                        GET_CONTAINER_PROPERTIES, GET_PAGE_RANGES, LIST_BLOBS, LIST_CONTAINERS, PUT_BLOB,
                        PUT_BLOCK, PUT_BLOCK_LIST, PUT_PAGE, CREATE_CONTAINER, BlobAccount, BlobRequest,
                        PageBlob)
@@ -31,13 +31,17 @@ def register(name: str, handler: Handler) -> None:
     HANDLERS[name] = handler
 
 
-def identify(method: str, query: dict[str, str], container: str | None, blob: str | None) -> str | None:
+def identify(method: str, query: dict[str, str], container: str | None, blob: str | None,
+             headers=None) -> str | None:
     comp, restype = query.get("comp", ""), query.get("restype", "")
     if blob:
+        if (method, comp) == ("PUT", "") and headers is not None and "x-ms-copy-source" in headers:
+            return COPY_BLOB  # a Put Blob naming a source: Copy Blob (or Copy Blob From URL)
         table = {("PUT", ""): PUT_BLOB, ("PUT", "page"): PUT_PAGE, ("PUT", "block"): PUT_BLOCK,
                  ("PUT", "blocklist"): PUT_BLOCK_LIST, ("GET", "blocklist"): GET_BLOCK_LIST,
                  ("GET", ""): GET_BLOB, ("HEAD", ""): GET_BLOB_PROPERTIES,
-                 ("GET", "pagelist"): GET_PAGE_RANGES, ("DELETE", ""): DELETE_BLOB}
+                 ("GET", "pagelist"): GET_PAGE_RANGES, ("DELETE", ""): DELETE_BLOB,
+                 ("PUT", "copy"): ABORT_COPY_BLOB}
         return table.get((method, comp))
     if container and restype == "container":
         table = {("PUT", ""): CREATE_CONTAINER, ("DELETE", ""): DELETE_CONTAINER,
@@ -179,7 +183,7 @@ def _properties(request: BlobRequest, blob: PageBlob) -> dict[str, str]:
                "x-ms-creation-time": format_datetime(blob.last_modified, usegmt=True)}
     if kind == "PageBlob":
         headers["x-ms-blob-sequence-number"] = "0"
-    return headers
+    return headers | copy_state.headers(blob)
 
 
 async def get_blob_properties(account: BlobAccount, request: BlobRequest) -> Response:

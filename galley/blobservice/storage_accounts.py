@@ -23,6 +23,8 @@ from ..domain.resource import Resource
 from . import account_sas, sas, shared_key
 from .account_blobs import AccountBlobs, AccountPageBlob, Publisher
 from .accounts import (
+    ABORT_COPY_BLOB,
+    COPY_BLOB,
     CREATE_CONTAINER,
     DELETE_BLOB,
     DELETE_CONTAINER,
@@ -51,6 +53,7 @@ ACCOUNT_SAS_NEEDS = {
     DELETE_BLOB: account_sas.Need("o", "d"), CREATE_CONTAINER: account_sas.Need("c", "cw"),
     DELETE_CONTAINER: account_sas.Need("c", "d"), GET_CONTAINER_PROPERTIES: account_sas.Need("c", "r"),
     LIST_BLOBS: account_sas.Need("c", "l"), LIST_CONTAINERS: account_sas.Need("s", "l"),
+    COPY_BLOB: account_sas.Need("o", "w"), ABORT_COPY_BLOB: account_sas.Need("o", "w"),
 }
 
 
@@ -143,7 +146,7 @@ class StorageAccountResolver:
 
 def install(app, settings, store, content) -> None:
     """Serve storage accounts' blobs (after blobservice.install, which adds the dispatcher)."""
-    from . import block_blobs, containers  # noqa: F401 - their handlers register themselves
+    from . import block_blobs, containers, copy_blob  # noqa: F401 - their handlers register themselves
 
     resolvers = getattr(app.state, "blob_accounts", None)
     if resolvers is None:
