@@ -38,6 +38,10 @@ WRITE_BYTES = 4 * 1024 * 1024
 def account_blobs(account: BlobAccount, request: BlobRequest) -> AccountBlobs:
     blobs = getattr(account, "blobs", None)
     if blobs is None:
+        if request.operation in (PUT_BLOB, PUT_BLOCK, PUT_BLOCK_LIST):  # a disk access session's blob
+            raise BlobError(409, "InvalidBlobType", "The blob type is invalid for this operation: a disk's "
+                            "blob is a page blob. Write it with Put Page (az storage blob upload --type page, "
+                            "azure-storage-blob upload_blob(blob_type=\"PageBlob\")).")
         raise unsupported(request.operation)
     return blobs
 

@@ -13,12 +13,14 @@ import logging
 import re
 from urllib.parse import parse_qsl, unquote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..api import outages
 from ..domain.storage_account import RESERVED_NAMES
 from ..store import refused_values
+from . import conditions
 from .accounts import BlobAccount, BlobRequest
 from .errors import BlobError, authentication_failed
 from .session_holders import HOLDER_RETRY_SECONDS, HeldElsewhere
@@ -109,6 +111,10 @@ class BlobService:
         request = BlobRequest(http=http, account=name, container=container, blob=blob, operation=operation,
                               query=query)
         account.authorize(request)
+        if getattr(account, "conditional_headers", False):
+            not_modified = await run_in_threadpool(conditions.check, account, request)
+            if not_modified is not None:
+                return not_modified
         return await HANDLERS.get(operation, not_here)(account, request)
 
 

@@ -60,6 +60,8 @@ ACCOUNT_SAS_NEEDS = {
 class StorageAccountBlobs:
     """A storage account, as the Blob service dispatcher sees it (accounts.BlobAccount)."""
 
+    conditional_headers = True  # If-Match, If-None-Match … are evaluated (conditions.py)
+
     def __init__(self, resolver: StorageAccountResolver, resource: Resource) -> None:
         self.name = resource.name
         self.resource = resource

@@ -117,9 +117,9 @@ def _register_upload(spec: ResourceSpec) -> None:
                                            uploads.LEASE_SECONDS, uploads.owner_alive)
         virtual_size = None
         try:
-            _check_declared_length(request, resource)
             virtual_size = await receive_image(
                 request, resource, format, _check_declared_size,
+                precheck=lambda: _check_declared_length(request, resource),
                 renew=lambda: service.renew_upload(resource_id, owner, uploads.LEASE_SECONDS))
         finally:
             finished = await run_in_threadpool(uploads.end, lambda: service.end_upload(resource_id, virtual_size),
@@ -132,14 +132,16 @@ def _register_upload(spec: ResourceSpec) -> None:
 
 
 async def receive_image(request: Request, resource, fmt: str | None, check=None, renew=None,
-                        whole_sectors: bool = True) -> int:
+                        whole_sectors: bool = True, precheck=None) -> int:
     """Store the request body, a disk image, as `resource`'s OS disk; its virtual size.
 
     Raw disks and fixed VHDs are stored as they arrive (content/streaming.py); dynamic VHDs and
     qcow2 need random access and are spooled to a file first. `check(resource, virtual_size)` may
     refuse the image before it becomes the disk's content; `renew` is called every so often while
     data keeps arriving. On any failure, a refusal or a client that goes away, the disk keeps its
-    previous content. `whole_sectors` False takes any size (a blob that is a file, not a disk)."""
+    previous content. `whole_sectors` False takes any size (a blob that is a file, not a disk).
+    `precheck()` may refuse a streamed body by its declared length before any of it is stored (a
+    spooled qcow2 or dynamic VHD holds metadata besides its data: its length says nothing of its disk)."""
     rest = request.stream().__aiter__()
     head = b""
     async for piece in rest:
@@ -154,6 +156,8 @@ async def receive_image(request: Request, resource, fmt: str | None, check=None,
             return await run_in_threadpool(_ingest, request, resource, spooled, fmt, check, whole_sectors)
         finally:
             spooled.unlink(missing_ok=True)
+    if precheck is not None:
+        precheck()
     content = request.app.state.content
     writer = await run_in_threadpool(content.writer, content.locations.home_store(resource.location),
                                      _declared_length(request) or 0)
@@ -241,15 +245,17 @@ def _check_declared_length(request: Request, resource) -> None:
     """A body longer than the disk's uploadSizeBytes is refused before any of it is read."""
     length = _declared_length(request)
     if length is not None and length > FOOTER_SIZE:
-        _check_declared_size(resource, length - FOOTER_SIZE)  # the least the image can hold
+        least = length - FOOTER_SIZE  # a VHD's footer is the most an image's bytes can exceed its disk by
+        _check_declared_size(resource, least, f"The upload is {length:,} bytes, a disk of at least {least:,} bytes,")
 
 
-def _check_declared_size(resource, virtual_size: int) -> None:
+def _check_declared_size(resource, virtual_size: int, held: str | None = None) -> None:
     """A disk created for upload holds at most what it declared (uploadSizeBytes counts the VHD
     footer's 512 bytes); a smaller image is accepted and sets the disk's size."""
     declared = (resource.properties.get("creationData") or {}).get("uploadSizeBytes")
     if declared is not None and virtual_size > declared - 512:
-        raise InvalidParameter(f"The uploaded image holds {virtual_size:,} bytes but '{resource.name}' was created "
+        held = held or f"The uploaded image holds {virtual_size:,} bytes"
+        raise InvalidParameter(f"{held} but '{resource.name}' was created "
                                f"with uploadSizeBytes {declared:,} (room for {declared - 512:,} bytes of disk "
                                "plus the 512-byte VHD footer). Create the disk with a larger uploadSizeBytes.",
                                target="body", code="InvalidUploadSize")
