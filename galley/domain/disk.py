@@ -71,9 +71,15 @@ class _DiskLike:
         elif option == "Import":
             account_id = fields.string(creation, "storageAccountId",
                                        "properties.creationData.storageAccountId") or None
-            account = sources.resolve_blob(ctx.tx, creation.get("sourceUri"),
-                                           "properties.creationData.sourceUri", account_id,
-                                           "properties.creationData.storageAccountId")
+            account, blob_disk_bytes = sources.resolve_blob_disk(ctx.tx, creation.get("sourceUri"),
+                                                                 "properties.creationData.sourceUri", account_id,
+                                                                 "properties.creationData.storageAccountId")
+            if size is None:  # as Azure does: the VHD's own size when none is asked for
+                size, exact_bytes = -(-blob_disk_bytes // GIB), blob_disk_bytes
+            elif size * GIB < blob_disk_bytes:
+                raise InvalidParameter(f"The blob holds a disk of {blob_disk_bytes:,} bytes, more than diskSizeGB "
+                                       f"{size}; ask for at least {-(-blob_disk_bytes // GIB)} GB or leave "
+                                       "diskSizeGB out.", target="properties.diskSizeGB")
             if account.location != resource.location:
                 raise InvalidParameter(f"The blob's storage account is in {account.location}; import it into "
                                        f"a {self.KIND} in the same region.", target="properties.creationData.sourceUri")
@@ -88,9 +94,11 @@ class _DiskLike:
                     f"uploadSizeBytes {upload:,} is not a whole number of 512-byte sectors: it is the disk's "
                     "size, a multiple of 512, plus the 512-byte VHD footer.",
                     target="properties.creationData.uploadSizeBytes")
+            if upload is None and size is not None:
+                upload = size * GIB + limits.SECTOR  # `az snapshot create --for-upload --size-gb N` sends only the size
             if upload is None:
                 raise InvalidParameter("createOption Upload needs creationData.uploadSizeBytes (the VHD "
-                                       "size including its 512-byte footer).",
+                                       "size including its 512-byte footer) or diskSizeGB.",
                                        target="properties.creationData.uploadSizeBytes")
             creation_out["uploadSizeBytes"] = upload
             size = size or -(-(upload - 512) // GIB)
@@ -98,6 +106,8 @@ class _DiskLike:
         if size is None:
             raise InvalidParameter(f"A {self.KIND} created with createOption {option} needs "
                                    "properties.diskSizeGB.", target="properties.diskSizeGB")
+        if existing is not None and size != existing.properties["diskSizeGB"]:
+            disk_access.check_not_in_use(existing, "resized")  # the session's blob has the old size
         if existing is not None and size < existing.properties["diskSizeGB"]:
             raise InvalidParameter(f"A {self.KIND} cannot shrink: it is {existing.properties['diskSizeGB']} GB, "
                                    f"asked for {size} GB.", target="properties.diskSizeGB")

@@ -10,6 +10,7 @@ from .resource import SUCCEEDED, Resource
 
 READ, WRITE = "Read", "Write"
 ACTIVE_STATES = ("ActiveSAS", "ActiveUpload")
+READY_TO_UPLOAD = "ReadyToUpload"
 READABLE_STATES = ("Unattached", "Reserved", "ActiveSAS")
 MAX_DURATION_SECONDS = 30 * 24 * 3600
 
@@ -63,3 +64,12 @@ def check_not_in_use(resource: Resource, what: str) -> None:
     if state in ACTIVE_STATES:
         raise Conflict(f"'{resource.name}' has an active SAS (diskState {state}): it cannot be {what} until "
                        "access is revoked (endGetAccess).", code="OperationNotAllowed", target=resource.id)
+
+
+def check_uploaded(resource: Resource, what: str) -> None:
+    """A disk or snapshot created for upload holds nothing until its upload ends (diskState
+    ReadyToUpload): it is no source of anything yet."""
+    if (resource.properties or {}).get("diskState") == READY_TO_UPLOAD:
+        raise Conflict(f"'{resource.name}' has not received its upload yet (diskState {READY_TO_UPLOAD}): it "
+                       f"cannot be {what} until an upload ends (grant Write access, write its pages, revoke "
+                       "access).", code="OperationNotAllowed", target=resource.id)

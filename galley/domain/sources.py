@@ -58,6 +58,7 @@ def resolve(reader: Reader, source_id: object, target: str, allowed: tuple[str, 
                        "used once its provisioning has succeeded.", target=target)
     if source.type in (DISK_TYPE, SNAPSHOT_TYPE):
         disk_access.check_not_in_use(source, "used as a source")
+        disk_access.check_uploaded(source, "used as a source")
     return source
 
 
@@ -81,6 +82,17 @@ def resolve_blob(reader: Reader, uri: object, target: str, storage_account_id: o
                  account_target: str | None = None) -> Resource:
     """The storage account holding the blob a URI names; the blob must have been uploaded. A
     `storage_account_id` given beside the URI must name that same account."""
+    return _resolve_blob(reader, uri, target, storage_account_id, account_target)[0]
+
+
+def resolve_blob_disk(reader: Reader, uri: object, target: str, storage_account_id: object = None,
+                      account_target: str | None = None) -> tuple[Resource, int]:
+    """resolve_blob, and the size in bytes of the disk the blob holds (a VHD's, without its footer)."""
+    return _resolve_blob(reader, uri, target, storage_account_id, account_target)
+
+
+def _resolve_blob(reader: Reader, uri: object, target: str, storage_account_id: object,
+                  account_target: str | None) -> tuple[Resource, int]:
     account_name, container, blob = parse_blob_uri(check_blob_uri(uri, target), target)
     account = reader.find_named(STORAGE_ACCOUNT_TYPE, account_name)
     if account is None:
@@ -99,7 +111,7 @@ def resolve_blob(reader: Reader, uri: object, target: str, storage_account_id: o
                                "and a footer).", target=target, code="InvalidDiskImage")
     if storage_account_id is not None:
         _check_named_account(reader, storage_account_id, account, uri, account_target or target)
-    return account
+    return account, size
 
 
 def _check_named_account(reader: Reader, value: object, holder: Resource, uri: object, target: str) -> None:
@@ -109,11 +121,20 @@ def _check_named_account(reader: Reader, value: object, holder: Resource, uri: o
                                "resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}.",
                                target=target)
     named = reader.get(parsed.id)
+    if named is None and parsed.names[-1] == _az_guessed_account(uri):
+        return  # az's guess of the account from a path-style URL's host: the URL names the account
     if named is None:
         raise NotFound(f"Storage account '{value}' does not exist.", target=target, code="NotFound")
     if named.key != holder.key:
         raise InvalidParameter(f"'{uri}' is a blob of storage account '{holder.id}', not of '{named.id}': "
                                "storageAccountId must name the account that holds the blob.", target=target)
+
+
+def _az_guessed_account(uri: object) -> str:
+    """The account name `az disk create --source URI` assumes when it is not told one: the URI's
+    text up to its first dot, after its last slash ('127' for https://127.0.0.1:8471/acct/c/os.vhd).
+    Right for Azure's https://{account}.blob…; for Galley's path-style URLs it names no account."""
+    return str(uri).split(".")[0].split("/")[-1]
 
 
 def os_type_of(reader: Reader, source: Resource) -> str | None:
