@@ -121,7 +121,8 @@ def _check_named_account(reader: Reader, value: object, holder: Resource, uri: o
                                "resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}.",
                                target=target)
     named = reader.get(parsed.id)
-    if named is None and parsed.names[-1] == _az_guessed_account(uri):
+    guessed = _az_guessed_account(uri)
+    if named is None and parsed.names[-1] == guessed != holder.name:
         return  # az's guess of the account from a path-style URL's host: the URL names the account
     if named is None:
         raise NotFound(f"Storage account '{value}' does not exist.", target=target, code="NotFound")
@@ -133,7 +134,8 @@ def _check_named_account(reader: Reader, value: object, holder: Resource, uri: o
 def _az_guessed_account(uri: object) -> str:
     """The account name `az disk create --source URI` assumes when it is not told one: the URI's
     text up to its first dot, after its last slash ('127' for https://127.0.0.1:8471/acct/c/os.vhd).
-    Right for Azure's https://{account}.blob…; for Galley's path-style URLs it names no account."""
+    Right for Azure's https://{account}.blob… (then it is checked as any id); for Galley's
+    path-style URLs it is no account's name and is ignored when no such account exists."""
     return str(uri).split(".")[0].split("/")[-1]
 
 
