@@ -18,10 +18,18 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import models as m
 
-from .test_disk_access import SIZE, MIB, blob, download_raw, footer, grant, revoke, sdk, upload_disk  # noqa: F401
+from .conftest import sdk_client
+from .sdk_helpers import make_group, quick_polls
+from .test_disk_access import SIZE, MIB, blob, download_raw, footer, grant, revoke, upload_disk
 from .test_storage_accounts_blob import blob_client, key_of, make_account
 
 GIB = 1024 ** 3
+
+
+@pytest.fixture
+def sdk(sqlite_server):
+    make_group(sqlite_server.url)
+    return quick_polls(sdk_client(sqlite_server.url))
 
 
 def _refused(call) -> tuple[int, str]:

@@ -10,7 +10,8 @@ The string to sign is the values below joined by newlines (absent values are emp
 
 `sig` is base64(HMAC-SHA256(key, string to sign)); it is compared in constant time. A SAS is
 good from `st` (if given) until `se`, for the operations its `sp` letters allow (r read,
-a add, c create, w write, d delete, l list).
+a add, c create, w write, d delete, l list). A blob SAS (sr=b) signs /blob/{account}/{container}/{blob};
+a container SAS (sr=c) signs /blob/{account}/{container} and serves every blob in it.
 """
 
 from __future__ import annotations
@@ -85,13 +86,15 @@ class SignedAccess:
 
 
 def verify(key: bytes, params: dict[str, str], resource: str, *, now: datetime | None = None,
-           need: str = "r", scheme: str = "https") -> SignedAccess:
-    """Check a request's SAS against `key` for the blob `resource`; raise Storage's 403 otherwise.
-    `need` is the permission letter the operation requires."""
+           need: str = "r", scheme: str = "https", signed_resource: str = "b") -> SignedAccess:
+    """Check a request's SAS against `key` for `resource` (a blob's, or a container's when
+    `signed_resource` is "c"); raise Storage's 403 otherwise. `need` is the permission letter the
+    operation requires."""
     if not params.get("sig") or not params.get("sv") or not params.get("se"):
         raise authentication_failed("The SAS is incomplete: sv, se and sig are required.")
-    if params.get("sr", "b") != "b":
-        raise authentication_failed("Signed resource (sr) must be b (blob) here.")
+    if params.get("sr", "b") != signed_resource:
+        kind = "c (container)" if signed_resource == "c" else "b (blob)"
+        raise authentication_failed(f"Signed resource (sr) must be {kind} here.")
     expected = sign(key, params, resource)
     if not hmac.compare_digest(expected.encode("ascii"), params["sig"].encode("ascii", "replace")):
         raise authentication_failed("Signature did not match. The string to sign was computed over "

@@ -56,6 +56,9 @@ ACCOUNT_SAS_NEEDS = {
     COPY_BLOB: account_sas.Need("o", "w"), ABORT_COPY_BLOB: account_sas.Need("o", "w"),
 }
 
+# A service SAS for a container reaches its blobs and lists them, never the container itself.
+CONTAINER_SAS_REFUSES = frozenset({CREATE_CONTAINER, DELETE_CONTAINER, LIST_CONTAINERS})
+
 
 class StorageAccountBlobs:
     """A storage account, as the Blob service dispatcher sees it (accounts.BlobAccount)."""
@@ -108,14 +111,19 @@ class StorageAccountBlobs:
             account_sas.verify(params, self.name, keys, ACCOUNT_SAS_NEEDS[request.operation], now,
                                request.scheme == "https", client)
             return
-        if params.get("sr", "b") != "b" or not request.blob:
-            raise authentication_failed("Only account SAS and blob service SAS (sr=b) are accepted here.")
-        resource = sas.canonical_resource(self.name, request.container, request.blob)
+        signed_resource = params.get("sr", "b")
+        if signed_resource == "c" and request.container and request.operation not in CONTAINER_SAS_REFUSES:
+            resource = sas.canonical_resource(self.name, request.container)
+        elif signed_resource == "b" and request.blob:
+            resource = sas.canonical_resource(self.name, request.container, request.blob)
+        else:
+            raise authentication_failed("This request takes Shared Key, an account SAS, a container SAS "
+                                        "(sr=c: the blobs of one container) or a blob SAS (sr=b: one blob).")
         refusal: BlobError | None = None
         for key in keys:
             try:
                 sas.verify(key, params, resource, now=now, need=PERMISSION[request.operation],
-                           scheme=request.scheme)
+                           scheme=request.scheme, signed_resource=signed_resource)
                 return
             except BlobError as error:
                 refusal = refusal if refusal is not None and refusal.code != "AuthenticationFailed" else error
