@@ -19,6 +19,8 @@ from starlette.responses import Response
 
 from .account_blobs import AccountBlobs, block_id_key
 from .accounts import (
+    ABORT_COPY_BLOB,
+    COPY_BLOB,
     DELETE_BLOB,
     PUT_BLOB,
     PUT_BLOCK,
@@ -36,12 +38,18 @@ WRITE_BYTES = 4 * 1024 * 1024
 
 
 def account_blobs(account: BlobAccount, request: BlobRequest) -> AccountBlobs:
+    """The storage account's blobs `request` works on; a disk access session (which has none)
+    refuses the operation, saying what to do instead where there is something."""
     blobs = getattr(account, "blobs", None)
     if blobs is None:
-        if request.operation in (PUT_BLOB, PUT_BLOCK, PUT_BLOCK_LIST):  # a disk access session's blob
+        if request.operation in (PUT_BLOB, PUT_BLOCK, PUT_BLOCK_LIST):
             raise BlobError(409, "InvalidBlobType", "The blob type is invalid for this operation: a disk's "
                             "blob is a page blob. Write it with Put Page (az storage blob upload --type page, "
                             "azure-storage-blob upload_blob(blob_type=\"PageBlob\")).")
+        if request.operation in (COPY_BLOB, ABORT_COPY_BLOB):
+            raise BlobError(400, "UnsupportedOperation", f"{request.operation} cannot write into a disk or "
+                            "snapshot access SAS: copy into a storage account's container, then create the disk "
+                            "from the copied blob's URI (createOption Import), or upload the disk with Put Page.")
         raise unsupported(request.operation)
     return blobs
 

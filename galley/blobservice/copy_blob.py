@@ -40,7 +40,7 @@ from ..content.chunks import CHUNK_SIZE
 from . import copy_state, ranges
 from .account_blobs import BLOCK_BLOB, AccountBlobs, BlobState
 from .accounts import ABORT_COPY_BLOB, COPY_BLOB, GET_BLOB, BlobAccount, BlobRequest
-from .block_blobs import MAX_PUT_BLOB_BYTES, tmp_dir
+from .block_blobs import MAX_PUT_BLOB_BYTES, account_blobs, tmp_dir
 from .dispatch import DISK_ACCOUNT, resolve_account
 from .errors import BlobError, invalid_header, missing_header, standard_headers
 from .operations import register
@@ -63,15 +63,6 @@ class Source:
 
 def cannot_verify(status: int, message: str) -> BlobError:
     return BlobError(status, "CannotVerifyCopySource", message)
-
-
-def _destination(account: BlobAccount, request: BlobRequest) -> AccountBlobs:
-    blobs = getattr(account, "blobs", None)
-    if blobs is None:
-        raise BlobError(400, "UnsupportedOperation", f"{request.operation} cannot write into a disk or snapshot "
-                        "access SAS: copy into a storage account's container, then create the disk from the "
-                        "copied blob's URI (createOption Import), or upload the disk with Put Page.")
-    return blobs
 
 
 def _origin(url: str) -> tuple[str, str, int]:
@@ -219,7 +210,7 @@ def put_from_url(blobs: AccountBlobs, request: BlobRequest) -> BlobState:
 
 
 async def copy_blob(account: BlobAccount, request: BlobRequest) -> Response:
-    blobs = _destination(account, request)
+    blobs = account_blobs(account, request)
     if request.headers.get("x-ms-copy-source-authorization"):
         raise cannot_verify(400, "Galley authorizes copy sources by the SAS in x-ms-copy-source (or, in the "
                             "same account, by the request's own Shared Key), not x-ms-copy-source-authorization.")
@@ -240,7 +231,7 @@ async def copy_blob(account: BlobAccount, request: BlobRequest) -> Response:
 
 
 async def abort_copy_blob(account: BlobAccount, request: BlobRequest) -> Response:
-    blobs = _destination(account, request)
+    blobs = account_blobs(account, request)
     if not request.query.get("copyid"):
         raise BlobError(400, "MissingRequiredQueryParameter", "Abort Copy Blob needs the copy's id (copyid).",
                         QueryParameterName="copyid")
