@@ -82,17 +82,12 @@ def resolve_blob(reader: Reader, uri: object, target: str, storage_account_id: o
                  account_target: str | None = None) -> Resource:
     """The storage account holding the blob a URI names; the blob must have been uploaded. A
     `storage_account_id` given beside the URI must name that same account."""
-    return _resolve_blob(reader, uri, target, storage_account_id, account_target)[0]
+    return resolve_blob_disk(reader, uri, target, storage_account_id, account_target)[0]
 
 
 def resolve_blob_disk(reader: Reader, uri: object, target: str, storage_account_id: object = None,
                       account_target: str | None = None) -> tuple[Resource, int]:
     """resolve_blob, and the size in bytes of the disk the blob holds (a VHD's, without its footer)."""
-    return _resolve_blob(reader, uri, target, storage_account_id, account_target)
-
-
-def _resolve_blob(reader: Reader, uri: object, target: str, storage_account_id: object,
-                  account_target: str | None) -> tuple[Resource, int]:
     account_name, container, blob = parse_blob_uri(check_blob_uri(uri, target), target)
     account = reader.find_named(STORAGE_ACCOUNT_TYPE, account_name)
     if account is None:
