@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from azure.core.exceptions import HttpResponseError
@@ -36,6 +37,19 @@ def _refused(call) -> tuple[int, str]:
     with pytest.raises(HttpResponseError) as caught:
         call()
     return caught.value.status_code, caught.value.error.code
+
+
+def _once_published(call):
+    """call(), again while the page blob it names is not a source yet (BlobNotFound: it is published
+    about a second after its last page write), for up to 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return call()
+        except HttpResponseError as error:
+            if error.error.code != "BlobNotFound" or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.2)
 
 
 def _upload(sdk, name: str, data: bytes, kind: str = "disks") -> None:
@@ -107,15 +121,7 @@ def test_a_disk_imported_without_a_size_takes_the_vhd_s_and_az_s_guessed_account
             location="eastus", disk_size_gb=size, creation_data=m.CreationData(
                 create_option="Import", source_uri=uri, storage_account_id=account_id))).result()
 
-    import time
-    deadline = time.monotonic() + 30
-    while True:  # the page blob becomes a source once published (about a second after its last write)
-        try:
-            disk = imported("fromVhd", guessed)
-            break
-        except HttpResponseError as error:
-            assert error.error.code == "BlobNotFound" and time.monotonic() < deadline, error
-            time.sleep(0.2)
+    disk = _once_published(lambda: imported("fromVhd", guessed))
     assert disk.disk_size_gb == 1 and disk.disk_size_bytes == len(data)
     assert download_raw(url, "disks", "fromVhd") == data
     # An account id that names another account, or none that az would guess, is still refused.
@@ -126,14 +132,5 @@ def test_a_disk_imported_without_a_size_takes_the_vhd_s_and_az_s_guessed_account
     big = os.urandom(MIB) + bytes(GIB)  # sparse after its first MiB: only that MiB is sent
     container.upload_blob("big.vhd", big + footer(len(big)), blob_type="PageBlob", max_concurrency=4)
     uri = f"{url}/vhdsource/vhds/big.vhd"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            imported("tooSmall", account["id"], size=1)
-            raise AssertionError("a 1 GB disk was made from a VHD of 1 GiB + 1 MiB")
-        except HttpResponseError as error:
-            if error.error.code == "BlobNotFound" and time.monotonic() < deadline:
-                time.sleep(0.2)
-                continue
-            assert (error.status_code, error.error.code) == (400, "InvalidParameter"), error
-            break
+    assert _refused(lambda: _once_published(lambda: imported("tooSmall", account["id"], size=1))) == (
+        400, "InvalidParameter")  # a 1 GB disk from a VHD of 1 GiB + 1 MiB
